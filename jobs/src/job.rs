@@ -1,0 +1,201 @@
+//! What a job is before it is in the queue: a typed payload ([`Job`]), its kind's fixed
+//! properties ([`JobSpec`]), and the row about to be inserted ([`NewJob`]).
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use crate::retry::RetryPolicy;
+
+/// A kind of job: a payload type that parses (not merely validates) from JSON, plus the queue,
+/// attempts, timeout and retry policy every job of the kind gets unless its enqueue says otherwise.
+pub trait Job: Serialize + DeserializeOwned + Send + Sync + 'static {
+    const KIND: &'static str;
+    const QUEUE: &'static str;
+    const MAX_ATTEMPTS: u32;
+    const TIMEOUT: Duration;
+    const RETRY: RetryPolicy;
+
+    /// The idempotency key used when the enqueuer gives none, for kinds that are naturally unique.
+    fn default_key(&self) -> Option<String> {
+        None
+    }
+
+    /// A valid payload, shown by `jobq kinds`.
+    fn example() -> Self;
+
+    /// The payload as shown to people: anything that grants access by being known is masked.
+    fn redact(payload: &Value) -> Value {
+        payload.clone()
+    }
+
+    fn spec() -> JobSpec {
+        JobSpec {
+            kind: Self::KIND,
+            queue: Self::QUEUE,
+            max_attempts: Self::MAX_ATTEMPTS,
+            timeout: Self::TIMEOUT,
+            retry: Self::RETRY,
+            example: || serde_json::to_value(Self::example()).unwrap_or(Value::Null),
+            parse: parse_as::<Self>,
+            redact: Self::redact,
+        }
+    }
+}
+
+/// A payload that parsed as its kind: the normalised JSON to store and the kind's default key.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ParsedPayload {
+    pub payload: Value,
+    pub default_key: Option<String>,
+}
+
+fn parse_as<J: Job>(payload: &Value) -> Result<ParsedPayload, String> {
+    let job: J = serde_json::from_value(payload.clone()).map_err(|e| e.to_string())?;
+    Ok(ParsedPayload {
+        default_key: job.default_key(),
+        payload: serde_json::to_value(&job).map_err(|e| e.to_string())?,
+    })
+}
+
+/// A kind's properties with the payload type erased, for registries and the CLI.
+#[derive(Clone, Copy)]
+pub struct JobSpec {
+    pub kind: &'static str,
+    pub queue: &'static str,
+    pub max_attempts: u32,
+    pub timeout: Duration,
+    pub retry: RetryPolicy,
+    pub example: fn() -> Value,
+    pub parse: fn(&Value) -> Result<ParsedPayload, String>,
+    pub redact: fn(&Value) -> Value,
+}
+
+impl std::fmt::Debug for JobSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JobSpec")
+            .field("kind", &self.kind)
+            .field("queue", &self.queue)
+            .field("max_attempts", &self.max_attempts)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How one enqueue differs from its kind's defaults.
+#[derive(Debug, Clone, Default)]
+pub struct EnqueueOptions {
+    /// Who enqueues decides (an order id, a Telegram update id, a ticket id).
+    pub key: Option<String>,
+    pub run_at: Option<DateTime<Utc>>,
+    /// Higher runs first; -100 to 100, default 0.
+    pub priority: Option<i16>,
+    pub max_attempts: Option<u32>,
+    pub queue: Option<String>,
+}
+
+pub const PRIORITY_RANGE: std::ops::RangeInclusive<i16> = -100..=100;
+pub const MAX_ATTEMPTS_RANGE: std::ops::RangeInclusive<u32> = 1..=1000;
+pub const MAX_KEY_LEN: usize = 255;
+
+/// Why a job could not be built for the queue. Nothing is written when this is returned.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum InvalidJob {
+    #[error("unknown job kind '{kind}': known kinds are {known}")]
+    UnknownKind { kind: String, known: String },
+    #[error("payload of {kind} does not parse: {reason}")]
+    Payload { kind: String, reason: String },
+    #[error("idempotency key must be 1 to {MAX_KEY_LEN} characters, got {0}")]
+    KeyLength(usize),
+    #[error("priority {0} is out of range: allowed -100 to 100")]
+    Priority(i16),
+    #[error("max attempts {0} is out of range: allowed 1 to 1000")]
+    MaxAttempts(u32),
+    #[error("queue name '{0}' is invalid: 1 to 64 characters of a-z, 0-9, '_' and '-'")]
+    QueueName(String),
+}
+
+/// A row ready to insert: kind, queue and options resolved, payload parsed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewJob {
+    pub kind: String,
+    pub queue: String,
+    pub payload: Value,
+    pub priority: i16,
+    pub max_attempts: u32,
+    pub run_at: Option<DateTime<Utc>>,
+    pub key: Option<String>,
+}
+
+impl NewJob {
+    /// From a typed job: its payload is valid by construction.
+    pub fn new<J: Job>(job: &J, options: EnqueueOptions) -> Result<Self, InvalidJob> {
+        let payload = serde_json::to_value(job).map_err(|e| InvalidJob::Payload {
+            kind: J::KIND.to_string(),
+            reason: e.to_string(),
+        })?;
+        let parsed = ParsedPayload {
+            payload,
+            default_key: job.default_key(),
+        };
+        Self::resolve(&J::spec(), parsed, options)
+    }
+
+    /// From JSON of a kind named at run time (the CLI, scripts): parsed by the kind's type.
+    pub fn from_json(
+        spec: &JobSpec,
+        payload: &Value,
+        options: EnqueueOptions,
+    ) -> Result<Self, InvalidJob> {
+        let parsed = (spec.parse)(payload).map_err(|reason| InvalidJob::Payload {
+            kind: spec.kind.to_string(),
+            reason,
+        })?;
+        Self::resolve(spec, parsed, options)
+    }
+
+    fn resolve(
+        spec: &JobSpec,
+        parsed: ParsedPayload,
+        options: EnqueueOptions,
+    ) -> Result<Self, InvalidJob> {
+        let key = options.key.or(parsed.default_key);
+        if let Some(key) = &key {
+            let len = key.chars().count();
+            if len == 0 || len > MAX_KEY_LEN {
+                return Err(InvalidJob::KeyLength(len));
+            }
+        }
+        let priority = options.priority.unwrap_or(0);
+        if !PRIORITY_RANGE.contains(&priority) {
+            return Err(InvalidJob::Priority(priority));
+        }
+        let max_attempts = options.max_attempts.unwrap_or(spec.max_attempts);
+        if !MAX_ATTEMPTS_RANGE.contains(&max_attempts) {
+            return Err(InvalidJob::MaxAttempts(max_attempts));
+        }
+        let queue = options.queue.unwrap_or_else(|| spec.queue.to_string());
+        if !is_valid_queue_name(&queue) {
+            return Err(InvalidJob::QueueName(queue));
+        }
+        Ok(NewJob {
+            kind: spec.kind.to_string(),
+            queue,
+            payload: parsed.payload,
+            priority,
+            max_attempts,
+            run_at: options.run_at,
+            key,
+        })
+    }
+}
+
+pub fn is_valid_queue_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+}

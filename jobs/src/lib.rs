@@ -1,0 +1,23 @@
+//! Typed jobs and the durable queue they live in.
+//!
+//! - [`kinds`]: the product's job kinds, each a typed payload that parses at enqueue.
+//! - [`queue`]: the [`Queue`] handle: connect, enqueue, fetch and complete (for the worker runtime),
+//!   inspection and repair (for admins).
+//! - [`driver`]: one module per database, behind the [`driver::Driver`] trait.
+//! - [`configuration`]: settings from `config/default.toml`, a config file, `JOBQ_*` variables.
+
+pub mod audit;
+pub mod configuration;
+pub mod driver;
+pub mod job;
+pub mod kinds;
+pub mod queue;
+pub mod redact;
+pub mod retry;
+pub mod schema;
+pub mod state;
+
+pub use job::{EnqueueOptions, Job, JobSpec, NewJob};
+pub use queue::{Enqueued, Queue};
+pub use retry::RetryPolicy;
+pub use state::JobState;
