@@ -1,1 +1,149 @@
-fn main() {}
+//! `jobq`: one binary, subcommands for every role. See README.md and ARCHITECTURE.md.
+
+mod admin;
+mod bench;
+mod startup;
+mod telemetry;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "jobq", version, about = "A durable job queue and worker pool")]
+struct Cli {
+    /// Machine-readable output (JSON on standard output).
+    #[arg(long, global = true)]
+    json: bool,
+    /// The config file (settings over config/default.toml; JOBQ_* variables override it).
+    #[arg(long, global = true, env = "JOBQ_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Apply the schema migrations (forward-only).
+    Migrate,
+    /// Run a worker process.
+    Worker(WorkerArgs),
+    /// Migrate, then run a worker: the embedded default in one command.
+    Up(WorkerArgs),
+    /// List every job kind with its queue, attempts, timeout and an example payload.
+    Kinds,
+    /// Enqueue one job. PAYLOAD_JSON `-` reads standard input.
+    Enqueue(EnqueueArgs),
+    /// Inspect and repair jobs.
+    #[command(subcommand)]
+    Jobs(JobsCommand),
+    /// List, pause and resume queues.
+    #[command(subcommand)]
+    Queues(QueuesCommand),
+    /// Counts per queue and state, oldest available job, live workers.
+    Stats,
+    /// Check the configuration and print the effective settings.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Measure insert, drain and pickup latency against JOBQ_DATABASE_URL.
+    Bench(bench::BenchArgs),
+}
+
+#[derive(Args, Clone)]
+pub struct WorkerArgs {
+    /// Jobs run at once per queue (overrides worker.concurrency).
+    #[arg(long)]
+    concurrency: Option<u32>,
+    /// The queues to work, comma-separated (overrides worker.queues).
+    #[arg(long, value_delimiter = ',')]
+    queues: Option<Vec<String>>,
+    /// Also run the engine's test kinds (for the test suite).
+    #[arg(long, hide = true)]
+    test_kinds: bool,
+}
+
+#[derive(Args)]
+pub struct EnqueueArgs {
+    kind: String,
+    payload: String,
+    /// Idempotency key: a second enqueue with a key already held returns the existing job.
+    #[arg(long)]
+    key: Option<String>,
+    /// Run no earlier than this RFC 3339 time.
+    #[arg(long)]
+    at: Option<String>,
+    /// Higher runs first: -100 to 100.
+    #[arg(long, allow_hyphen_values = true)]
+    priority: Option<i16>,
+    #[arg(long)]
+    max_attempts: Option<u32>,
+    /// Put the job in this queue instead of its kind's.
+    #[arg(long)]
+    queue: Option<String>,
+}
+
+#[derive(Subcommand)]
+pub enum JobsCommand {
+    /// Newest first.
+    List(admin::ListArgs),
+    Show {
+        id: i64,
+    },
+    /// Retry jobs by id, or every job matching --state/--queue/--kind.
+    Retry(admin::RepairArgs),
+    /// Discard jobs by id, or every job matching the filter.
+    Discard(admin::RepairArgs),
+    /// Cancel jobs by id, or every job matching the filter.
+    Cancel(admin::RepairArgs),
+}
+
+#[derive(Subcommand)]
+pub enum QueuesCommand {
+    List,
+    Pause { queue: String },
+    Resume { queue: String },
+}
+
+#[derive(Subcommand)]
+pub enum ConfigCommand {
+    Check,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let config = cli.config.as_deref();
+    let json = cli.json;
+    match cli.command {
+        Command::Migrate => startup::migrate(config).await,
+        Command::Worker(args) => startup::worker(config, &args, false).await,
+        Command::Up(args) => startup::worker(config, &args, true).await,
+        Command::Kinds => admin::kinds(json),
+        Command::Enqueue(args) => admin::enqueue(config, args, json).await,
+        Command::Jobs(command) => admin::jobs(config, command, json).await,
+        Command::Queues(command) => admin::queues(config, command, json).await,
+        Command::Stats => admin::stats(config, json).await,
+        Command::Config(ConfigCommand::Check) => startup::config_check(config, json),
+        Command::Bench(args) => bench::run(config, args, json).await,
+    }
+}

@@ -1,1 +1,60 @@
+//! The audit log: every admin action from any surface (CLI, bots, dashboard), who, what, on
+//! which jobs, when. Written in the same transaction as the change it records.
 
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+/// Who is acting and where; the driver adds the time and the count of jobs changed.
+#[derive(Debug, Clone)]
+pub struct AuditEntry {
+    /// The OS user for the CLI, the admin's id for a bot, the named admin for the dashboard.
+    pub actor: String,
+    /// `cli`, `telegram`, `discord` or `dashboard`.
+    pub surface: &'static str,
+    /// `retry`, `discard`, `cancel`, `pause`, `resume`, ...
+    pub action: &'static str,
+    /// The jobs (`jobs 1,2,3` or a filter) or the queue acted on.
+    pub target: String,
+}
+
+impl AuditEntry {
+    /// An action taken from the command line, by the OS user running it.
+    pub fn cli(action: &'static str, target: impl Into<String>) -> Self {
+        AuditEntry {
+            actor: os_user(),
+            surface: "cli",
+            action,
+            target: target.into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AuditRecord {
+    pub id: i64,
+    pub at: DateTime<Utc>,
+    pub actor: String,
+    pub surface: String,
+    pub action: String,
+    pub target: String,
+    pub count: i64,
+}
+
+/// The name of the user running this process, as the shell knows it.
+pub fn os_user() -> String {
+    ["USER", "LOGNAME", "USERNAME"]
+        .iter()
+        .find_map(|var| std::env::var(var).ok().filter(|v| !v.is_empty()))
+        .unwrap_or_else(|| "unknown-os-user".to_string())
+}
+
+/// How a set of job ids is written in the audit log: all of them up to a point, then a count.
+pub fn describe_ids(ids: &[i64]) -> String {
+    const SHOWN: usize = 20;
+    let shown: Vec<String> = ids.iter().take(SHOWN).map(i64::to_string).collect();
+    if ids.len() > SHOWN {
+        format!("jobs {} and {} more", shown.join(","), ids.len() - SHOWN)
+    } else {
+        format!("jobs {}", shown.join(","))
+    }
+}

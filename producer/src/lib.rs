@@ -1,0 +1,4 @@
+//! What turns outside requests into jobs. Today: the `jobq enqueue` command's input, parsed
+//! into a [`jobs::NewJob`]. The Telegram and Discord bots will live here too.
+
+pub mod enqueue_command;

@@ -1,0 +1,22 @@
+//! The worker runtime, in River's shape: a few plain parts, each in its own file.
+//!
+//! - [`handler`]: what a job kind's handler is, how its result is classified, the registry.
+//! - [`runtime`]: starts and stops everything below for one process.
+//! - [`producer`]: the fetch loop of one queue, claiming only as many jobs as it has free slots.
+//! - [`executor`]: runs one job with its timeout, catches panics, classifies the outcome.
+//! - [`completer`]: writes finished jobs in batches, and counts outcomes per minute.
+//! - [`maintenance`]: rescuer (expired leases), scheduler, cleaner, heartbeat.
+//! - [`periodic`]: enqueues the periodic jobs of the config, once per period across processes.
+//! - [`testkit`]: job kinds for the engine's own tests and benchmarks.
+
+pub mod completer;
+pub mod executor;
+pub mod handler;
+pub mod maintenance;
+pub mod periodic;
+pub mod producer;
+pub mod runtime;
+pub mod testkit;
+
+pub use handler::{Handler, JobContext, JobError, Registry};
+pub use runtime::{Runtime, RuntimeOptions};

@@ -1,1 +1,307 @@
+//! One driver per database, behind one trait: the SQL lives here and nowhere else.
+//!
+//! Both drivers give the same behaviour: the same states, the same idempotency rule (a partial
+//! unique index over the key, for jobs not discarded or cancelled), the same guards on completion
+//! (a job is finished only by the attempt that holds it).
 
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::audit::{AuditEntry, AuditRecord};
+use crate::job::NewJob;
+use crate::queue::{Enqueued, QueueError, Wakeups};
+use crate::state::JobState;
+
+pub mod postgres;
+pub mod sqlite;
+
+/// How the rescuer decides what becomes of a job whose lease ran out.
+pub type RescuePolicy = dyn Fn(&str, i32) -> Duration + Send + Sync;
+
+/// A job claimed by a fetch: what the executor needs to run it.
+#[derive(Debug, Clone)]
+pub struct FetchedJob {
+    pub id: i64,
+    pub kind: String,
+    pub queue: String,
+    /// Raw JSON text: parsed by the kind's handler, so bad data fails that job alone.
+    pub payload: String,
+    pub attempt: i32,
+    pub max_attempts: i32,
+    pub key: Option<String>,
+}
+
+/// One failed attempt, kept on the job.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AttemptError {
+    pub attempt: i32,
+    pub at: DateTime<Utc>,
+    pub worker: String,
+    pub duration_ms: u64,
+    pub error: String,
+}
+
+/// How an attempt ended, as the completer writes it.
+#[derive(Debug, Clone)]
+pub enum Finish {
+    Completed,
+    /// Back to the schedule: `run_at = now + delay`.
+    Retry { delay: Duration, error: AttemptError },
+    /// Kept in `failed` with its error until an admin acts.
+    Failed { error: AttemptError },
+    Cancelled { error: AttemptError },
+}
+
+impl Finish {
+    pub fn state(&self) -> JobState {
+        match self {
+            Finish::Completed => JobState::Completed,
+            Finish::Retry { .. } => JobState::Retrying,
+            Finish::Failed { .. } => JobState::Failed,
+            Finish::Cancelled { .. } => JobState::Cancelled,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Finished {
+    pub id: i64,
+    /// The attempt that ran: a completion from an attempt that lost its lease is ignored.
+    pub attempt: i32,
+    pub finish: Finish,
+}
+
+/// A job as admins see it.
+#[derive(Debug, Clone, Serialize)]
+pub struct JobRecord {
+    pub id: i64,
+    pub kind: String,
+    pub queue: String,
+    pub payload: Value,
+    pub state: JobState,
+    pub priority: i16,
+    pub attempts: i32,
+    pub max_attempts: i32,
+    pub key: Option<String>,
+    pub run_at: DateTime<Utc>,
+    pub created_at: DateTime<Utc>,
+    pub attempted_at: Option<DateTime<Utc>>,
+    pub attempted_by: Option<String>,
+    pub locked_until: Option<DateTime<Utc>>,
+    pub finalized_at: Option<DateTime<Utc>>,
+    pub errors: Vec<AttemptError>,
+    pub last_error: Option<String>,
+}
+
+/// Which jobs an admin means. Every field narrows; `None` matches all.
+#[derive(Debug, Clone, Default)]
+pub struct JobFilter {
+    pub state: Option<JobState>,
+    pub queue: Option<String>,
+    pub kind: Option<String>,
+    /// Only jobs with an id below this one (paging, newest first).
+    pub before_id: Option<i64>,
+}
+
+/// The live worker processes, from their heartbeats.
+#[derive(Debug, Clone, Serialize)]
+pub struct WorkerInfo {
+    pub id: String,
+    pub host: String,
+    pub pid: i32,
+    pub queues: String,
+    pub concurrency: i32,
+    pub started_at: DateTime<Utc>,
+    pub heartbeat_at: DateTime<Utc>,
+}
+
+/// Outcomes of one minute for one queue and kind, added to what is already counted.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct StatKey {
+    pub minute: DateTime<Utc>,
+    pub queue: String,
+    pub kind: String,
+    pub outcome: &'static str,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StatCount {
+    pub count: i64,
+    pub duration_ms: i64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StateCount {
+    pub queue: String,
+    pub state: JobState,
+    pub count: i64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct QueueInfo {
+    pub name: String,
+    pub paused: bool,
+    /// Age in seconds of the oldest job that is due and not yet running.
+    pub oldest_available_age_s: Option<f64>,
+}
+
+/// The result of a repair on a set of jobs: what changed and what was left and why.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Repair {
+    pub changed: Vec<i64>,
+    pub skipped: Vec<(i64, String)>,
+}
+
+#[async_trait]
+pub trait Driver: Send + Sync + 'static {
+    /// Where the data is, with any password masked, for messages.
+    fn name(&self) -> &str;
+    fn as_any(&self) -> &dyn std::any::Any;
+
+    // Schema.
+    async fn migrate(&self) -> Result<(), QueueError>;
+    async fn applied_versions(&self) -> Result<Vec<i64>, QueueError>;
+
+    // Enqueue (one statement for the whole batch, idempotent by key).
+    async fn insert(&self, jobs: &[NewJob]) -> Result<Vec<Enqueued>, QueueError>;
+    /// Forwards insert notifications to `wakeups` until the process ends (PostgreSQL only).
+    async fn listen(&self, wakeups: Arc<Wakeups>) -> Result<(), QueueError>;
+
+    // The worker runtime.
+    async fn fetch(
+        &self,
+        queue: &str,
+        limit: u32,
+        worker: &str,
+        lease: Duration,
+    ) -> Result<Vec<FetchedJob>, QueueError>;
+    async fn finish(&self, finished: &[Finished]) -> Result<(), QueueError>;
+    async fn extend_leases(
+        &self,
+        jobs: &[(i64, i32)],
+        lease: Duration,
+    ) -> Result<u64, QueueError>;
+    /// Back to `available` without spending an attempt (graceful shutdown).
+    async fn release(&self, jobs: &[(i64, i32)]) -> Result<u64, QueueError>;
+    async fn rescue_expired(
+        &self,
+        policy: &RescuePolicy,
+        limit: u32,
+    ) -> Result<Vec<Finished>, QueueError>;
+    async fn promote_scheduled(&self) -> Result<u64, QueueError>;
+    async fn prune(
+        &self,
+        finished_before: DateTime<Utc>,
+        stats_before: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<u64, QueueError>;
+    async fn heartbeat(&self, worker: &WorkerInfo) -> Result<(), QueueError>;
+    async fn deregister(&self, worker_id: &str) -> Result<(), QueueError>;
+    async fn add_stats(&self, stats: &[(StatKey, StatCount)]) -> Result<(), QueueError>;
+
+    // Inspection.
+    async fn list_jobs(&self, filter: &JobFilter, limit: u32) -> Result<Vec<JobRecord>, QueueError>;
+    async fn job(&self, id: i64) -> Result<Option<JobRecord>, QueueError>;
+    async fn job_by_key(&self, key: &str) -> Result<Option<JobRecord>, QueueError>;
+    async fn state_counts(&self) -> Result<Vec<StateCount>, QueueError>;
+    async fn queues(&self) -> Result<Vec<QueueInfo>, QueueError>;
+    async fn workers(&self) -> Result<Vec<WorkerInfo>, QueueError>;
+    async fn audit_log(&self, limit: u32) -> Result<Vec<AuditRecord>, QueueError>;
+
+    // Repair: each call is one transaction that writes its audit entry with the change.
+    async fn retry(&self, ids: &[i64], audit: &AuditEntry) -> Result<Repair, QueueError>;
+    async fn discard(&self, ids: &[i64], audit: &AuditEntry) -> Result<Repair, QueueError>;
+    async fn cancel(&self, ids: &[i64], audit: &AuditEntry) -> Result<Repair, QueueError>;
+    async fn set_paused(
+        &self,
+        queue: &str,
+        paused: bool,
+        audit: &AuditEntry,
+    ) -> Result<(), QueueError>;
+    /// Ids matching the filter above `after_id`, ascending: pages for bulk repairs.
+    async fn matching_ids(
+        &self,
+        filter: &JobFilter,
+        after_id: i64,
+        limit: u32,
+    ) -> Result<Vec<i64>, QueueError>;
+}
+
+/// Which states each repair may start from, and the state it leads to.
+pub(crate) mod repair_rules {
+    pub const RETRY_FROM: &str = "'failed', 'retrying', 'scheduled', 'cancelled', 'discarded'";
+    pub const DISCARD_FROM: &str = "'failed', 'available', 'scheduled', 'retrying'";
+    pub const CANCEL_FROM: &str = "'available', 'scheduled', 'retrying', 'running'";
+}
+
+/// The error column's last message, for lists.
+pub(crate) fn last_error(errors: &[AttemptError]) -> Option<String> {
+    errors.last().map(|e| e.error.clone())
+}
+
+/// Bad data in the table must not break a listing: unparsable JSON is shown as its text.
+pub(crate) fn lenient_json(text: &str) -> Value {
+    serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.to_string()))
+}
+
+pub(crate) fn lenient_errors(text: &str) -> Vec<AttemptError> {
+    serde_json::from_str(text).unwrap_or_default()
+}
+
+pub(crate) fn duration_ms(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// Why a repair left a job alone, for the admin who asked.
+pub(crate) fn skip_reason(state: Option<&String>, action: &str, allowed: &str) -> String {
+    let allowed = allowed.replace('\'', "");
+    match state {
+        None => "no such job".to_string(),
+        Some(state) if allowed.split(", ").any(|s| s == state) => {
+            format!("job is {state} but its idempotency key is now held by another job")
+        }
+        Some(state) => format!("job is {state}; {action} applies to {allowed} jobs"),
+    }
+}
+
+/// What the rescuer writes for a job whose worker stopped renewing its lease: a spent attempt,
+/// then the retry schedule, or `failed` when no attempt is left.
+pub(crate) fn rescued(
+    id: i64,
+    kind: &str,
+    attempt: i32,
+    max_attempts: i32,
+    worker: Option<String>,
+    elapsed_ms: Option<i64>,
+    policy: &RescuePolicy,
+) -> Finished {
+    let worker = worker.unwrap_or_default();
+    let error = AttemptError {
+        attempt,
+        at: Utc::now(),
+        duration_ms: u64::try_from(elapsed_ms.unwrap_or(0)).unwrap_or(0),
+        error: format!(
+            "lease expired: worker {worker} stopped renewing it (the process died, hung or lost \
+             its database connection)"
+        ),
+        worker,
+    };
+    let finish = if attempt >= max_attempts {
+        Finish::Failed { error }
+    } else {
+        Finish::Retry {
+            delay: policy(kind, attempt),
+            error,
+        }
+    };
+    Finished {
+        id,
+        attempt,
+        finish,
+    }
+}

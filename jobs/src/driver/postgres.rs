@@ -1,0 +1,800 @@
+//! The PostgreSQL driver: batches as arrays through `unnest`, claims with `FOR UPDATE SKIP
+//! LOCKED`, wake-ups with NOTIFY sent inside the inserting transaction.
+
+use std::collections::HashMap;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions, PgRow};
+use sqlx::{PgConnection, Row};
+
+use super::repair_rules::{CANCEL_FROM, DISCARD_FROM, RETRY_FROM};
+use super::{
+    Driver, FetchedJob, Finish, Finished, JobFilter, JobRecord, QueueInfo,
+    Repair, RescuePolicy, StatCount, StatKey, StateCount, WorkerInfo, duration_ms, last_error,
+    lenient_errors, lenient_json,
+};
+use crate::audit::{AuditEntry, AuditRecord};
+use crate::configuration::DatabaseSettings;
+use crate::job::NewJob;
+use crate::queue::{Enqueued, QueueError, Wakeups};
+use crate::state::JobState;
+
+/// The channel inserts notify on; the payload is the queue name.
+pub const CHANNEL: &str = "jobq_jobs";
+
+pub struct PostgresDriver {
+    pool: PgPool,
+    location: String,
+}
+
+impl PostgresDriver {
+    pub async fn connect(settings: &DatabaseSettings) -> Result<Self, QueueError> {
+        let location = settings.url.to_string();
+        let failed = |reason: String| QueueError::Connect {
+            location: location.clone(),
+            timeout: settings.connect_timeout,
+            reason,
+        };
+        let options = PgConnectOptions::from_str(settings.url.as_str())
+            .map_err(|e| failed(format!("the URL does not parse: {e}")))?
+            .application_name("jobq");
+        let connecting = PgPoolOptions::new()
+            .max_connections(settings.max_connections)
+            .acquire_timeout(settings.acquire_timeout)
+            .connect_with(options);
+        let pool = tokio::time::timeout(settings.connect_timeout, connecting)
+            .await
+            .map_err(|_| failed("timed out (is PostgreSQL running and reachable?)".into()))?
+            .map_err(|e| failed(e.to_string()))?;
+        Ok(PostgresDriver { pool, location })
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    pub async fn begin(&self) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, QueueError> {
+        Ok(self.pool.begin().await?)
+    }
+}
+
+/// Inserts a batch in one statement; a key already held by a live job yields that job's id.
+pub async fn insert(conn: &mut PgConnection, jobs: &[NewJob]) -> Result<Vec<Enqueued>, QueueError> {
+    let mut results: Vec<Option<Enqueued>> = vec![None; jobs.len()];
+    // A key whose holder was discarded between our conflict and our look-up is tried again.
+    for _ in 0..3 {
+        let pending: Vec<usize> = (0..jobs.len()).filter(|i| results[*i].is_none()).collect();
+        if pending.is_empty() {
+            break;
+        }
+        let batch: Vec<&NewJob> = pending.iter().map(|i| &jobs[*i]).collect();
+        let inserted = insert_rows(conn, &batch).await?;
+        let held = held_keys(conn, &batch).await?;
+        assign(&pending, &batch, &inserted, &held, &mut results);
+    }
+    results
+        .into_iter()
+        .enumerate()
+        .map(|(i, r)| {
+            r.ok_or_else(|| {
+                QueueError::Database(sqlx::Error::Protocol(format!(
+                    "job {i} of the batch could neither be inserted nor found by its key"
+                )))
+            })
+        })
+        .collect()
+}
+
+const INSERT: &str = r#"
+WITH ins AS (
+    INSERT INTO jobq_jobs (kind, queue, payload, state, priority, max_attempts, idempotency_key, run_at)
+    SELECT kind, queue, payload::jsonb,
+           CASE WHEN run_at IS NOT NULL AND run_at > now() THEN 'scheduled' ELSE 'available' END,
+           priority, max_attempts, key, COALESCE(run_at, now())
+    FROM unnest($1::text[], $2::text[], $3::text[], $4::smallint[], $5::int[], $6::text[],
+                $7::timestamptz[]) AS t(kind, queue, payload, priority, max_attempts, key, run_at)
+    ON CONFLICT (idempotency_key)
+        WHERE idempotency_key IS NOT NULL AND state NOT IN ('cancelled', 'discarded')
+        DO NOTHING
+    RETURNING id, idempotency_key, queue, state
+), notified AS (
+    SELECT count(pg_notify('jobq_jobs', q)) AS n
+    FROM (SELECT DISTINCT queue AS q FROM ins WHERE state = 'available') d
+)
+SELECT ins.id, ins.idempotency_key FROM ins CROSS JOIN notified ORDER BY ins.id
+"#;
+
+async fn insert_rows(
+    conn: &mut PgConnection,
+    jobs: &[&NewJob],
+) -> Result<Vec<(i64, Option<String>)>, QueueError> {
+    let rows = sqlx::query(INSERT)
+        .bind(jobs.iter().map(|j| j.kind.as_str()).collect::<Vec<_>>())
+        .bind(jobs.iter().map(|j| j.queue.as_str()).collect::<Vec<_>>())
+        .bind(jobs.iter().map(|j| j.payload.to_string()).collect::<Vec<_>>())
+        .bind(jobs.iter().map(|j| j.priority).collect::<Vec<_>>())
+        .bind(
+            jobs.iter()
+                .map(|j| i32::try_from(j.max_attempts).unwrap_or(i32::MAX))
+                .collect::<Vec<_>>(),
+        )
+        .bind(jobs.iter().map(|j| j.key.as_deref()).collect::<Vec<_>>())
+        .bind(jobs.iter().map(|j| j.run_at).collect::<Vec<_>>())
+        .fetch_all(&mut *conn)
+        .await?;
+    rows.iter()
+        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+        .collect()
+}
+
+async fn held_keys(
+    conn: &mut PgConnection,
+    jobs: &[&NewJob],
+) -> Result<HashMap<String, i64>, QueueError> {
+    let keys: Vec<&str> = jobs.iter().filter_map(|j| j.key.as_deref()).collect();
+    if keys.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let rows = sqlx::query(
+        "SELECT idempotency_key, id FROM jobq_jobs
+         WHERE idempotency_key = ANY($1) AND state NOT IN ('cancelled', 'discarded')",
+    )
+    .bind(&keys)
+    .fetch_all(&mut *conn)
+    .await?;
+    rows.iter()
+        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+        .collect()
+}
+
+/// Matches inserted rows back to the batch: keyed jobs by key, keyless ones in id order (ids
+/// come from one sequence in the order the rows were inserted).
+pub(crate) fn assign(
+    positions: &[usize],
+    batch: &[&NewJob],
+    inserted: &[(i64, Option<String>)],
+    held: &HashMap<String, i64>,
+    results: &mut [Option<Enqueued>],
+) {
+    let mut created_by_key: HashMap<&str, i64> = inserted
+        .iter()
+        .filter_map(|(id, key)| key.as_deref().map(|k| (k, *id)))
+        .collect();
+    let mut keyless = inserted.iter().filter(|(_, key)| key.is_none()).map(|(id, _)| *id);
+    for (position, job) in positions.iter().zip(batch) {
+        results[*position] = match job.key.as_deref() {
+            None => keyless.next().map(|id| Enqueued { id, created: true }),
+            Some(key) => match created_by_key.remove(key) {
+                Some(id) => Some(Enqueued { id, created: true }),
+                None => held.get(key).map(|id| Enqueued {
+                    id: *id,
+                    created: false,
+                }),
+            },
+        };
+    }
+}
+
+const FETCH: &str = r#"
+WITH claimed AS (
+    SELECT id FROM jobq_jobs
+    WHERE queue = $1 AND state IN ('available', 'scheduled', 'retrying') AND run_at <= now()
+      AND NOT EXISTS (SELECT 1 FROM jobq_queues WHERE name = $1 AND paused)
+    ORDER BY priority DESC, run_at, id
+    LIMIT $2
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE jobq_jobs j
+SET state = 'running', attempt = j.attempt + 1, attempted_at = now(), attempted_by = $3,
+    locked_until = now() + $4 * interval '1 millisecond'
+FROM claimed
+WHERE j.id = claimed.id
+RETURNING j.id, j.kind, j.queue, j.payload::text, j.attempt, j.max_attempts, j.idempotency_key
+"#;
+
+const COMPLETE: &str = r#"
+UPDATE jobq_jobs j SET state = 'completed', finalized_at = now(), locked_until = NULL
+FROM unnest($1::bigint[], $2::int[]) AS u(id, attempt)
+WHERE j.id = u.id AND j.attempt = u.attempt AND j.state = 'running'
+"#;
+
+const FINISH_WITH_ERROR: &str = r#"
+UPDATE jobq_jobs j
+SET state = u.state,
+    run_at = CASE WHEN u.state = 'retrying' THEN now() + u.delay_ms * interval '1 millisecond'
+                  ELSE j.run_at END,
+    finalized_at = CASE WHEN u.state = 'retrying' THEN NULL ELSE now() END,
+    locked_until = NULL,
+    errors = j.errors || jsonb_build_array(u.error::jsonb)
+FROM unnest($1::bigint[], $2::int[], $3::text[], $4::bigint[], $5::text[])
+     AS u(id, attempt, state, delay_ms, error)
+WHERE j.id = u.id AND j.attempt = u.attempt AND j.state = 'running'
+"#;
+
+async fn finish_with_error(conn: &mut PgConnection, finished: &[&Finished]) -> Result<(), QueueError> {
+    let mut ids = Vec::new();
+    let mut attempts = Vec::new();
+    let mut states = Vec::new();
+    let mut delays = Vec::new();
+    let mut errors = Vec::new();
+    for f in finished {
+        let (delay, error) = match &f.finish {
+            Finish::Completed => continue,
+            Finish::Retry { delay, error } => (duration_ms(*delay), error),
+            Finish::Failed { error } | Finish::Cancelled { error } => (0, error),
+        };
+        ids.push(f.id);
+        attempts.push(f.attempt);
+        states.push(f.finish.state().as_str());
+        delays.push(delay);
+        errors.push(serde_json::to_string(error).unwrap_or_else(|_| "{}".into()));
+    }
+    if ids.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(FINISH_WITH_ERROR)
+        .bind(&ids)
+        .bind(&attempts)
+        .bind(&states)
+        .bind(&delays)
+        .bind(&errors)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+const JOB_COLUMNS: &str = "id, kind, queue, payload::text AS payload, state, priority, attempt, \
+    max_attempts, idempotency_key, run_at, created_at, attempted_at, attempted_by, locked_until, \
+    finalized_at, errors::text AS errors";
+
+fn job_record(row: &PgRow) -> Result<JobRecord, sqlx::Error> {
+    let state: String = row.try_get("state")?;
+    let errors = lenient_errors(&row.try_get::<String, _>("errors")?);
+    Ok(JobRecord {
+        id: row.try_get("id")?,
+        kind: row.try_get("kind")?,
+        queue: row.try_get("queue")?,
+        payload: lenient_json(&row.try_get::<String, _>("payload")?),
+        state: state
+            .parse::<JobState>()
+            .map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
+        priority: row.try_get("priority")?,
+        attempts: row.try_get("attempt")?,
+        max_attempts: row.try_get("max_attempts")?,
+        key: row.try_get("idempotency_key")?,
+        run_at: row.try_get("run_at")?,
+        created_at: row.try_get("created_at")?,
+        attempted_at: row.try_get("attempted_at")?,
+        attempted_by: row.try_get("attempted_by")?,
+        locked_until: row.try_get("locked_until")?,
+        finalized_at: row.try_get("finalized_at")?,
+        last_error: last_error(&errors),
+        errors,
+    })
+}
+
+const FILTER: &str = "($1::text IS NULL OR state = $1) AND ($2::text IS NULL OR queue = $2) \
+    AND ($3::text IS NULL OR kind = $3)";
+
+async fn audit(
+    conn: &mut PgConnection,
+    entry: &AuditEntry,
+    count: usize,
+) -> Result<(), QueueError> {
+    sqlx::query(
+        "INSERT INTO jobq_audit (actor, surface, action, target, count) VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(&entry.actor)
+    .bind(entry.surface)
+    .bind(entry.action)
+    .bind(&entry.target)
+    .bind(i64::try_from(count).unwrap_or(i64::MAX))
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Why each id that a repair did not change was left alone.
+async fn explain_skipped(
+    conn: &mut PgConnection,
+    ids: &[i64],
+    changed: &[i64],
+    action: &str,
+    allowed: &str,
+) -> Result<Vec<(i64, String)>, QueueError> {
+    let rest: Vec<i64> = ids.iter().copied().filter(|id| !changed.contains(id)).collect();
+    if rest.is_empty() {
+        return Ok(Vec::new());
+    }
+    let rows = sqlx::query("SELECT id, state FROM jobq_jobs WHERE id = ANY($1)")
+        .bind(&rest)
+        .fetch_all(&mut *conn)
+        .await?;
+    let states: HashMap<i64, String> = rows
+        .iter()
+        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+        .collect::<Result<_, sqlx::Error>>()?;
+    Ok(rest
+        .into_iter()
+        .map(|id| (id, super::skip_reason(states.get(&id), action, allowed)))
+        .collect())
+}
+
+impl PostgresDriver {
+    async fn repair(
+        &self,
+        ids: &[i64],
+        entry: &AuditEntry,
+        update: &str,
+        allowed: &str,
+    ) -> Result<Repair, QueueError> {
+        let mut tx = self.pool.begin().await?;
+        let changed: Vec<i64> = sqlx::query_scalar(update)
+            .bind(ids)
+            .fetch_all(&mut *tx)
+            .await?;
+        let skipped = explain_skipped(&mut tx, ids, &changed, entry.action, allowed).await?;
+        audit(&mut tx, entry, changed.len()).await?;
+        tx.commit().await?;
+        Ok(Repair { changed, skipped })
+    }
+}
+
+#[async_trait]
+impl Driver for PostgresDriver {
+    fn name(&self) -> &str {
+        &self.location
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+
+    async fn migrate(&self) -> Result<(), QueueError> {
+        crate::schema::POSTGRES.run(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn applied_versions(&self) -> Result<Vec<i64>, QueueError> {
+        let exists: bool =
+            sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL")
+                .fetch_one(&self.pool)
+                .await?;
+        if !exists {
+            return Ok(Vec::new());
+        }
+        Ok(
+            sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success ORDER BY version")
+                .fetch_all(&self.pool)
+                .await?,
+        )
+    }
+
+    async fn insert(&self, jobs: &[NewJob]) -> Result<Vec<Enqueued>, QueueError> {
+        if jobs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut conn = self.pool.acquire().await?;
+        insert(&mut conn, jobs).await
+    }
+
+    async fn listen(&self, wakeups: Arc<Wakeups>) -> Result<(), QueueError> {
+        let mut listener = PgListener::connect_with(&self.pool).await?;
+        listener.listen(CHANNEL).await?;
+        loop {
+            // `recv` reconnects by itself after a lost connection; wake-ups missed meanwhile
+            // are covered by the fetch loops' fallback poll.
+            let notification = listener.recv().await?;
+            wakeups.wake(notification.payload());
+        }
+    }
+
+    async fn fetch(
+        &self,
+        queue: &str,
+        limit: u32,
+        worker: &str,
+        lease: Duration,
+    ) -> Result<Vec<FetchedJob>, QueueError> {
+        let rows = sqlx::query(FETCH)
+            .bind(queue)
+            .bind(i64::from(limit))
+            .bind(worker)
+            .bind(duration_ms(lease) as f64)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(FetchedJob {
+                    id: r.try_get(0)?,
+                    kind: r.try_get(1)?,
+                    queue: r.try_get(2)?,
+                    payload: r.try_get(3)?,
+                    attempt: r.try_get(4)?,
+                    max_attempts: r.try_get(5)?,
+                    key: r.try_get(6)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn finish(&self, finished: &[Finished]) -> Result<(), QueueError> {
+        let (completed, others): (Vec<&Finished>, Vec<&Finished>) = finished
+            .iter()
+            .partition(|f| matches!(f.finish, Finish::Completed));
+        let mut conn = self.pool.acquire().await?;
+        if !completed.is_empty() {
+            sqlx::query(COMPLETE)
+                .bind(completed.iter().map(|f| f.id).collect::<Vec<_>>())
+                .bind(completed.iter().map(|f| f.attempt).collect::<Vec<_>>())
+                .execute(&mut *conn)
+                .await?;
+        }
+        finish_with_error(&mut conn, &others).await
+    }
+
+    async fn extend_leases(&self, jobs: &[(i64, i32)], lease: Duration) -> Result<u64, QueueError> {
+        if jobs.is_empty() {
+            return Ok(0);
+        }
+        let done = sqlx::query(
+            "UPDATE jobq_jobs j SET locked_until = now() + $3 * interval '1 millisecond'
+             FROM unnest($1::bigint[], $2::int[]) AS u(id, attempt)
+             WHERE j.id = u.id AND j.attempt = u.attempt AND j.state = 'running'",
+        )
+        .bind(jobs.iter().map(|j| j.0).collect::<Vec<_>>())
+        .bind(jobs.iter().map(|j| j.1).collect::<Vec<_>>())
+        .bind(duration_ms(lease) as f64)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn release(&self, jobs: &[(i64, i32)]) -> Result<u64, QueueError> {
+        if jobs.is_empty() {
+            return Ok(0);
+        }
+        let done = sqlx::query(
+            "WITH released AS (
+                 UPDATE jobq_jobs j SET state = 'available', attempt = j.attempt - 1,
+                        locked_until = NULL, run_at = now()
+                 FROM unnest($1::bigint[], $2::int[]) AS u(id, attempt)
+                 WHERE j.id = u.id AND j.attempt = u.attempt AND j.state = 'running'
+                 RETURNING j.queue)
+             SELECT count(pg_notify('jobq_jobs', q)) FROM (SELECT DISTINCT queue AS q FROM released) d",
+        )
+        .bind(jobs.iter().map(|j| j.0).collect::<Vec<_>>())
+        .bind(jobs.iter().map(|j| j.1).collect::<Vec<_>>())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn rescue_expired(
+        &self,
+        policy: &RescuePolicy,
+        limit: u32,
+    ) -> Result<Vec<Finished>, QueueError> {
+        let mut tx = self.pool.begin().await?;
+        let rows = sqlx::query(
+            "SELECT id, kind, attempt, max_attempts, attempted_by,
+                    (EXTRACT(EPOCH FROM (now() - attempted_at)) * 1000)::bigint
+             FROM jobq_jobs WHERE state = 'running' AND locked_until < now()
+             ORDER BY locked_until LIMIT $1 FOR UPDATE SKIP LOCKED",
+        )
+        .bind(i64::from(limit))
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut rescued = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let kind: String = row.try_get(1)?;
+            let attempt: i32 = row.try_get(2)?;
+            let max_attempts: i32 = row.try_get(3)?;
+            let worker: Option<String> = row.try_get(4)?;
+            let elapsed: Option<i64> = row.try_get(5)?;
+            rescued.push(super::rescued(
+                row.try_get(0)?,
+                &kind,
+                attempt,
+                max_attempts,
+                worker,
+                elapsed,
+                policy,
+            ));
+        }
+        let refs: Vec<&Finished> = rescued.iter().collect();
+        finish_with_error(&mut tx, &refs).await?;
+        tx.commit().await?;
+        Ok(rescued)
+    }
+
+    async fn promote_scheduled(&self) -> Result<u64, QueueError> {
+        let done = sqlx::query(
+            "UPDATE jobq_jobs SET state = 'available'
+             WHERE id IN (SELECT id FROM jobq_jobs
+                          WHERE state IN ('scheduled', 'retrying') AND run_at <= now()
+                          ORDER BY run_at LIMIT 1000 FOR UPDATE SKIP LOCKED)",
+        )
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn prune(
+        &self,
+        finished_before: DateTime<Utc>,
+        stats_before: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<u64, QueueError> {
+        let jobs = sqlx::query(
+            "DELETE FROM jobq_jobs WHERE id IN (
+                 SELECT id FROM jobq_jobs
+                 WHERE state IN ('completed', 'cancelled', 'discarded') AND finalized_at < $1
+                 LIMIT $2)",
+        )
+        .bind(finished_before)
+        .bind(i64::from(limit))
+        .execute(&self.pool)
+        .await?;
+        sqlx::query("DELETE FROM jobq_stats WHERE minute < $1")
+            .bind(stats_before)
+            .execute(&self.pool)
+            .await?;
+        sqlx::query("DELETE FROM jobq_workers WHERE heartbeat_at < now() - interval '1 hour'")
+            .execute(&self.pool)
+            .await?;
+        Ok(jobs.rows_affected())
+    }
+
+    async fn heartbeat(&self, w: &WorkerInfo) -> Result<(), QueueError> {
+        sqlx::query(
+            "INSERT INTO jobq_workers (id, host, pid, queues, concurrency, started_at, heartbeat_at)
+             VALUES ($1, $2, $3, $4, $5, $6, now())
+             ON CONFLICT (id) DO UPDATE SET heartbeat_at = now()",
+        )
+        .bind(&w.id)
+        .bind(&w.host)
+        .bind(w.pid)
+        .bind(&w.queues)
+        .bind(w.concurrency)
+        .bind(w.started_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn deregister(&self, worker_id: &str) -> Result<(), QueueError> {
+        sqlx::query("DELETE FROM jobq_workers WHERE id = $1")
+            .bind(worker_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn add_stats(&self, stats: &[(StatKey, StatCount)]) -> Result<(), QueueError> {
+        if stats.is_empty() {
+            return Ok(());
+        }
+        sqlx::query(
+            "INSERT INTO jobq_stats (minute, queue, kind, outcome, count, duration_ms)
+             SELECT * FROM unnest($1::timestamptz[], $2::text[], $3::text[], $4::text[],
+                                  $5::bigint[], $6::bigint[])
+             ON CONFLICT (minute, queue, kind, outcome) DO UPDATE
+             SET count = jobq_stats.count + excluded.count,
+                 duration_ms = jobq_stats.duration_ms + excluded.duration_ms",
+        )
+        .bind(stats.iter().map(|(k, _)| k.minute).collect::<Vec<_>>())
+        .bind(stats.iter().map(|(k, _)| k.queue.as_str()).collect::<Vec<_>>())
+        .bind(stats.iter().map(|(k, _)| k.kind.as_str()).collect::<Vec<_>>())
+        .bind(stats.iter().map(|(k, _)| k.outcome).collect::<Vec<_>>())
+        .bind(stats.iter().map(|(_, c)| c.count).collect::<Vec<_>>())
+        .bind(stats.iter().map(|(_, c)| c.duration_ms).collect::<Vec<_>>())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn list_jobs(&self, filter: &JobFilter, limit: u32) -> Result<Vec<JobRecord>, QueueError> {
+        let sql = format!(
+            "SELECT {JOB_COLUMNS} FROM jobq_jobs WHERE {FILTER}
+             AND ($4::bigint IS NULL OR id < $4) ORDER BY id DESC LIMIT $5"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(filter.state.map(|s| s.as_str()))
+            .bind(filter.queue.as_deref())
+            .bind(filter.kind.as_deref())
+            .bind(filter.before_id)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.iter().map(job_record).collect::<Result<_, _>>()?)
+    }
+
+    async fn job(&self, id: i64) -> Result<Option<JobRecord>, QueueError> {
+        let sql = format!("SELECT {JOB_COLUMNS} FROM jobq_jobs WHERE id = $1");
+        let row = sqlx::query(&sql).bind(id).fetch_optional(&self.pool).await?;
+        Ok(row.as_ref().map(job_record).transpose()?)
+    }
+
+    async fn job_by_key(&self, key: &str) -> Result<Option<JobRecord>, QueueError> {
+        let sql = format!(
+            "SELECT {JOB_COLUMNS} FROM jobq_jobs WHERE idempotency_key = $1 ORDER BY id DESC LIMIT 1"
+        );
+        let row = sqlx::query(&sql).bind(key).fetch_optional(&self.pool).await?;
+        Ok(row.as_ref().map(job_record).transpose()?)
+    }
+
+    async fn state_counts(&self) -> Result<Vec<StateCount>, QueueError> {
+        let rows = sqlx::query(
+            "SELECT queue, state, count(*) FROM jobq_jobs GROUP BY queue, state ORDER BY queue, state",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let state: String = r.try_get(1)?;
+                Ok(StateCount {
+                    queue: r.try_get(0)?,
+                    state: state
+                        .parse()
+                        .map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
+                    count: r.try_get(2)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn queues(&self) -> Result<Vec<QueueInfo>, QueueError> {
+        let rows = sqlx::query(
+            "WITH names AS (SELECT DISTINCT queue AS name FROM jobq_jobs
+                            UNION SELECT name FROM jobq_queues),
+                  oldest AS (SELECT queue, min(run_at) AS run_at FROM jobq_jobs
+                             WHERE state IN ('available', 'scheduled', 'retrying') AND run_at <= now()
+                             GROUP BY queue)
+             SELECT n.name, COALESCE(q.paused, false),
+                    EXTRACT(EPOCH FROM (now() - o.run_at))::float8
+             FROM names n LEFT JOIN jobq_queues q ON q.name = n.name
+                          LEFT JOIN oldest o ON o.queue = n.name
+             ORDER BY n.name",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(QueueInfo {
+                    name: r.try_get(0)?,
+                    paused: r.try_get(1)?,
+                    oldest_available_age_s: r.try_get(2)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn workers(&self) -> Result<Vec<WorkerInfo>, QueueError> {
+        let rows = sqlx::query(
+            "SELECT id, host, pid, queues, concurrency, started_at, heartbeat_at
+             FROM jobq_workers ORDER BY started_at",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(WorkerInfo {
+                    id: r.try_get(0)?,
+                    host: r.try_get(1)?,
+                    pid: r.try_get(2)?,
+                    queues: r.try_get(3)?,
+                    concurrency: r.try_get(4)?,
+                    started_at: r.try_get(5)?,
+                    heartbeat_at: r.try_get(6)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn audit_log(&self, limit: u32) -> Result<Vec<AuditRecord>, QueueError> {
+        let rows = sqlx::query(
+            "SELECT id, at, actor, surface, action, target, count FROM jobq_audit
+             ORDER BY id DESC LIMIT $1",
+        )
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(AuditRecord {
+                    id: r.try_get(0)?,
+                    at: r.try_get(1)?,
+                    actor: r.try_get(2)?,
+                    surface: r.try_get(3)?,
+                    action: r.try_get(4)?,
+                    target: r.try_get(5)?,
+                    count: r.try_get(6)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn retry(&self, ids: &[i64], entry: &AuditEntry) -> Result<Repair, QueueError> {
+        let update = format!(
+            "WITH retried AS (
+                 UPDATE jobq_jobs j SET state = 'available', run_at = now(), finalized_at = NULL,
+                        locked_until = NULL, max_attempts = GREATEST(j.max_attempts, j.attempt + 1)
+                 WHERE j.id = ANY($1) AND j.state IN ({RETRY_FROM})
+                   AND (j.idempotency_key IS NULL OR j.state NOT IN ('cancelled', 'discarded')
+                        OR NOT EXISTS (SELECT 1 FROM jobq_jobs o
+                                       WHERE o.idempotency_key = j.idempotency_key AND o.id <> j.id
+                                         AND o.state NOT IN ('cancelled', 'discarded')))
+                 RETURNING j.id, j.queue),
+             notified AS (SELECT count(pg_notify('jobq_jobs', q)) AS n
+                          FROM (SELECT DISTINCT queue AS q FROM retried) d)
+             SELECT retried.id FROM retried CROSS JOIN notified ORDER BY retried.id"
+        );
+        self.repair(ids, entry, &update, RETRY_FROM).await
+    }
+
+    async fn discard(&self, ids: &[i64], entry: &AuditEntry) -> Result<Repair, QueueError> {
+        let update = format!(
+            "UPDATE jobq_jobs SET state = 'discarded', finalized_at = now(), locked_until = NULL
+             WHERE id = ANY($1) AND state IN ({DISCARD_FROM}) RETURNING id"
+        );
+        self.repair(ids, entry, &update, DISCARD_FROM).await
+    }
+
+    async fn cancel(&self, ids: &[i64], entry: &AuditEntry) -> Result<Repair, QueueError> {
+        let update = format!(
+            "UPDATE jobq_jobs SET state = 'cancelled', finalized_at = now(), locked_until = NULL
+             WHERE id = ANY($1) AND state IN ({CANCEL_FROM}) RETURNING id"
+        );
+        self.repair(ids, entry, &update, CANCEL_FROM).await
+    }
+
+    async fn set_paused(
+        &self,
+        queue: &str,
+        paused: bool,
+        entry: &AuditEntry,
+    ) -> Result<(), QueueError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO jobq_queues (name, paused, updated_at) VALUES ($1, $2, now())
+             ON CONFLICT (name) DO UPDATE SET paused = excluded.paused, updated_at = now()",
+        )
+        .bind(queue)
+        .bind(paused)
+        .execute(&mut *tx)
+        .await?;
+        if !paused {
+            sqlx::query("SELECT pg_notify('jobq_jobs', $1)")
+                .bind(queue)
+                .execute(&mut *tx)
+                .await?;
+        }
+        audit(&mut tx, entry, 0).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn matching_ids(
+        &self,
+        filter: &JobFilter,
+        after_id: i64,
+        limit: u32,
+    ) -> Result<Vec<i64>, QueueError> {
+        let sql = format!(
+            "SELECT id FROM jobq_jobs WHERE {FILTER} AND id > $4 ORDER BY id LIMIT $5"
+        );
+        Ok(sqlx::query_scalar(&sql)
+            .bind(filter.state.map(|s| s.as_str()))
+            .bind(filter.queue.as_deref())
+            .bind(filter.kind.as_deref())
+            .bind(after_id)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?)
+    }
+}

@@ -1,0 +1,793 @@
+//! The SQLite driver: the embedded default. One file in WAL mode, `synchronous=FULL` unless
+//! configured otherwise; batches travel as one JSON array read with `json_each`; every write of
+//! more than one statement is a `BEGIN IMMEDIATE` transaction (a deferred one could fail to
+//! upgrade to a write lock without waiting for it).
+
+use std::collections::HashMap;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde_json::json;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
+use sqlx::{Row, SqliteConnection};
+
+use super::repair_rules::{CANCEL_FROM, DISCARD_FROM, RETRY_FROM};
+use super::{
+    Driver, FetchedJob, Finish, Finished, JobFilter, JobRecord, QueueInfo, Repair, RescuePolicy,
+    StatCount, StatKey, StateCount, WorkerInfo, last_error, lenient_errors, lenient_json,
+};
+use crate::audit::{AuditEntry, AuditRecord};
+use crate::configuration::{self, DatabaseSettings};
+use crate::job::NewJob;
+use crate::queue::{Enqueued, QueueError, Wakeups};
+use crate::state::JobState;
+
+pub struct SqliteDriver {
+    pool: SqlitePool,
+    location: String,
+}
+
+fn micros(t: DateTime<Utc>) -> i64 {
+    t.timestamp_micros()
+}
+
+fn now() -> i64 {
+    micros(Utc::now())
+}
+
+fn time(us: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_micros(us).unwrap_or_default()
+}
+
+fn us(d: Duration) -> i64 {
+    i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
+}
+
+impl SqliteDriver {
+    pub async fn connect(settings: &DatabaseSettings) -> Result<Self, QueueError> {
+        let location = settings.url.to_string();
+        let failed = |reason: String| QueueError::Connect {
+            location: location.clone(),
+            timeout: settings.connect_timeout,
+            reason,
+        };
+        if let Some(dir) = settings.url.sqlite_path().as_deref().and_then(|p| p.parent())
+            && !dir.as_os_str().is_empty()
+        {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| failed(format!("cannot create directory {}: {e}", dir.display())))?;
+        }
+        let synchronous = match settings.sqlite_synchronous {
+            configuration::SqliteSynchronous::Full => SqliteSynchronous::Full,
+            configuration::SqliteSynchronous::Normal => SqliteSynchronous::Normal,
+        };
+        let options = SqliteConnectOptions::from_str(settings.url.as_str())
+            .map_err(|e| failed(format!("the URL does not parse: {e}")))?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(synchronous)
+            .busy_timeout(settings.sqlite_busy_timeout)
+            .foreign_keys(true);
+        let connecting = async {
+            let pool = SqlitePoolOptions::new()
+                .max_connections(settings.max_connections)
+                .acquire_timeout(settings.acquire_timeout)
+                .connect_with(options)
+                .await?;
+            // A corrupt file or one locked by another program fails here, not on first use.
+            sqlx::query("SELECT count(*) FROM sqlite_master")
+                .fetch_one(&pool)
+                .await?;
+            Ok::<_, sqlx::Error>(pool)
+        };
+        let pool = tokio::time::timeout(settings.connect_timeout, connecting)
+            .await
+            .map_err(|_| failed("timed out (is the file locked by another program?)".into()))?
+            .map_err(|e| failed(e.to_string()))?;
+        Ok(SqliteDriver { pool, location })
+    }
+
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    pub async fn begin(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, QueueError> {
+        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+    }
+}
+
+const INSERT: &str = r#"
+INSERT INTO jobq_jobs (kind, queue, payload, state, priority, max_attempts, idempotency_key,
+                       run_at, created_at)
+SELECT json_extract(value, '$.kind'), json_extract(value, '$.queue'),
+       json_extract(value, '$.payload'),
+       CASE WHEN json_extract(value, '$.run_at') > ?2 THEN 'scheduled' ELSE 'available' END,
+       json_extract(value, '$.priority'), json_extract(value, '$.max_attempts'),
+       json_extract(value, '$.key'), COALESCE(json_extract(value, '$.run_at'), ?2), ?2
+FROM json_each(?1) WHERE true
+ON CONFLICT (idempotency_key)
+    WHERE idempotency_key IS NOT NULL AND state NOT IN ('cancelled', 'discarded')
+    DO NOTHING
+RETURNING id, idempotency_key
+"#;
+
+/// Inserts a batch in one statement, inside the caller's (immediate) transaction.
+pub async fn insert(
+    conn: &mut SqliteConnection,
+    jobs: &[NewJob],
+) -> Result<Vec<Enqueued>, QueueError> {
+    let rows: Vec<serde_json::Value> = jobs
+        .iter()
+        .map(|j| {
+            json!({
+                "kind": j.kind, "queue": j.queue, "payload": j.payload.to_string(),
+                "priority": j.priority, "max_attempts": j.max_attempts, "key": j.key,
+                "run_at": j.run_at.map(micros),
+            })
+        })
+        .collect();
+    let returned = sqlx::query(INSERT)
+        .bind(serde_json::Value::Array(rows).to_string())
+        .bind(now())
+        .fetch_all(&mut *conn)
+        .await?;
+    let mut inserted: Vec<(i64, Option<String>)> = returned
+        .iter()
+        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+        .collect::<Result<_, sqlx::Error>>()?;
+    inserted.sort_by_key(|(id, _)| *id);
+    let keys: Vec<&str> = jobs.iter().filter_map(|j| j.key.as_deref()).collect();
+    let held: HashMap<String, i64> = if keys.is_empty() {
+        HashMap::new()
+    } else {
+        let rows = sqlx::query(
+            "SELECT idempotency_key, id FROM jobq_jobs
+             WHERE idempotency_key IN (SELECT value FROM json_each(?1))
+               AND state NOT IN ('cancelled', 'discarded')",
+        )
+        .bind(serde_json::to_string(&keys).unwrap_or_default())
+        .fetch_all(&mut *conn)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect::<Result<_, sqlx::Error>>()?
+    };
+    let positions: Vec<usize> = (0..jobs.len()).collect();
+    let batch: Vec<&NewJob> = jobs.iter().collect();
+    let mut results = vec![None; jobs.len()];
+    super::postgres::assign(&positions, &batch, &inserted, &held, &mut results);
+    results
+        .into_iter()
+        .map(|r| {
+            r.ok_or_else(|| {
+                QueueError::Database(sqlx::Error::Protocol(
+                    "a job could neither be inserted nor found by its key".into(),
+                ))
+            })
+        })
+        .collect()
+}
+
+const FETCH: &str = r#"
+UPDATE jobq_jobs
+SET state = 'running', attempt = attempt + 1, attempted_at = ?3, attempted_by = ?4,
+    locked_until = ?5
+WHERE id IN (
+    SELECT id FROM jobq_jobs
+    WHERE queue = ?1 AND state IN ('available', 'scheduled', 'retrying') AND run_at <= ?3
+      AND NOT EXISTS (SELECT 1 FROM jobq_queues WHERE name = ?1 AND paused)
+    ORDER BY priority DESC, run_at, id
+    LIMIT ?2)
+RETURNING id, kind, queue, payload, attempt, max_attempts, idempotency_key
+"#;
+
+const COMPLETE: &str = r#"
+UPDATE jobq_jobs SET state = 'completed', finalized_at = ?2, locked_until = NULL
+FROM (SELECT json_extract(value, '$[0]') AS id, json_extract(value, '$[1]') AS attempt
+      FROM json_each(?1)) AS u
+WHERE jobq_jobs.id = u.id AND jobq_jobs.attempt = u.attempt AND jobq_jobs.state = 'running'
+"#;
+
+const FINISH_WITH_ERROR: &str = r#"
+UPDATE jobq_jobs
+SET state = u.state,
+    run_at = CASE WHEN u.state = 'retrying' THEN ?2 + u.delay_us ELSE jobq_jobs.run_at END,
+    finalized_at = CASE WHEN u.state = 'retrying' THEN NULL ELSE ?2 END,
+    locked_until = NULL,
+    errors = json_insert(CASE WHEN json_valid(jobq_jobs.errors) THEN jobq_jobs.errors ELSE '[]' END,
+                         '$[#]', json(u.error))
+FROM (SELECT json_extract(value, '$.id') AS id, json_extract(value, '$.attempt') AS attempt,
+             json_extract(value, '$.state') AS state, json_extract(value, '$.delay_us') AS delay_us,
+             json_extract(value, '$.error') AS error
+      FROM json_each(?1)) AS u
+WHERE jobq_jobs.id = u.id AND jobq_jobs.attempt = u.attempt AND jobq_jobs.state = 'running'
+"#;
+
+async fn finish_with_error(
+    conn: &mut SqliteConnection,
+    finished: &[&Finished],
+) -> Result<(), QueueError> {
+    let rows: Vec<serde_json::Value> = finished
+        .iter()
+        .filter_map(|f| {
+            let (delay, error) = match &f.finish {
+                Finish::Completed => return None,
+                Finish::Retry { delay, error } => (us(*delay), error),
+                Finish::Failed { error } | Finish::Cancelled { error } => (0, error),
+            };
+            Some(json!({
+                "id": f.id, "attempt": f.attempt, "state": f.finish.state().as_str(),
+                "delay_us": delay, "error": error,
+            }))
+        })
+        .collect();
+    if rows.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(FINISH_WITH_ERROR)
+        .bind(serde_json::Value::Array(rows).to_string())
+        .bind(now())
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+fn id_pairs(jobs: &[(i64, i32)]) -> String {
+    serde_json::to_string(jobs).unwrap_or_else(|_| "[]".into())
+}
+
+fn id_list(ids: &[i64]) -> String {
+    serde_json::to_string(ids).unwrap_or_else(|_| "[]".into())
+}
+
+const JOB_COLUMNS: &str = "id, kind, queue, payload, state, priority, attempt, max_attempts, \
+    idempotency_key, run_at, created_at, attempted_at, attempted_by, locked_until, finalized_at, \
+    errors";
+
+fn job_record(row: &SqliteRow) -> Result<JobRecord, sqlx::Error> {
+    let state: String = row.try_get("state")?;
+    let errors = lenient_errors(&row.try_get::<String, _>("errors")?);
+    let opt_time = |column: &str| -> Result<Option<DateTime<Utc>>, sqlx::Error> {
+        Ok(row.try_get::<Option<i64>, _>(column)?.map(time))
+    };
+    Ok(JobRecord {
+        id: row.try_get("id")?,
+        kind: row.try_get("kind")?,
+        queue: row.try_get("queue")?,
+        payload: lenient_json(&row.try_get::<String, _>("payload")?),
+        state: state
+            .parse::<JobState>()
+            .map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
+        priority: row.try_get("priority")?,
+        attempts: row.try_get("attempt")?,
+        max_attempts: row.try_get("max_attempts")?,
+        key: row.try_get("idempotency_key")?,
+        run_at: time(row.try_get("run_at")?),
+        created_at: time(row.try_get("created_at")?),
+        attempted_at: opt_time("attempted_at")?,
+        attempted_by: row.try_get("attempted_by")?,
+        locked_until: opt_time("locked_until")?,
+        finalized_at: opt_time("finalized_at")?,
+        last_error: last_error(&errors),
+        errors,
+    })
+}
+
+const FILTER: &str =
+    "(?1 IS NULL OR state = ?1) AND (?2 IS NULL OR queue = ?2) AND (?3 IS NULL OR kind = ?3)";
+
+async fn audit(
+    conn: &mut SqliteConnection,
+    entry: &AuditEntry,
+    count: usize,
+) -> Result<(), QueueError> {
+    sqlx::query(
+        "INSERT INTO jobq_audit (at, actor, surface, action, target, count)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )
+    .bind(now())
+    .bind(&entry.actor)
+    .bind(entry.surface)
+    .bind(entry.action)
+    .bind(&entry.target)
+    .bind(i64::try_from(count).unwrap_or(i64::MAX))
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+impl SqliteDriver {
+    async fn repair(
+        &self,
+        ids: &[i64],
+        entry: &AuditEntry,
+        update: &str,
+        allowed: &str,
+    ) -> Result<Repair, QueueError> {
+        let mut tx = self.begin().await?;
+        let mut changed: Vec<i64> = sqlx::query_scalar(update)
+            .bind(id_list(ids))
+            .bind(now())
+            .fetch_all(&mut *tx)
+            .await?;
+        changed.sort_unstable();
+        let rest: Vec<i64> = ids.iter().copied().filter(|id| !changed.contains(id)).collect();
+        let rows = sqlx::query(
+            "SELECT id, state FROM jobq_jobs WHERE id IN (SELECT value FROM json_each(?1))",
+        )
+        .bind(id_list(&rest))
+        .fetch_all(&mut *tx)
+        .await?;
+        let states: HashMap<i64, String> = rows
+            .iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect::<Result<_, sqlx::Error>>()?;
+        let skipped = rest
+            .into_iter()
+            .map(|id| (id, super::skip_reason(states.get(&id), entry.action, allowed)))
+            .collect();
+        audit(&mut tx, entry, changed.len()).await?;
+        tx.commit().await?;
+        Ok(Repair { changed, skipped })
+    }
+}
+
+#[async_trait]
+impl Driver for SqliteDriver {
+    fn name(&self) -> &str {
+        &self.location
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+
+    async fn migrate(&self) -> Result<(), QueueError> {
+        crate::schema::SQLITE.run(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn applied_versions(&self) -> Result<Vec<i64>, QueueError> {
+        let exists: bool = sqlx::query_scalar(
+            "SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        if !exists {
+            return Ok(Vec::new());
+        }
+        Ok(
+            sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success ORDER BY version")
+                .fetch_all(&self.pool)
+                .await?,
+        )
+    }
+
+    async fn insert(&self, jobs: &[NewJob]) -> Result<Vec<Enqueued>, QueueError> {
+        if jobs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut tx = self.begin().await?;
+        let results = insert(&mut tx, jobs).await?;
+        tx.commit().await?;
+        Ok(results)
+    }
+
+    async fn listen(&self, _wakeups: Arc<Wakeups>) -> Result<(), QueueError> {
+        // No NOTIFY in SQLite: local inserts wake directly, other processes are polled for.
+        std::future::pending().await
+    }
+
+    async fn fetch(
+        &self,
+        queue: &str,
+        limit: u32,
+        worker: &str,
+        lease: Duration,
+    ) -> Result<Vec<FetchedJob>, QueueError> {
+        let now = now();
+        let rows = sqlx::query(FETCH)
+            .bind(queue)
+            .bind(i64::from(limit))
+            .bind(now)
+            .bind(worker)
+            .bind(now + us(lease))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(FetchedJob {
+                    id: r.try_get(0)?,
+                    kind: r.try_get(1)?,
+                    queue: r.try_get(2)?,
+                    payload: r.try_get(3)?,
+                    attempt: r.try_get(4)?,
+                    max_attempts: r.try_get(5)?,
+                    key: r.try_get(6)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn finish(&self, finished: &[Finished]) -> Result<(), QueueError> {
+        let (completed, others): (Vec<&Finished>, Vec<&Finished>) = finished
+            .iter()
+            .partition(|f| matches!(f.finish, Finish::Completed));
+        let mut tx = self.begin().await?;
+        if !completed.is_empty() {
+            let pairs: Vec<(i64, i32)> = completed.iter().map(|f| (f.id, f.attempt)).collect();
+            sqlx::query(COMPLETE)
+                .bind(id_pairs(&pairs))
+                .bind(now())
+                .execute(&mut *tx)
+                .await?;
+        }
+        finish_with_error(&mut tx, &others).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn extend_leases(&self, jobs: &[(i64, i32)], lease: Duration) -> Result<u64, QueueError> {
+        if jobs.is_empty() {
+            return Ok(0);
+        }
+        let done = sqlx::query(
+            "UPDATE jobq_jobs SET locked_until = ?2
+             FROM (SELECT json_extract(value, '$[0]') AS id, json_extract(value, '$[1]') AS attempt
+                   FROM json_each(?1)) AS u
+             WHERE jobq_jobs.id = u.id AND jobq_jobs.attempt = u.attempt
+               AND jobq_jobs.state = 'running'",
+        )
+        .bind(id_pairs(jobs))
+        .bind(now() + us(lease))
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn release(&self, jobs: &[(i64, i32)]) -> Result<u64, QueueError> {
+        if jobs.is_empty() {
+            return Ok(0);
+        }
+        let done = sqlx::query(
+            "UPDATE jobq_jobs SET state = 'available', attempt = jobq_jobs.attempt - 1,
+                    locked_until = NULL, run_at = ?2
+             FROM (SELECT json_extract(value, '$[0]') AS id, json_extract(value, '$[1]') AS attempt
+                   FROM json_each(?1)) AS u
+             WHERE jobq_jobs.id = u.id AND jobq_jobs.attempt = u.attempt
+               AND jobq_jobs.state = 'running'",
+        )
+        .bind(id_pairs(jobs))
+        .bind(now())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn rescue_expired(
+        &self,
+        policy: &RescuePolicy,
+        limit: u32,
+    ) -> Result<Vec<Finished>, QueueError> {
+        let mut tx = self.begin().await?;
+        let now = now();
+        let rows = sqlx::query(
+            "SELECT id, kind, attempt, max_attempts, attempted_by, attempted_at
+             FROM jobq_jobs WHERE state = 'running' AND locked_until < ?1
+             ORDER BY locked_until LIMIT ?2",
+        )
+        .bind(now)
+        .bind(i64::from(limit))
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut rescued = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let kind: String = row.try_get(1)?;
+            let attempted_at: Option<i64> = row.try_get(5)?;
+            rescued.push(super::rescued(
+                row.try_get(0)?,
+                &kind,
+                row.try_get(2)?,
+                row.try_get(3)?,
+                row.try_get(4)?,
+                attempted_at.map(|t| (now - t) / 1000),
+                policy,
+            ));
+        }
+        let refs: Vec<&Finished> = rescued.iter().collect();
+        finish_with_error(&mut tx, &refs).await?;
+        tx.commit().await?;
+        Ok(rescued)
+    }
+
+    async fn promote_scheduled(&self) -> Result<u64, QueueError> {
+        let done = sqlx::query(
+            "UPDATE jobq_jobs SET state = 'available'
+             WHERE id IN (SELECT id FROM jobq_jobs
+                          WHERE state IN ('scheduled', 'retrying') AND run_at <= ?1
+                          ORDER BY run_at LIMIT 1000)",
+        )
+        .bind(now())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn prune(
+        &self,
+        finished_before: DateTime<Utc>,
+        stats_before: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<u64, QueueError> {
+        let jobs = sqlx::query(
+            "DELETE FROM jobq_jobs WHERE id IN (
+                 SELECT id FROM jobq_jobs
+                 WHERE state IN ('completed', 'cancelled', 'discarded') AND finalized_at < ?1
+                 LIMIT ?2)",
+        )
+        .bind(micros(finished_before))
+        .bind(i64::from(limit))
+        .execute(&self.pool)
+        .await?;
+        sqlx::query("DELETE FROM jobq_stats WHERE minute < ?1")
+            .bind(micros(stats_before))
+            .execute(&self.pool)
+            .await?;
+        sqlx::query("DELETE FROM jobq_workers WHERE heartbeat_at < ?1")
+            .bind(now() - 3_600_000_000)
+            .execute(&self.pool)
+            .await?;
+        Ok(jobs.rows_affected())
+    }
+
+    async fn heartbeat(&self, w: &WorkerInfo) -> Result<(), QueueError> {
+        sqlx::query(
+            "INSERT INTO jobq_workers (id, host, pid, queues, concurrency, started_at, heartbeat_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+             ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at",
+        )
+        .bind(&w.id)
+        .bind(&w.host)
+        .bind(w.pid)
+        .bind(&w.queues)
+        .bind(w.concurrency)
+        .bind(micros(w.started_at))
+        .bind(now())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn deregister(&self, worker_id: &str) -> Result<(), QueueError> {
+        sqlx::query("DELETE FROM jobq_workers WHERE id = ?1")
+            .bind(worker_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn add_stats(&self, stats: &[(StatKey, StatCount)]) -> Result<(), QueueError> {
+        if stats.is_empty() {
+            return Ok(());
+        }
+        let rows: Vec<serde_json::Value> = stats
+            .iter()
+            .map(|(k, c)| {
+                json!([micros(k.minute), k.queue, k.kind, k.outcome, c.count, c.duration_ms])
+            })
+            .collect();
+        sqlx::query(
+            "INSERT INTO jobq_stats (minute, queue, kind, outcome, count, duration_ms)
+             SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'),
+                    json_extract(value, '$[2]'), json_extract(value, '$[3]'),
+                    json_extract(value, '$[4]'), json_extract(value, '$[5]')
+             FROM json_each(?1) WHERE true
+             ON CONFLICT (minute, queue, kind, outcome) DO UPDATE
+             SET count = jobq_stats.count + excluded.count,
+                 duration_ms = jobq_stats.duration_ms + excluded.duration_ms",
+        )
+        .bind(serde_json::Value::Array(rows).to_string())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn list_jobs(&self, filter: &JobFilter, limit: u32) -> Result<Vec<JobRecord>, QueueError> {
+        let sql = format!(
+            "SELECT {JOB_COLUMNS} FROM jobq_jobs WHERE {FILTER}
+             AND (?4 IS NULL OR id < ?4) ORDER BY id DESC LIMIT ?5"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(filter.state.map(|s| s.as_str()))
+            .bind(filter.queue.as_deref())
+            .bind(filter.kind.as_deref())
+            .bind(filter.before_id)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.iter().map(job_record).collect::<Result<_, _>>()?)
+    }
+
+    async fn job(&self, id: i64) -> Result<Option<JobRecord>, QueueError> {
+        let sql = format!("SELECT {JOB_COLUMNS} FROM jobq_jobs WHERE id = ?1");
+        let row = sqlx::query(&sql).bind(id).fetch_optional(&self.pool).await?;
+        Ok(row.as_ref().map(job_record).transpose()?)
+    }
+
+    async fn job_by_key(&self, key: &str) -> Result<Option<JobRecord>, QueueError> {
+        let sql = format!(
+            "SELECT {JOB_COLUMNS} FROM jobq_jobs WHERE idempotency_key = ?1 ORDER BY id DESC LIMIT 1"
+        );
+        let row = sqlx::query(&sql).bind(key).fetch_optional(&self.pool).await?;
+        Ok(row.as_ref().map(job_record).transpose()?)
+    }
+
+    async fn state_counts(&self) -> Result<Vec<StateCount>, QueueError> {
+        let rows = sqlx::query(
+            "SELECT queue, state, count(*) FROM jobq_jobs GROUP BY queue, state ORDER BY queue, state",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let state: String = r.try_get(1)?;
+                Ok(StateCount {
+                    queue: r.try_get(0)?,
+                    state: state
+                        .parse()
+                        .map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
+                    count: r.try_get(2)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn queues(&self) -> Result<Vec<QueueInfo>, QueueError> {
+        let rows = sqlx::query(
+            "WITH names AS (SELECT DISTINCT queue AS name FROM jobq_jobs
+                            UNION SELECT name FROM jobq_queues),
+                  oldest AS (SELECT queue, min(run_at) AS run_at FROM jobq_jobs
+                             WHERE state IN ('available', 'scheduled', 'retrying') AND run_at <= ?1
+                             GROUP BY queue)
+             SELECT n.name, COALESCE(q.paused, 0), o.run_at
+             FROM names n LEFT JOIN jobq_queues q ON q.name = n.name
+                          LEFT JOIN oldest o ON o.queue = n.name
+             ORDER BY n.name",
+        )
+        .bind(now())
+        .fetch_all(&self.pool)
+        .await?;
+        let now = now();
+        rows.iter()
+            .map(|r| {
+                let oldest: Option<i64> = r.try_get(2)?;
+                Ok(QueueInfo {
+                    name: r.try_get(0)?,
+                    paused: r.try_get(1)?,
+                    oldest_available_age_s: oldest.map(|t| (now - t) as f64 / 1e6),
+                })
+            })
+            .collect()
+    }
+
+    async fn workers(&self) -> Result<Vec<WorkerInfo>, QueueError> {
+        let rows = sqlx::query(
+            "SELECT id, host, pid, queues, concurrency, started_at, heartbeat_at
+             FROM jobq_workers ORDER BY started_at",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(WorkerInfo {
+                    id: r.try_get(0)?,
+                    host: r.try_get(1)?,
+                    pid: r.try_get(2)?,
+                    queues: r.try_get(3)?,
+                    concurrency: r.try_get(4)?,
+                    started_at: time(r.try_get(5)?),
+                    heartbeat_at: time(r.try_get(6)?),
+                })
+            })
+            .collect()
+    }
+
+    async fn audit_log(&self, limit: u32) -> Result<Vec<AuditRecord>, QueueError> {
+        let rows = sqlx::query(
+            "SELECT id, at, actor, surface, action, target, count FROM jobq_audit
+             ORDER BY id DESC LIMIT ?1",
+        )
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(AuditRecord {
+                    id: r.try_get(0)?,
+                    at: time(r.try_get(1)?),
+                    actor: r.try_get(2)?,
+                    surface: r.try_get(3)?,
+                    action: r.try_get(4)?,
+                    target: r.try_get(5)?,
+                    count: r.try_get(6)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn retry(&self, ids: &[i64], entry: &AuditEntry) -> Result<Repair, QueueError> {
+        let update = format!(
+            "UPDATE jobq_jobs AS j SET state = 'available', run_at = ?2, finalized_at = NULL,
+                    locked_until = NULL, max_attempts = max(j.max_attempts, j.attempt + 1)
+             WHERE j.id IN (SELECT value FROM json_each(?1)) AND j.state IN ({RETRY_FROM})
+               AND (j.idempotency_key IS NULL OR j.state NOT IN ('cancelled', 'discarded')
+                    OR NOT EXISTS (SELECT 1 FROM jobq_jobs o
+                                   WHERE o.idempotency_key = j.idempotency_key AND o.id <> j.id
+                                     AND o.state NOT IN ('cancelled', 'discarded')))
+             RETURNING j.id"
+        );
+        self.repair(ids, entry, &update, RETRY_FROM).await
+    }
+
+    async fn discard(&self, ids: &[i64], entry: &AuditEntry) -> Result<Repair, QueueError> {
+        let update = format!(
+            "UPDATE jobq_jobs SET state = 'discarded', finalized_at = ?2, locked_until = NULL
+             WHERE id IN (SELECT value FROM json_each(?1)) AND state IN ({DISCARD_FROM})
+             RETURNING id"
+        );
+        self.repair(ids, entry, &update, DISCARD_FROM).await
+    }
+
+    async fn cancel(&self, ids: &[i64], entry: &AuditEntry) -> Result<Repair, QueueError> {
+        let update = format!(
+            "UPDATE jobq_jobs SET state = 'cancelled', finalized_at = ?2, locked_until = NULL
+             WHERE id IN (SELECT value FROM json_each(?1)) AND state IN ({CANCEL_FROM})
+             RETURNING id"
+        );
+        self.repair(ids, entry, &update, CANCEL_FROM).await
+    }
+
+    async fn set_paused(
+        &self,
+        queue: &str,
+        paused: bool,
+        entry: &AuditEntry,
+    ) -> Result<(), QueueError> {
+        let mut tx = self.begin().await?;
+        sqlx::query(
+            "INSERT INTO jobq_queues (name, paused, updated_at) VALUES (?1, ?2, ?3)
+             ON CONFLICT (name) DO UPDATE SET paused = excluded.paused, updated_at = excluded.updated_at",
+        )
+        .bind(queue)
+        .bind(paused)
+        .bind(now())
+        .execute(&mut *tx)
+        .await?;
+        audit(&mut tx, entry, 0).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn matching_ids(
+        &self,
+        filter: &JobFilter,
+        after_id: i64,
+        limit: u32,
+    ) -> Result<Vec<i64>, QueueError> {
+        let sql = format!("SELECT id FROM jobq_jobs WHERE {FILTER} AND id > ?4 ORDER BY id LIMIT ?5");
+        Ok(sqlx::query_scalar(&sql)
+            .bind(filter.state.map(|s| s.as_str()))
+            .bind(filter.queue.as_deref())
+            .bind(filter.kind.as_deref())
+            .bind(after_id)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?)
+    }
+}

@@ -1,0 +1,433 @@
+//! The admin commands: kinds, enqueue, jobs, queues, stats. Human tables by default, JSON with
+//! `--json`. Every repair is audited with the OS user who ran it.
+
+use std::collections::BTreeMap;
+use std::io::{IsTerminal, Read};
+use std::path::Path;
+
+use anyhow::{Context, bail};
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use jobs::audit::{AuditEntry, describe_ids};
+use jobs::driver::{JobFilter, JobRecord, Repair};
+use jobs::{JobSpec, JobState, Queue};
+use producer::enqueue_command::{self, EnqueueRequest};
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use crate::startup::{open, registry, settings};
+use crate::{EnqueueArgs, JobsCommand, QueuesCommand};
+
+/// Every kind this binary can enqueue: the product's, the benchmark's and the test kinds.
+fn all_specs() -> Vec<JobSpec> {
+    let mut specs = jobs::kinds::specs();
+    specs.extend(registry(true).specs());
+    specs
+}
+
+fn print_json(value: &impl Serialize) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+pub fn kinds(json: bool) -> anyhow::Result<()> {
+    let mut specs = jobs::kinds::specs();
+    specs.extend(registry(false).specs());
+    let rows: Vec<Value> = specs
+        .iter()
+        .map(|s| {
+            json!({
+                "kind": s.kind, "queue": s.queue, "max_attempts": s.max_attempts,
+                "timeout_s": s.timeout.as_secs_f64(), "example": (s.example)(),
+            })
+        })
+        .collect();
+    if json {
+        return print_json(&rows);
+    }
+    for s in &specs {
+        println!(
+            "{:<20} queue={:<12} max_attempts={:<3} timeout={:?}\n    example: {}",
+            s.kind,
+            s.queue,
+            s.max_attempts,
+            s.timeout,
+            (s.example)()
+        );
+    }
+    Ok(())
+}
+
+pub async fn enqueue(config: Option<&Path>, args: EnqueueArgs, json: bool) -> anyhow::Result<()> {
+    let payload = if args.payload == "-" {
+        let mut text = String::new();
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .context("reading PAYLOAD_JSON from standard input")?;
+        text
+    } else {
+        args.payload
+    };
+    let request = EnqueueRequest {
+        kind: args.kind,
+        payload,
+        key: args.key,
+        at: args.at,
+        priority: args.priority,
+        max_attempts: args.max_attempts,
+        queue: args.queue,
+    };
+    // Parse before connecting: bad input is refused without touching the database.
+    let job = enqueue_command::parse(&request, &all_specs())?;
+    let settings = settings(config, &[])?;
+    let queue = open(&settings).await?;
+    let enqueued = queue.enqueue_new(job).await?;
+    if json {
+        print_json(&enqueued)
+    } else {
+        let verb = if enqueued.created {
+            "enqueued"
+        } else {
+            "already enqueued (key held)"
+        };
+        println!("{verb}: job {}", enqueued.id);
+        Ok(())
+    }
+}
+
+#[derive(Args)]
+pub struct ListArgs {
+    #[arg(long)]
+    state: Option<JobState>,
+    #[arg(long)]
+    queue: Option<String>,
+    #[arg(long)]
+    kind: Option<String>,
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    limit: u32,
+    /// Only jobs with an id below this one (the next page).
+    #[arg(long)]
+    before: Option<i64>,
+}
+
+#[derive(Args)]
+pub struct RepairArgs {
+    /// Job ids; without ids, every job matching the filter.
+    ids: Vec<i64>,
+    #[arg(long)]
+    state: Option<JobState>,
+    #[arg(long)]
+    queue: Option<String>,
+    #[arg(long)]
+    kind: Option<String>,
+}
+
+/// A job as listed: the columns scripts rely on.
+#[derive(Serialize)]
+struct Listed<'a> {
+    id: i64,
+    kind: &'a str,
+    queue: &'a str,
+    state: JobState,
+    attempts: i32,
+    max_attempts: i32,
+    priority: i16,
+    key: Option<&'a str>,
+    run_at: String,
+    created_at: String,
+    last_error: Option<&'a str>,
+}
+
+impl<'a> From<&'a JobRecord> for Listed<'a> {
+    fn from(j: &'a JobRecord) -> Self {
+        Listed {
+            id: j.id,
+            kind: &j.kind,
+            queue: &j.queue,
+            state: j.state,
+            attempts: j.attempts,
+            max_attempts: j.max_attempts,
+            priority: j.priority,
+            key: j.key.as_deref(),
+            run_at: j.run_at.to_rfc3339(),
+            created_at: j.created_at.to_rfc3339(),
+            last_error: j.last_error.as_deref(),
+        }
+    }
+}
+
+/// The payload as people may see it: the kind's own redaction; unknown kinds shown as stored.
+fn redacted(job: &JobRecord) -> Value {
+    all_specs()
+        .iter()
+        .find(|s| s.kind == job.kind)
+        .map(|s| (s.redact)(&job.payload))
+        .unwrap_or_else(|| job.payload.clone())
+}
+
+pub async fn jobs(config: Option<&Path>, command: JobsCommand, json: bool) -> anyhow::Result<()> {
+    let settings = settings(config, &[])?;
+    let queue = open(&settings).await?;
+    match command {
+        JobsCommand::List(args) => list(&queue, args, json).await,
+        JobsCommand::Show { id } => show(&queue, id, json).await,
+        JobsCommand::Retry(args) => repair(&queue, "retry", args, json).await,
+        JobsCommand::Discard(args) => repair(&queue, "discard", args, json).await,
+        JobsCommand::Cancel(args) => repair(&queue, "cancel", args, json).await,
+    }
+}
+
+async fn list(queue: &Queue, args: ListArgs, json: bool) -> anyhow::Result<()> {
+    let filter = JobFilter {
+        state: args.state,
+        queue: args.queue,
+        kind: args.kind,
+        before_id: args.before,
+    };
+    let found = queue.driver().list_jobs(&filter, args.limit).await?;
+    if json {
+        return print_json(&found.iter().map(Listed::from).collect::<Vec<_>>());
+    }
+    println!(
+        "{:>10}  {:<20} {:<12} {:<10} {:>8}  {:<25} last error",
+        "id", "kind", "queue", "state", "attempts", "run at"
+    );
+    for job in &found {
+        println!(
+            "{:>10}  {:<20} {:<12} {:<10} {:>4}/{:<3}  {:<25} {}",
+            job.id,
+            job.kind,
+            job.queue,
+            job.state,
+            job.attempts,
+            job.max_attempts,
+            job.run_at.format("%Y-%m-%d %H:%M:%S%.3f"),
+            job.last_error.as_deref().map(first_line).unwrap_or("")
+        );
+    }
+    Ok(())
+}
+
+fn first_line(text: &str) -> &str {
+    text.lines().next().unwrap_or("")
+}
+
+async fn show(queue: &Queue, id: i64, json: bool) -> anyhow::Result<()> {
+    let Some(mut job) = queue.driver().job(id).await? else {
+        bail!("no job with id {id}");
+    };
+    job.payload = redacted(&job);
+    if json {
+        return print_json(&job);
+    }
+    println!("job {} ({}) in queue {}: {}", job.id, job.kind, job.queue, job.state);
+    println!("  payload:      {}", job.payload);
+    println!("  key:          {}", job.key.as_deref().unwrap_or("-"));
+    println!("  attempts:     {} of {}", job.attempts, job.max_attempts);
+    println!("  priority:     {}", job.priority);
+    println!("  created:      {}", job.created_at.to_rfc3339());
+    println!("  run at:       {}", job.run_at.to_rfc3339());
+    if let Some(at) = job.attempted_at {
+        let by = job.attempted_by.as_deref().unwrap_or("?");
+        println!("  last attempt: {} by {by}", at.to_rfc3339());
+    }
+    if let Some(at) = job.finalized_at {
+        println!("  finalized:    {}", at.to_rfc3339());
+    }
+    for e in &job.errors {
+        println!(
+            "  attempt {} at {} on {} after {} ms: {}",
+            e.attempt,
+            e.at.to_rfc3339(),
+            e.worker,
+            e.duration_ms,
+            e.error
+        );
+    }
+    Ok(())
+}
+
+async fn repair(
+    queue: &Queue,
+    action: &'static str,
+    args: RepairArgs,
+    json: bool,
+) -> anyhow::Result<()> {
+    let by_filter = args.ids.is_empty();
+    if by_filter && args.state.is_none() && args.queue.is_none() && args.kind.is_none() {
+        bail!("{action} needs job ids, or a filter (--state, --queue, --kind) naming the jobs");
+    }
+    if !by_filter && (args.state.is_some() || args.queue.is_some() || args.kind.is_some()) {
+        bail!("{action} takes job ids or a filter, not both");
+    }
+    let total = if by_filter {
+        repair_matching(queue, action, &args).await?
+    } else {
+        let audit = AuditEntry::cli(action, describe_ids(&args.ids));
+        apply(queue, action, &args.ids, &audit).await?
+    };
+    if json {
+        return print_json(&json!({
+            "action": action, "changed": total.changed,
+            "skipped": total.skipped.iter().map(|(id, why)| json!({"id": id, "reason": why})).collect::<Vec<_>>(),
+        }));
+    }
+    println!("{action}: {} job(s) changed", total.changed.len());
+    for (id, why) in &total.skipped {
+        println!("  job {id} left alone: {why}");
+    }
+    if !by_filter && total.changed.is_empty() {
+        bail!("nothing to {action}");
+    }
+    Ok(())
+}
+
+async fn apply(
+    queue: &Queue,
+    action: &str,
+    ids: &[i64],
+    audit: &AuditEntry,
+) -> anyhow::Result<Repair> {
+    Ok(match action {
+        "retry" => queue.retry(ids, audit).await?,
+        "discard" => queue.discard(ids, audit).await?,
+        _ => queue.cancel(ids, audit).await?,
+    })
+}
+
+/// Repairs every job matching the filter, a page at a time, with progress on a terminal.
+async fn repair_matching(
+    queue: &Queue,
+    action: &'static str,
+    args: &RepairArgs,
+) -> anyhow::Result<Repair> {
+    const PAGE: u32 = 1_000;
+    let filter = JobFilter {
+        state: args.state,
+        queue: args.queue.clone(),
+        kind: args.kind.clone(),
+        before_id: None,
+    };
+    let target = format!(
+        "jobs matching state={} queue={} kind={}",
+        args.state.map(|s| s.as_str()).unwrap_or("*"),
+        args.queue.as_deref().unwrap_or("*"),
+        args.kind.as_deref().unwrap_or("*")
+    );
+    let progress = if std::io::stderr().is_terminal() {
+        let bar = ProgressBar::new_spinner();
+        bar.set_style(
+            ProgressStyle::with_template("{spinner} {msg}: {pos} jobs ({per_sec})")
+                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+        );
+        bar.set_message(action);
+        bar
+    } else {
+        ProgressBar::hidden()
+    };
+    let mut total = Repair::default();
+    let mut after = 0;
+    loop {
+        let ids = queue.matching_ids(&filter, after, PAGE).await?;
+        let Some(last) = ids.last() else { break };
+        after = *last;
+        let audit = AuditEntry::cli(action, format!("{target}: {}", describe_ids(&ids)));
+        let done = apply(queue, action, &ids, &audit).await?;
+        progress.inc(ids.len() as u64);
+        total.changed.extend(done.changed);
+        total.skipped.extend(done.skipped);
+    }
+    progress.finish_and_clear();
+    Ok(total)
+}
+
+pub async fn queues(
+    config: Option<&Path>,
+    command: QueuesCommand,
+    json: bool,
+) -> anyhow::Result<()> {
+    let settings = settings(config, &[])?;
+    let queue = open(&settings).await?;
+    let (name, paused) = match command {
+        QueuesCommand::List => return stats_of(&queue, json).await,
+        QueuesCommand::Pause { queue } => (queue, true),
+        QueuesCommand::Resume { queue } => (queue, false),
+    };
+    if !jobs::job::is_valid_queue_name(&name) {
+        bail!("queue name '{name}' is invalid: 1 to 64 characters of a-z, 0-9, '_' and '-'");
+    }
+    let action = if paused { "pause" } else { "resume" };
+    let audit = AuditEntry::cli(action, format!("queue {name}"));
+    queue.set_paused(&name, paused, &audit).await?;
+    if json {
+        print_json(&json!({"queue": name, "paused": paused}))
+    } else {
+        println!("queue {name} {}", if paused { "paused" } else { "resumed" });
+        Ok(())
+    }
+}
+
+pub async fn stats(config: Option<&Path>, json: bool) -> anyhow::Result<()> {
+    let settings = settings(config, &[])?;
+    let queue = open(&settings).await?;
+    stats_of(&queue, json).await
+}
+
+async fn stats_of(queue: &Queue, json: bool) -> anyhow::Result<()> {
+    let counts = queue.driver().state_counts().await?;
+    let infos = queue.driver().queues().await?;
+    let workers = queue.driver().workers().await?;
+    let mut per_queue: BTreeMap<String, BTreeMap<&str, i64>> = BTreeMap::new();
+    for info in &infos {
+        per_queue.entry(info.name.clone()).or_default();
+    }
+    for c in &counts {
+        *per_queue
+            .entry(c.queue.clone())
+            .or_default()
+            .entry(c.state.as_str())
+            .or_default() += c.count;
+    }
+    let rows: Vec<Value> = per_queue
+        .iter()
+        .map(|(name, states)| {
+            let info = infos.iter().find(|i| &i.name == name);
+            json!({
+                "queue": name,
+                "paused": info.is_some_and(|i| i.paused),
+                "oldest_available_age_s": info.and_then(|i| i.oldest_available_age_s),
+                "counts": states,
+            })
+        })
+        .collect();
+    if json {
+        return print_json(&json!({"queues": rows, "workers": workers}));
+    }
+    for (name, states) in &per_queue {
+        let info = infos.iter().find(|i| &i.name == name);
+        let paused = if info.is_some_and(|i| i.paused) {
+            " (paused)"
+        } else {
+            ""
+        };
+        let oldest = info
+            .and_then(|i| i.oldest_available_age_s)
+            .map(|s| format!(", oldest available {s:.1}s"))
+            .unwrap_or_default();
+        let states: Vec<String> = states.iter().map(|(s, n)| format!("{s}={n}")).collect();
+        println!("{name}{paused}: {}{oldest}", states.join(" "));
+    }
+    println!("{} live worker(s)", workers.len());
+    for w in &workers {
+        println!(
+            "  {} pid {} on {} queues {} since {} (heartbeat {})",
+            w.id,
+            w.pid,
+            w.host,
+            w.queues,
+            w.started_at.to_rfc3339(),
+            w.heartbeat_at.to_rfc3339()
+        );
+    }
+    Ok(())
+}

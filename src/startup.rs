@@ -1,0 +1,113 @@
+//! Turning settings into running parts: the queue, the registry of kinds, the worker.
+
+use std::path::Path;
+
+use anyhow::Context;
+use jobs::Queue;
+use jobs::configuration::Settings;
+use workers::{Registry, Runtime, RuntimeOptions, testkit};
+
+use crate::WorkerArgs;
+
+pub fn settings(config: Option<&Path>, overrides: &[(&str, String)]) -> anyhow::Result<Settings> {
+    Ok(Settings::load(config, overrides)?)
+}
+
+/// Settings and logging for commands that run for a while.
+pub fn settings_with_logs(
+    config: Option<&Path>,
+    overrides: &[(&str, String)],
+) -> anyhow::Result<Settings> {
+    let settings = settings(config, overrides)?;
+    crate::telemetry::init(&settings.log)?;
+    Ok(settings)
+}
+
+/// Opens the queue and refuses a schema this binary does not understand.
+pub async fn open(settings: &Settings) -> anyhow::Result<Queue> {
+    Ok(Queue::open(&settings.database).await?)
+}
+
+pub async fn migrate(config: Option<&Path>) -> anyhow::Result<()> {
+    let settings = settings_with_logs(config, &[])?;
+    let queue = Queue::connect(&settings.database).await?;
+    queue
+        .migrate()
+        .await
+        .with_context(|| format!("migrating {}", settings.database.url))?;
+    queue.check_schema().await?;
+    tracing::info!(database = %settings.database.url, "schema is up to date");
+    Ok(())
+}
+
+/// The kinds this binary runs. The product kinds' handlers arrive with their own issue; until
+/// then their jobs wait in their queues for a worker that has them.
+pub fn registry(test_kinds: bool) -> Registry {
+    let mut registry = Registry::new();
+    testkit::register_bench(&mut registry);
+    if test_kinds {
+        testkit::register_tests(&mut registry);
+    }
+    registry
+}
+
+pub async fn worker(config: Option<&Path>, args: &WorkerArgs, migrate: bool) -> anyhow::Result<()> {
+    let mut overrides = Vec::new();
+    if let Some(concurrency) = args.concurrency {
+        overrides.push(("worker.concurrency", concurrency.to_string()));
+    }
+    if let Some(queues) = &args.queues {
+        let quoted: Vec<String> = queues.iter().map(|q| format!("{q:?}")).collect();
+        overrides.push(("worker.queues", format!("[{}]", quoted.join(","))));
+    }
+    let settings = settings_with_logs(config, &overrides)?;
+    let queue = Queue::connect(&settings.database).await?;
+    if migrate {
+        queue.migrate().await?;
+    }
+    queue.check_schema().await?;
+    if args.test_kinds {
+        testkit::create_effects_table(&queue).await?;
+    }
+    let registry = registry(args.test_kinds);
+    let options = RuntimeOptions::from_settings(&settings, &registry);
+    tracing::info!(database = %settings.database.url, "starting worker");
+    Runtime::new(queue, registry, options)?
+        .run(shutdown_signal())
+        .await?;
+    Ok(())
+}
+
+/// SIGTERM or SIGINT (Ctrl-C).
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut terminate) => {
+                tokio::select! {
+                    _ = interrupt => {}
+                    _ = terminate.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = interrupt.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = interrupt.await;
+    }
+}
+
+pub fn config_check(config: Option<&Path>, json: bool) -> anyhow::Result<()> {
+    let settings = settings(config, &[])?;
+    if json {
+        println!("{}", serde_json::json!({"ok": true, "database": settings.database.url.to_string()}));
+    } else {
+        println!("configuration is valid\n{}", settings.describe());
+    }
+    Ok(())
+}

@@ -1,0 +1,26 @@
+//! Logs: human-readable or JSON lines on standard error (standard output is for results).
+//! Each job runs in a `job` span carrying its id, kind, queue and attempt.
+
+use jobs::configuration::{LogFormat, LogSettings};
+use tracing_subscriber::EnvFilter;
+
+pub fn init(settings: &LogSettings) -> anyhow::Result<()> {
+    let filter = EnvFilter::try_new(&settings.filter).map_err(|e| {
+        anyhow::anyhow!(
+            "log.filter = {:?} is not a valid filter ({e}): use a level like \"info\" or directives like \"info,workers=debug\"",
+            settings.filter
+        )
+    })?;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let installed = match settings.format {
+        LogFormat::Human => builder.try_init(),
+        LogFormat::Json => builder
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .try_init(),
+    };
+    installed.map_err(|e| anyhow::anyhow!("cannot install the logger: {e}"))
+}

@@ -1,0 +1,302 @@
+//! Shared set-up for the integration tests: a fresh database per test on either backend, a
+//! config file with short intervals, and `jobq` processes to run against it.
+#![allow(dead_code)]
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use jobs::Queue;
+use jobs::configuration::Settings;
+use jobs::driver::JobRecord;
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Generates one test per backend from an `async fn(Backend)` of the same name.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::support::Backend::Sqlite).await
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::support::Backend::Postgres).await
+                }
+            )*
+        }
+    };
+}
+
+/// The PostgreSQL server the suite uses; scripts/test finds or starts one.
+pub fn postgres_server_url() -> String {
+    std::env::var("JOBQ_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_string())
+}
+
+/// Short intervals so tests about leases, retries and polling finish in seconds.
+pub const TEST_CONFIG: &str = r#"
+[worker]
+concurrency = 4
+lease = "2s"
+poll_interval = "200ms"
+shutdown_grace = "10s"
+completion_interval = "5ms"
+heartbeat_interval = "500ms"
+
+[maintenance]
+interval = "200ms"
+
+[log]
+filter = "info"
+"#;
+
+pub struct TestDb {
+    pub backend: Backend,
+    pub url: String,
+    pub dir: tempfile::TempDir,
+    pub config: PathBuf,
+    drop_database: Option<String>,
+}
+
+impl TestDb {
+    /// A fresh, migrated database.
+    pub async fn new(backend: Backend) -> TestDb {
+        Self::with_config(backend, "").await
+    }
+
+    /// A fresh, migrated database, with `extra` appended to the test config.
+    pub async fn with_config(backend: Backend, extra: &str) -> TestDb {
+        let db = Self::unmigrated(backend, extra).await;
+        let out = db.jobq(&["migrate"]);
+        assert!(out.status.success(), "migrate failed: {}", stderr(&out));
+        db
+    }
+
+    pub async fn unmigrated(backend: Backend, extra: &str) -> TestDb {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let config = dir.path().join("jobq.toml");
+        std::fs::write(&config, format!("{TEST_CONFIG}\n{extra}")).expect("write config");
+        let (url, drop_database) = match backend {
+            Backend::Sqlite => (
+                format!("sqlite://{}", dir.path().join("jobq.db").display()),
+                None,
+            ),
+            Backend::Postgres => {
+                let name = format!("jobq_test_{:016x}", fastrand::u64(..));
+                let server = postgres_server_url();
+                let admin = sqlx::PgPool::connect(&server).await.unwrap_or_else(|e| {
+                    panic!(
+                        "the PostgreSQL suite needs a server: {server} answered {e}. \
+                         Run scripts/test, which finds or starts one."
+                    )
+                });
+                sqlx::query(&format!("CREATE DATABASE {name}"))
+                    .execute(&admin)
+                    .await
+                    .expect("create test database");
+                admin.close().await;
+                (replace_database(&server, &name), Some(name))
+            }
+        };
+        TestDb {
+            backend,
+            url,
+            dir,
+            config,
+            drop_database,
+        }
+    }
+
+    pub fn settings(&self) -> Settings {
+        Settings::load(Some(&self.config), &[("database.url", self.url.clone())])
+            .expect("test settings load")
+    }
+
+    pub async fn queue(&self) -> Queue {
+        Queue::open(&self.settings().database)
+            .await
+            .expect("open the test database")
+    }
+
+    /// `jobq ARGS` against this database, run to completion.
+    pub fn jobq(&self, args: &[&str]) -> Output {
+        self.command(args).output().expect("run jobq")
+    }
+
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_jobq"));
+        command
+            .args(args)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("USER", "test-admin")
+            .env("JOBQ_DATABASE_URL", &self.url)
+            .env("JOBQ_CONFIG", &self.config)
+            .stdin(Stdio::null());
+        command
+    }
+
+    /// A worker process running the test kinds; killed when dropped.
+    pub fn spawn_worker(&self, extra_args: &[&str]) -> Worker {
+        let mut args = vec!["worker", "--test-kinds", "--queues", "test"];
+        args.extend_from_slice(extra_args);
+        let log = self.dir.path().join(format!("worker-{}.log", fastrand::u32(..)));
+        let log_file = std::fs::File::create(&log).expect("worker log");
+        let child = self
+            .command(&args)
+            .stdout(Stdio::null())
+            .stderr(log_file)
+            .spawn()
+            .expect("spawn worker");
+        Worker { child, log }
+    }
+
+    pub async fn job(&self, queue: &Queue, id: i64) -> JobRecord {
+        queue
+            .driver()
+            .job(id)
+            .await
+            .expect("read job")
+            .unwrap_or_else(|| panic!("job {id} not found"))
+    }
+
+    /// How many times each job's effect happened (`test_effect`).
+    pub async fn effects(&self, queue: &Queue) -> Vec<(i64, i64)> {
+        const SQL: &str = "SELECT job_id, CAST(runs AS BIGINT) FROM jobq_test_effects ORDER BY job_id";
+        if let Some(pool) = queue.postgres_pool() {
+            sqlx::query_as(SQL).fetch_all(pool).await.unwrap_or_default()
+        } else if let Some(pool) = queue.sqlite_pool() {
+            sqlx::query_as(SQL).fetch_all(pool).await.unwrap_or_default()
+        } else {
+            Vec::new()
+        }
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if let Some(name) = self.drop_database.take() {
+            // Best effort, outside any runtime: psql is on every machine the suite runs on.
+            let _ = Command::new("psql")
+                .arg(postgres_server_url())
+                .args(["-qc", &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+}
+
+fn replace_database(server: &str, name: &str) -> String {
+    let (base, query) = match server.split_once('?') {
+        Some((b, q)) => (b, format!("?{q}")),
+        None => (server, String::new()),
+    };
+    let prefix = match base.rfind('/') {
+        Some(i) if i > "postgres://".len() => &base[..i],
+        _ => base,
+    };
+    format!("{prefix}/{name}{query}")
+}
+
+pub struct Worker {
+    pub child: Child,
+    pub log: PathBuf,
+}
+
+impl Worker {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn kill_hard(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    pub fn terminate(&self) {
+        signal(self.pid(), "TERM");
+    }
+
+    /// Waits for the process to exit after a signal; its log on failure.
+    pub fn wait_exit(&mut self, within: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait worker") {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "worker did not exit within {within:?}; log:\n{}",
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        self.kill_hard();
+    }
+}
+
+pub fn signal(pid: u32, name: &str) {
+    let status = Command::new("kill")
+        .args([&format!("-{name}"), &pid.to_string()])
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill -{name} {pid} failed");
+}
+
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// `jobq --json ...` output, parsed; panics with stderr when the command failed.
+pub fn json(out: &Output) -> serde_json::Value {
+    assert!(out.status.success(), "jobq failed: {}", stderr(out));
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", stdout(out)))
+}
+
+/// Polls `check` until it returns `Some`, or fails the test after `within` with `what`.
+pub async fn eventually<T, F, Fut>(within: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "timed out after {within:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+pub fn path_str(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}

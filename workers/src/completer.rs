@@ -1,0 +1,143 @@
+//! Writes finished jobs in batches: whatever finished while the previous batch was being
+//! written goes in the next one, so under load a few statements complete thousands of jobs.
+//! Also counts outcomes per minute, queue and kind, written every few seconds.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use chrono::{DateTime, DurationRound, Utc};
+use jobs::Queue;
+use jobs::driver::{Finish, Finished, StatCount, StatKey};
+use tokio::sync::mpsc;
+
+use crate::executor::Done;
+
+const MAX_BATCH: usize = 5_000;
+const STATS_EVERY: Duration = Duration::from_secs(5);
+
+pub enum Message {
+    Done(Box<Done>),
+    /// Flush everything received so far, then stop.
+    Stop,
+}
+
+pub struct Completer {
+    queue: Queue,
+    receiver: mpsc::UnboundedReceiver<Message>,
+    gather: Duration,
+    stats: BTreeMap<StatKey, StatCount>,
+}
+
+impl Completer {
+    pub fn new(
+        queue: Queue,
+        receiver: mpsc::UnboundedReceiver<Message>,
+        gather: Duration,
+    ) -> Self {
+        Completer {
+            queue,
+            receiver,
+            gather,
+            stats: BTreeMap::new(),
+        }
+    }
+
+    pub async fn run(mut self) {
+        let mut messages = Vec::with_capacity(MAX_BATCH);
+        let mut stats_tick = tokio::time::interval(STATS_EVERY);
+        loop {
+            tokio::select! {
+                received = self.receiver.recv_many(&mut messages, MAX_BATCH) => {
+                    if received == 0 {
+                        break;
+                    }
+                }
+                _ = stats_tick.tick() => {
+                    self.flush_stats().await;
+                    continue;
+                }
+            }
+            // A small batch waits a moment for company: fewer, larger statements.
+            if messages.len() < MAX_BATCH / 10 && !self.gather.is_zero() {
+                let deadline = tokio::time::sleep(self.gather);
+                tokio::pin!(deadline);
+                while messages.len() < MAX_BATCH {
+                    tokio::select! {
+                        received = self.receiver.recv_many(&mut messages, MAX_BATCH) => {
+                            if received == 0 { break; }
+                        }
+                        _ = &mut deadline => break,
+                    }
+                }
+            }
+            let stop = messages.iter().any(|m| matches!(m, Message::Stop));
+            let batch: Vec<Done> = messages
+                .drain(..)
+                .filter_map(|m| match m {
+                    Message::Done(done) => Some(*done),
+                    Message::Stop => None,
+                })
+                .collect();
+            self.complete(batch).await;
+            if stop {
+                break;
+            }
+        }
+        self.flush_stats().await;
+    }
+
+    /// Writes a batch, retrying until it lands: a completion is never dropped. Should the
+    /// process die first, the jobs' leases run out and the rescuer puts them back.
+    async fn complete(&mut self, batch: Vec<Done>) {
+        if batch.is_empty() {
+            return;
+        }
+        let finished: Vec<Finished> = batch.iter().map(|d| d.finished.clone()).collect();
+        let mut delay = Duration::from_millis(50);
+        while let Err(error) = self.queue.driver().finish(&finished).await {
+            tracing::error!(%error, jobs = finished.len(), ?delay, "cannot record finished jobs; retrying");
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_secs(5));
+        }
+        for done in batch {
+            self.count(&done);
+        }
+    }
+
+    fn count(&mut self, done: &Done) {
+        let outcome = match done.finished.finish {
+            Finish::Completed => "completed",
+            Finish::Retry { .. } => "retried",
+            Finish::Failed { .. } => "failed",
+            Finish::Cancelled { .. } => "cancelled",
+        };
+        let key = StatKey {
+            minute: minute_of(Utc::now()),
+            queue: done.queue.clone(),
+            kind: done.kind.clone(),
+            outcome,
+        };
+        let entry = self.stats.entry(key).or_default();
+        entry.count += 1;
+        entry.duration_ms += i64::try_from(done.duration.as_millis()).unwrap_or(i64::MAX);
+    }
+
+    async fn flush_stats(&mut self) {
+        if self.stats.is_empty() {
+            return;
+        }
+        let rows: Vec<(StatKey, StatCount)> = std::mem::take(&mut self.stats).into_iter().collect();
+        if let Err(error) = self.queue.driver().add_stats(&rows).await {
+            tracing::warn!(%error, "cannot write outcome counts; keeping them for the next try");
+            for (key, count) in rows {
+                let entry = self.stats.entry(key).or_default();
+                entry.count += count.count;
+                entry.duration_ms += count.duration_ms;
+            }
+        }
+    }
+}
+
+pub fn minute_of(t: DateTime<Utc>) -> DateTime<Utc> {
+    t.duration_trunc(chrono::Duration::minutes(1)).unwrap_or(t)
+}

@@ -1,0 +1,141 @@
+//! Handlers: one per job kind, typed by the kind's payload, erased into a registry.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Display;
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use jobs::{Job, JobSpec, Queue};
+
+/// How a handler says its attempt went wrong; the executor turns it into the job's next state.
+#[derive(Debug, Clone, PartialEq)]
+pub enum JobError {
+    /// Try again later, after the kind's backoff for this attempt.
+    Retry(String),
+    /// Try again no sooner than `after` (a 429's Retry-After).
+    RetryAfter { after: Duration, reason: String },
+    /// Will never work: kept in `failed` with this error until an admin acts.
+    Permanent(String),
+    /// Nothing left to do (the thing it was for is gone): `cancelled`.
+    Cancel(String),
+}
+
+impl JobError {
+    pub fn retry(reason: impl Display) -> Self {
+        JobError::Retry(reason.to_string())
+    }
+
+    pub fn permanent(reason: impl Display) -> Self {
+        JobError::Permanent(reason.to_string())
+    }
+}
+
+impl Display for JobError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            JobError::Retry(reason) => write!(f, "{reason}"),
+            JobError::RetryAfter { after, reason } => {
+                write!(f, "{reason} (retry no sooner than {after:?})")
+            }
+            JobError::Permanent(reason) => write!(f, "{reason}"),
+            JobError::Cancel(reason) => write!(f, "cancelled: {reason}"),
+        }
+    }
+}
+
+/// What a handler knows of the job it runs, and the queue, for follow-up jobs.
+#[derive(Clone)]
+pub struct JobContext {
+    pub id: i64,
+    pub attempt: i32,
+    pub max_attempts: i32,
+    pub key: Option<String>,
+    pub queue: Queue,
+    pub worker_id: Arc<str>,
+}
+
+#[async_trait]
+pub trait Handler<J: Job>: Send + Sync + 'static {
+    async fn handle(&self, job: J, ctx: &JobContext) -> Result<(), JobError>;
+}
+
+/// A handler with its payload type erased: it parses the raw payload itself, so a payload
+/// that no longer parses fails that job alone.
+#[async_trait]
+pub trait ErasedHandler: Send + Sync {
+    async fn run(&self, payload: &str, ctx: &JobContext) -> Result<(), JobError>;
+}
+
+struct Typed<J, H> {
+    handler: H,
+    kind: PhantomData<fn() -> J>,
+}
+
+#[async_trait]
+impl<J: Job, H: Handler<J>> ErasedHandler for Typed<J, H> {
+    async fn run(&self, payload: &str, ctx: &JobContext) -> Result<(), JobError> {
+        let job: J = serde_json::from_str(payload).map_err(|e| {
+            JobError::Permanent(format!("payload of {} does not parse: {e}", J::KIND))
+        })?;
+        self.handler.handle(job, ctx).await
+    }
+}
+
+#[derive(Clone)]
+pub struct Registered {
+    pub spec: JobSpec,
+    pub handler: Arc<dyn ErasedHandler>,
+}
+
+/// The kinds this process can run.
+#[derive(Clone, Default)]
+pub struct Registry {
+    kinds: BTreeMap<&'static str, Registered>,
+}
+
+impl Registry {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn register<J: Job, H: Handler<J>>(&mut self, handler: H) -> &mut Self {
+        let handler = Arc::new(Typed {
+            handler,
+            kind: PhantomData,
+        });
+        self.kinds.insert(
+            J::KIND,
+            Registered {
+                spec: J::spec(),
+                handler,
+            },
+        );
+        self
+    }
+
+    pub fn get(&self, kind: &str) -> Option<&Registered> {
+        self.kinds.get(kind)
+    }
+
+    pub fn kinds(&self) -> impl Iterator<Item = &'static str> + '_ {
+        self.kinds.keys().copied()
+    }
+
+    /// Every queue a registered kind lives in.
+    pub fn queues(&self) -> BTreeSet<String> {
+        self.kinds
+            .values()
+            .map(|r| r.spec.queue.to_string())
+            .collect()
+    }
+
+    pub fn specs(&self) -> Vec<JobSpec> {
+        self.kinds.values().map(|r| r.spec).collect()
+    }
+
+    pub fn known_kinds(&self) -> String {
+        self.kinds.keys().copied().collect::<Vec<_>>().join(", ")
+    }
+}
