@@ -1,0 +1,166 @@
+//! Names of panels and plans, as the shop's configuration spells them.
+
+use std::fmt;
+
+use serde::de::{self, Visitor};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// A panel or plan name: 1 to 64 ASCII letters, digits, `-`, `_` and `.`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Name(String);
+
+impl Name {
+    pub const MAX_LEN: usize = 64;
+
+    pub fn parse(name: impl Into<String>) -> Result<Self, String> {
+        Self::parse_as("name", name.into())
+    }
+
+    /// As [`Name::parse`], with errors naming the field (`"panel"`, `"plan"`).
+    pub fn parse_as(what: &str, name: String) -> Result<Self, String> {
+        if name.is_empty() {
+            return Err(format!("{what} must not be empty"));
+        }
+        let len = name.chars().count();
+        if len > Self::MAX_LEN {
+            return Err(format!(
+                "{what} is {len} characters long, at most {} are allowed",
+                Self::MAX_LEN
+            ));
+        }
+        if let Some(bad) = name.chars().find(|&c| !is_name_char(c)) {
+            return Err(format!(
+                "{what} {name:?} contains {bad:?}: only ASCII letters, digits, '-', '_' and '.' are allowed"
+            ));
+        }
+        Ok(Self(name))
+    }
+
+    /// For examples and constants; the tests parse every example.
+    pub(crate) fn from_static(name: &'static str) -> Self {
+        debug_assert!(Self::parse(name).is_ok(), "invalid name {name:?}");
+        Self(name.to_string())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// A deserializer whose errors name the field.
+    pub(crate) fn deserialize_as<'de, D: Deserializer<'de>>(
+        deserializer: D,
+        what: &'static str,
+    ) -> Result<Self, D::Error> {
+        deserializer.deserialize_string(NameVisitor(what))
+    }
+}
+
+fn is_name_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')
+}
+
+/// For `#[serde(deserialize_with = "names::panel")]`.
+pub(crate) fn panel<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Name, D::Error> {
+    Name::deserialize_as(deserializer, "panel")
+}
+
+/// For `#[serde(deserialize_with = "names::plan")]`.
+pub(crate) fn plan<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Name, D::Error> {
+    Name::deserialize_as(deserializer, "plan")
+}
+
+impl TryFrom<String> for Name {
+    type Error = String;
+    fn try_from(name: String) -> Result<Self, String> {
+        Self::parse(name)
+    }
+}
+
+impl AsRef<str> for Name {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Name {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl Serialize for Name {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Name {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Self::deserialize_as(deserializer, "name")
+    }
+}
+
+struct NameVisitor(&'static str);
+
+impl Visitor<'_> for NameVisitor {
+    type Value = Name;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} as a string of 1 to {} ASCII letters, digits, '-', '_' and '.'",
+            self.0,
+            Name::MAX_LEN
+        )
+    }
+
+    fn visit_str<E: de::Error>(self, value: &str) -> Result<Name, E> {
+        Name::parse_as(self.0, value.to_string()).map_err(E::custom)
+    }
+
+    fn visit_string<E: de::Error>(self, value: String) -> Result<Name, E> {
+        Name::parse_as(self.0, value).map_err(E::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn valid_names_parse_and_round_trip() {
+        for name in ["de-1", "monthly_50GB", "v2.panel", "a", &"x".repeat(64)] {
+            let parsed: Name = serde_json::from_value(json!(name)).unwrap();
+            assert_eq!(parsed.as_str(), name);
+            assert_eq!(serde_json::to_value(&parsed).unwrap(), json!(name));
+        }
+    }
+
+    #[test]
+    fn bad_names_are_rejected_naming_what_is_wrong() {
+        let cases = [
+            (json!(""), "name must not be empty"),
+            (
+                json!("x".repeat(65)),
+                "name is 65 characters long, at most 64",
+            ),
+            (json!("de 1"), "name \"de 1\" contains ' '"),
+            (json!("de/1"), "contains '/'"),
+            (json!("панель"), "contains 'п'"),
+            (json!(5), "expected name as a string of 1 to 64"),
+        ];
+        for (json, expected) in cases {
+            let error = serde_json::from_value::<Name>(json.clone())
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains(expected), "{json}: {error}");
+        }
+        assert!(
+            Name::parse_as("plan", "a b".into())
+                .unwrap_err()
+                .starts_with("plan ")
+        );
+    }
+}
