@@ -1,1 +1,1874 @@
-//! Settings: see the helper task.
+//! Settings for the whole program, loaded in layers (later layers win):
+//!
+//! 1. `config/default.toml`, compiled into the binary: every setting has a default there;
+//! 2. an optional config file (`--config` / `JOBQ_CONFIG`, read by the caller);
+//! 3. environment variables `JOBQ_<SECTION>_<KEY>` for the sections `database`, `worker`,
+//!    `maintenance` and `log` (e.g. `JOBQ_DATABASE_URL` → `database.url`,
+//!    `JOBQ_WORKER_SHUTDOWN_GRACE` → `worker.shutdown_grace`); any other `JOBQ_` variable is
+//!    ignored, as is a variable naming a key its section does not have;
+//! 4. overrides from command-line flags, as `("worker.concurrency", "8")` pairs.
+//!
+//! Durations are humantime strings ("100ms", "30s", "10m", "24h"). Every value is checked after
+//! loading; a [`ConfigError`] names each bad setting, the value given, where it came from and
+//! what is allowed. Unknown keys in a config file are errors. The database URL's password never
+//! appears in `Debug`, `Display`, [`Settings::describe`] or error messages.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use figment::providers::{Format, Toml};
+use figment::value::{Dict, Map, Value};
+use figment::{Figment, Metadata, Profile, Provider};
+use serde::Deserialize;
+
+/// The built-in defaults: the first layer.
+const DEFAULTS: &str = include_str!("../../config/default.toml");
+
+/// Prefix of the environment variables read as settings.
+pub const ENV_PREFIX: &str = "JOBQ_";
+
+/// The effective settings.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    pub database: DatabaseSettings,
+    pub worker: WorkerSettings,
+    pub maintenance: MaintenanceSettings,
+    pub log: LogSettings,
+    /// `[queues.NAME]`: per-queue overrides.
+    #[serde(default)]
+    pub queues: BTreeMap<String, QueueSettings>,
+    /// `[[periodic]]`: jobs enqueued on a fixed interval.
+    #[serde(default)]
+    pub periodic: Vec<PeriodicSettings>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseSettings {
+    pub url: DatabaseUrl,
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    pub acquire_timeout: Duration,
+    pub max_connections: u32,
+    pub sqlite_synchronous: SqliteSynchronous,
+    #[serde(with = "humantime_serde")]
+    pub sqlite_busy_timeout: Duration,
+}
+
+/// SQLite's `PRAGMA synchronous`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SqliteSynchronous {
+    /// Every commit is durable, even on power loss.
+    Full,
+    /// Faster; the last commits may be lost on power loss or OS crash (never corrupted).
+    Normal,
+}
+
+impl SqliteSynchronous {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SqliteSynchronous::Full => "full",
+            SqliteSynchronous::Normal => "normal",
+        }
+    }
+}
+
+impl fmt::Display for SqliteSynchronous {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkerSettings {
+    /// Jobs run at once, per queue, per process.
+    pub concurrency: u32,
+    /// Queues to work; empty means every queue of the known kinds.
+    #[serde(deserialize_with = "string_list")]
+    pub queues: Vec<String>,
+    /// How long a claimed job is locked before the rescuer may take it back.
+    #[serde(with = "humantime_serde")]
+    pub lease: Duration,
+    /// Fallback poll, besides wake-ups.
+    #[serde(with = "humantime_serde")]
+    pub poll_interval: Duration,
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace: Duration,
+    /// The completer flushes its batch this often.
+    #[serde(with = "humantime_serde")]
+    pub completion_interval: Duration,
+    #[serde(with = "humantime_serde")]
+    pub heartbeat_interval: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MaintenanceSettings {
+    /// Tick of the rescuer and the scheduler.
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+    /// Completed, cancelled and discarded jobs are pruned after this.
+    #[serde(with = "humantime_serde")]
+    pub completed_retention: Duration,
+    /// Statistics are kept this long (at least a day).
+    #[serde(with = "humantime_serde")]
+    pub stats_retention: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSettings {
+    pub format: LogFormat,
+    /// A `tracing_subscriber::EnvFilter` directive string.
+    pub filter: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Human,
+    Json,
+}
+
+impl LogFormat {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogFormat::Human => "human",
+            LogFormat::Json => "json",
+        }
+    }
+}
+
+impl fmt::Display for LogFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// `[queues.NAME]`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueueSettings {
+    /// Overrides `worker.concurrency` for this queue.
+    pub concurrency: u32,
+}
+
+/// A `[[periodic]]` entry.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeriodicSettings {
+    pub name: String,
+    pub kind: String,
+    #[serde(with = "humantime_serde")]
+    pub every: Duration,
+    #[serde(default = "empty_object")]
+    pub payload: serde_json::Value,
+    #[serde(default)]
+    pub queue: Option<String>,
+    #[serde(default)]
+    pub priority: Option<i16>,
+}
+
+fn empty_object() -> serde_json::Value {
+    serde_json::Value::Object(serde_json::Map::new())
+}
+
+/// Accepts a list of strings, or one string of comma-separated names (handy in environment
+/// variables: `JOBQ_WORKER_QUEUES=default,panel`).
+fn string_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    struct ListVisitor;
+
+    impl<'de> serde::de::Visitor<'de> for ListVisitor {
+        type Value = Vec<String>;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a list of strings")
+        }
+
+        fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Vec<String>, E> {
+            Ok(split_list(text))
+        }
+
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(
+            self,
+            mut seq: A,
+        ) -> Result<Vec<String>, A::Error> {
+            let mut items = Vec::new();
+            while let Some(item) = seq.next_element::<String>()? {
+                items.push(item);
+            }
+            Ok(items)
+        }
+    }
+
+    d.deserialize_any(ListVisitor)
+}
+
+fn split_list(text: &str) -> Vec<String> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Database URL
+
+/// Which database a [`DatabaseUrl`] points at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+        }
+    }
+}
+
+impl fmt::Display for Backend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+const ALLOWED_SCHEMES: &str =
+    "allowed schemes are sqlite://, sqlite:, postgres:// and postgresql://";
+
+/// The database URL. `Display` and `Debug` mask any password; [`DatabaseUrl::as_str`] gives
+/// the real URL, for connecting.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DatabaseUrl(String);
+
+/// Why a string is not a database URL; never contains the URL itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct InvalidUrl(String);
+
+impl DatabaseUrl {
+    /// Checks the scheme (and, for PostgreSQL, the URL syntax).
+    pub fn parse(url: &str) -> Result<DatabaseUrl, ConfigError> {
+        Self::check(url).map_err(|e| {
+            ConfigError::single(ConfigProblem {
+                setting: Some("database.url".to_string()),
+                value: Some(format!("{:?}", mask_url(url))),
+                origin: None,
+                message: e.0,
+            })
+        })
+    }
+
+    fn check(url: &str) -> Result<DatabaseUrl, InvalidUrl> {
+        let url = url.trim();
+        if let Some(rest) = strip_sqlite(url) {
+            let path = rest.split('?').next().unwrap_or_default();
+            if path.is_empty() {
+                return Err(InvalidUrl(
+                    "has no database file: use e.g. sqlite://data/jobq.db".to_string(),
+                ));
+            }
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            if let Err(e) = url::Url::parse(url) {
+                return Err(InvalidUrl(format!("is not a valid URL: {e}")));
+            }
+        } else {
+            return Err(InvalidUrl(format!(
+                "has an unsupported scheme: {ALLOWED_SCHEMES}"
+            )));
+        }
+        Ok(DatabaseUrl(url.to_string()))
+    }
+
+    /// The real URL, password included: only for connecting.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn backend(&self) -> Backend {
+        if strip_sqlite(&self.0).is_some() {
+            Backend::Sqlite
+        } else {
+            Backend::Postgres
+        }
+    }
+
+    /// The SQLite database file: the URL without scheme and `?query`
+    /// (`sqlite://data/jobq.db` → `data/jobq.db`, `sqlite:///abs/x.db` → `/abs/x.db`).
+    /// `None` for PostgreSQL and for in-memory databases (`sqlite::memory:`, `?mode=memory`).
+    pub fn sqlite_path(&self) -> Option<PathBuf> {
+        let rest = strip_sqlite(&self.0)?;
+        let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+        let in_memory = path == ":memory:"
+            || query
+                .split('&')
+                .any(|pair| pair.eq_ignore_ascii_case("mode=memory"));
+        if path.is_empty() || in_memory {
+            None
+        } else {
+            Some(PathBuf::from(path))
+        }
+    }
+
+    /// The URL with any password replaced by `****`.
+    pub fn masked(&self) -> String {
+        mask_url(&self.0)
+    }
+}
+
+fn strip_sqlite(url: &str) -> Option<&str> {
+    url.strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+}
+
+/// Masks the password in `scheme://user:password@host/...` (also without `//`, for rejected
+/// URLs) and any `password=` / `sslpassword=` query parameter. Errs on the side of masking too
+/// much for odd URLs.
+fn mask_url(url: &str) -> String {
+    let (head, rest) = match url.find("://") {
+        Some(i) => url.split_at(i + 3),
+        None => ("", url),
+    };
+    let (userinfo, after) = match rest.rfind('@') {
+        Some(at) => (Some(&rest[..at]), &rest[at + 1..]),
+        None => (None, rest),
+    };
+    let mut out = head.to_string();
+    if let Some(userinfo) = userinfo {
+        match userinfo.split_once(':') {
+            Some((user, _password)) => {
+                out.push_str(user);
+                out.push_str(":****");
+            }
+            None => out.push_str(userinfo),
+        }
+        out.push('@');
+    }
+    match after.split_once('?') {
+        Some((base, query)) => {
+            out.push_str(base);
+            out.push('?');
+            let params: Vec<String> = query
+                .split('&')
+                .map(|pair| match pair.split_once('=') {
+                    Some((key, _))
+                        if key.eq_ignore_ascii_case("password")
+                            || key.eq_ignore_ascii_case("sslpassword") =>
+                    {
+                        format!("{key}=****")
+                    }
+                    _ => pair.to_string(),
+                })
+                .collect();
+            out.push_str(&params.join("&"));
+        }
+        None => out.push_str(after),
+    }
+    out
+}
+
+impl<'de> Deserialize<'de> for DatabaseUrl {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let url = String::deserialize(d)?;
+        Self::check(&url).map_err(|e| serde::de::Error::custom(e.0))
+    }
+}
+
+impl FromStr for DatabaseUrl {
+    type Err = ConfigError;
+
+    fn from_str(url: &str) -> Result<Self, Self::Err> {
+        Self::parse(url)
+    }
+}
+
+impl fmt::Display for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.masked())
+    }
+}
+
+impl fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("DatabaseUrl").field(&self.masked()).finish()
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Errors
+
+/// One problem with the configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigProblem {
+    /// The setting, e.g. `worker.concurrency` or `periodic[1].every`.
+    pub setting: Option<String>,
+    /// The value given, as written (strings quoted; database passwords masked).
+    pub value: Option<String>,
+    /// Where the value came from, e.g. ``environment variable `JOBQ_WORKER_LEASE` ``.
+    pub origin: Option<String>,
+    /// What is wrong and what is allowed, e.g. `is out of range: allowed 1 to 10000`.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (&self.setting, &self.value) {
+            (Some(setting), Some(value)) => write!(f, "{setting} = {value} {}", self.message)?,
+            (Some(setting), None) => write!(f, "{setting} {}", self.message)?,
+            (None, _) => f.write_str(&self.message)?,
+        }
+        if let Some(origin) = &self.origin {
+            write!(f, " (from {origin})")?;
+        }
+        Ok(())
+    }
+}
+
+/// The configuration could not be loaded: one or more [`ConfigProblem`]s.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}", render_problems(&self.problems))]
+pub struct ConfigError {
+    problems: Vec<ConfigProblem>,
+}
+
+fn render_problems(problems: &[ConfigProblem]) -> String {
+    match problems {
+        [one] => one.to_string(),
+        many => {
+            let mut out = format!("{} configuration problems:", many.len());
+            for problem in many {
+                out.push_str("\n  - ");
+                out.push_str(&problem.to_string());
+            }
+            out
+        }
+    }
+}
+
+impl ConfigError {
+    fn single(problem: ConfigProblem) -> Self {
+        ConfigError {
+            problems: vec![problem],
+        }
+    }
+
+    fn message(message: String, origin: Option<String>) -> Self {
+        Self::single(ConfigProblem {
+            setting: None,
+            value: None,
+            origin,
+            message,
+        })
+    }
+
+    /// Every problem found (at least one).
+    pub fn problems(&self) -> &[ConfigProblem] {
+        &self.problems
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Allowed values
+
+#[derive(Clone, Copy)]
+struct Bound {
+    value: Duration,
+    label: &'static str,
+}
+
+const fn ms(n: u64, label: &'static str) -> Bound {
+    Bound {
+        value: Duration::from_millis(n),
+        label,
+    }
+}
+
+const SEC: u64 = 1_000;
+const MIN: u64 = 60 * SEC;
+const HOUR: u64 = 60 * MIN;
+const DAY: u64 = 24 * HOUR;
+
+#[derive(Clone, Copy)]
+enum Allowed {
+    Int(i64, i64),
+    Dur(Bound, Bound),
+}
+
+impl fmt::Display for Allowed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Allowed::Int(min, max) => write!(f, "allowed {min} to {max}"),
+            Allowed::Dur(min, max) => write!(f, "allowed {} to {}", min.label, max.label),
+        }
+    }
+}
+
+const DB_TIMEOUT: Allowed = Allowed::Dur(ms(100, "100ms"), ms(10 * MIN, "10m"));
+const CONCURRENCY: Allowed = Allowed::Int(1, 10_000);
+const MAX_CONNECTIONS: Allowed = Allowed::Int(1, 1_000);
+const BUSY_TIMEOUT: Allowed = Allowed::Dur(ms(0, "0s"), ms(10 * MIN, "10m"));
+const LEASE: Allowed = Allowed::Dur(ms(SEC, "1s"), ms(HOUR, "1h"));
+const POLL_INTERVAL: Allowed = Allowed::Dur(ms(10, "10ms"), ms(5 * MIN, "5m"));
+const SHUTDOWN_GRACE: Allowed = Allowed::Dur(ms(0, "0s"), ms(HOUR, "1h"));
+const COMPLETION_INTERVAL: Allowed = Allowed::Dur(ms(1, "1ms"), ms(10 * SEC, "10s"));
+const HEARTBEAT_INTERVAL: Allowed = Allowed::Dur(ms(100, "100ms"), ms(5 * MIN, "5m"));
+const MAINTENANCE_INTERVAL: Allowed = Allowed::Dur(ms(100, "100ms"), ms(5 * MIN, "5m"));
+const COMPLETED_RETENTION: Allowed = Allowed::Dur(ms(MIN, "1m"), ms(3650 * DAY, "3650d"));
+const STATS_RETENTION: Allowed = Allowed::Dur(ms(DAY, "24h"), ms(3650 * DAY, "3650d"));
+const PERIODIC_EVERY: Allowed = Allowed::Dur(ms(SEC, "1s"), ms(3650 * DAY, "3650d"));
+const PRIORITY: Allowed = Allowed::Int(-100, 100);
+
+const NAME_RULE: &str = "use 1 to 64 characters of a-z, 0-9, _ and -";
+
+/// What is allowed for a setting, by its generic key (`queues.*.concurrency`, `periodic.every`).
+fn hint(generic_key: &str) -> Option<String> {
+    let allowed = match generic_key {
+        "database.connect_timeout" | "database.acquire_timeout" => DB_TIMEOUT,
+        "database.max_connections" => MAX_CONNECTIONS,
+        "database.sqlite_busy_timeout" => BUSY_TIMEOUT,
+        "worker.concurrency" | "queues.*.concurrency" => CONCURRENCY,
+        "worker.lease" => LEASE,
+        "worker.poll_interval" => POLL_INTERVAL,
+        "worker.shutdown_grace" => SHUTDOWN_GRACE,
+        "worker.completion_interval" => COMPLETION_INTERVAL,
+        "worker.heartbeat_interval" => HEARTBEAT_INTERVAL,
+        "maintenance.interval" => MAINTENANCE_INTERVAL,
+        "maintenance.completed_retention" => COMPLETED_RETENTION,
+        "maintenance.stats_retention" => STATS_RETENTION,
+        "periodic.every" => PERIODIC_EVERY,
+        "periodic.priority" => PRIORITY,
+        "database.url" => return Some(ALLOWED_SCHEMES.to_string()),
+        "worker.queues" => {
+            return Some("each queue name 1 to 64 characters of a-z, 0-9, _ and -".to_string());
+        }
+        "periodic.name" | "periodic.queue" => return Some(NAME_RULE.to_string()),
+        _ => return None,
+    };
+    Some(allowed.to_string())
+}
+
+fn valid_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+}
+
+// ---------------------------------------------------------------------------------------------
+// Layers
+
+/// How a string from an environment variable or a flag becomes a value.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum ValueKind {
+    /// Kept as the string given (URLs, durations, names, filters).
+    Text,
+    /// An integer if it parses as one (else left as a string, to fail with a clear message).
+    Int,
+    /// A comma-separated list, or `[a, b]`.
+    List,
+}
+
+/// The keys of the sections that environment variables may set, with their kinds.
+const ENV_KEYS: &[(&str, &[(&str, ValueKind)])] = &[
+    (
+        "database",
+        &[
+            ("url", ValueKind::Text),
+            ("connect_timeout", ValueKind::Text),
+            ("acquire_timeout", ValueKind::Text),
+            ("max_connections", ValueKind::Int),
+            ("sqlite_synchronous", ValueKind::Text),
+            ("sqlite_busy_timeout", ValueKind::Text),
+        ],
+    ),
+    (
+        "worker",
+        &[
+            ("concurrency", ValueKind::Int),
+            ("queues", ValueKind::List),
+            ("lease", ValueKind::Text),
+            ("poll_interval", ValueKind::Text),
+            ("shutdown_grace", ValueKind::Text),
+            ("completion_interval", ValueKind::Text),
+            ("heartbeat_interval", ValueKind::Text),
+        ],
+    ),
+    (
+        "maintenance",
+        &[
+            ("interval", ValueKind::Text),
+            ("completed_retention", ValueKind::Text),
+            ("stats_retention", ValueKind::Text),
+        ],
+    ),
+    (
+        "log",
+        &[("format", ValueKind::Text), ("filter", ValueKind::Text)],
+    ),
+];
+
+fn known_kind(section: &str, key: &str) -> Option<ValueKind> {
+    ENV_KEYS
+        .iter()
+        .find(|(s, _)| *s == section)
+        .and_then(|(_, keys)| keys.iter().find(|(k, _)| *k == key))
+        .map(|(_, kind)| *kind)
+}
+
+/// The setting an environment variable sets, if it is one of ours.
+fn env_setting(name: &str) -> Option<(String, ValueKind)> {
+    let rest = name.strip_prefix(ENV_PREFIX)?;
+    let (section, key) = rest.split_once('_')?;
+    let (section, key) = (section.to_ascii_lowercase(), key.to_ascii_lowercase());
+    let kind = known_kind(&section, &key)?;
+    Some((format!("{section}.{key}"), kind))
+}
+
+fn typed_value(raw: &str, kind: ValueKind) -> Value {
+    match kind {
+        ValueKind::Text => Value::from(raw.to_string()),
+        ValueKind::Int => match raw.trim().parse::<i64>() {
+            Ok(n) => Value::from(n),
+            Err(_) => Value::from(raw.to_string()),
+        },
+        ValueKind::List => {
+            let inner = raw.trim();
+            let inner = inner
+                .strip_prefix('[')
+                .and_then(|s| s.strip_suffix(']'))
+                .unwrap_or(inner);
+            let items: Vec<Value> = split_list(inner)
+                .into_iter()
+                .map(|s| Value::from(s.trim_matches(|c| c == '"' || c == '\'').to_string()))
+                .collect();
+            Value::from(items)
+        }
+    }
+}
+
+/// The kind of a flag override's key; keys we don't know are parsed like figment's env values
+/// (they are rejected later as unknown settings unless they are valid).
+fn flag_value(key: &str, raw: &str) -> Value {
+    let parts: Vec<&str> = key.split('.').collect();
+    let kind = match parts.as_slice() {
+        [section, key] => known_kind(section, key),
+        ["queues", _, "concurrency"] => Some(ValueKind::Int),
+        _ => None,
+    };
+    match kind {
+        Some(kind) => typed_value(raw, kind),
+        None => raw.parse().unwrap_or_else(|_| Value::from(raw.to_string())),
+    }
+}
+
+fn valid_key(key: &str) -> bool {
+    key.split('.').all(|part| {
+        !part.is_empty()
+            && part
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    })
+}
+
+/// One layer of settings, named for error messages.
+struct Layer {
+    metadata: Metadata,
+    dict: Dict,
+}
+
+impl Layer {
+    fn toml(text: &str, origin: String) -> Result<Layer, ConfigError> {
+        let dict = Toml::from_str::<Dict>(text).map_err(|e| {
+            let e = e.to_string();
+            ConfigError::message(
+                format!("{origin} is not valid TOML: {}", e.trim_end()),
+                None,
+            )
+        })?;
+        Ok(Layer {
+            metadata: Metadata::named(origin),
+            dict,
+        })
+    }
+
+    fn setting(key: &str, value: Value, origin: String) -> Layer {
+        let dict = figment::util::nest(key, value)
+            .into_dict()
+            .unwrap_or_default();
+        Layer {
+            metadata: Metadata::named(origin),
+            dict,
+        }
+    }
+}
+
+impl Provider for Layer {
+    fn metadata(&self) -> Metadata {
+        self.metadata.clone()
+    }
+
+    fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {
+        Ok(Profile::Default.collect(self.dict.clone()))
+    }
+}
+
+fn process_env() -> Result<Vec<(String, String)>, ConfigError> {
+    let mut vars = Vec::new();
+    for (name, value) in std::env::vars_os() {
+        let Some(name) = name.to_str() else { continue };
+        if env_setting(name).is_none() {
+            continue;
+        }
+        match value.into_string() {
+            Ok(value) => vars.push((name.to_string(), value)),
+            Err(_) => {
+                return Err(ConfigError::message(
+                    "is not valid UTF-8".to_string(),
+                    Some(format!("environment variable `{name}`")),
+                ));
+            }
+        }
+    }
+    Ok(vars)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Loading
+
+impl Settings {
+    /// Loads defaults, then `config_file` (if given; it must exist), then `JOBQ_*` variables
+    /// from the process environment, then `overrides` (`("worker.concurrency", "8")`).
+    pub fn load(
+        config_file: Option<&Path>,
+        overrides: &[(&str, String)],
+    ) -> Result<Settings, ConfigError> {
+        Self::load_with_env(config_file, process_env()?, overrides)
+    }
+
+    /// Like [`Settings::load`], but the environment is given as `(name, value)` pairs instead
+    /// of read from the process (for tests, and for callers that filter the environment).
+    pub fn load_with_env<I, K, V>(
+        config_file: Option<&Path>,
+        env: I,
+        overrides: &[(&str, String)],
+    ) -> Result<Settings, ConfigError>
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: AsRef<str>,
+        V: AsRef<str>,
+    {
+        let mut figment = Figment::new().merge(Layer::toml(
+            DEFAULTS,
+            "built-in defaults (config/default.toml)".to_string(),
+        )?);
+
+        if let Some(path) = config_file {
+            let origin = format!("config file `{}`", path.display());
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                ConfigError::message(
+                    format!("cannot read config file `{}`: {e}", path.display()),
+                    None,
+                )
+            })?;
+            figment = figment.merge(Layer::toml(&text, origin)?);
+        }
+
+        // Sorted by name, so the result does not depend on the environment's order.
+        let mut vars: Vec<(String, String)> = env
+            .into_iter()
+            .map(|(name, value)| (name.as_ref().to_string(), value.as_ref().to_string()))
+            .collect();
+        vars.sort();
+        for (name, value) in vars {
+            if let Some((key, kind)) = env_setting(&name) {
+                figment = figment.merge(Layer::setting(
+                    &key,
+                    typed_value(&value, kind),
+                    format!("environment variable `{name}`"),
+                ));
+            }
+        }
+
+        for (key, value) in overrides {
+            let origin = format!("command-line override `{key}`");
+            if !valid_key(key) {
+                return Err(ConfigError::message(
+                    "is not a setting name: use section.key, e.g. worker.concurrency".to_string(),
+                    Some(origin),
+                ));
+            }
+            figment = figment.merge(Layer::setting(key, flag_value(key, value), origin));
+        }
+
+        let origins = Origins::new(&figment);
+        let settings: Settings = figment.extract().map_err(|e| origins.convert(e))?;
+        let problems = settings.check(&origins);
+        if problems.is_empty() {
+            Ok(settings)
+        } else {
+            Err(ConfigError { problems })
+        }
+    }
+
+    /// The concurrency for `queue`: its `[queues.NAME]` override, else `worker.concurrency`.
+    pub fn queue_concurrency(&self, queue: &str) -> u32 {
+        self.queues
+            .get(queue)
+            .map_or(self.worker.concurrency, |q| q.concurrency)
+    }
+
+    fn check(&self, o: &Origins<'_>) -> Vec<ConfigProblem> {
+        let mut c = Checker {
+            origins: o,
+            problems: Vec::new(),
+        };
+        let db = &self.database;
+        c.duration("database.connect_timeout", db.connect_timeout, DB_TIMEOUT);
+        c.duration("database.acquire_timeout", db.acquire_timeout, DB_TIMEOUT);
+        c.int(
+            "database.max_connections",
+            i64::from(db.max_connections),
+            MAX_CONNECTIONS,
+        );
+        c.duration(
+            "database.sqlite_busy_timeout",
+            db.sqlite_busy_timeout,
+            BUSY_TIMEOUT,
+        );
+
+        let w = &self.worker;
+        c.int("worker.concurrency", i64::from(w.concurrency), CONCURRENCY);
+        let mut seen = BTreeSet::new();
+        for (i, queue) in w.queues.iter().enumerate() {
+            let key = format!("worker.queues.{i}");
+            if !valid_name(queue) {
+                c.problem(
+                    &key,
+                    true,
+                    format!("is not a valid queue name: {NAME_RULE}"),
+                );
+            } else if !seen.insert(queue.as_str()) {
+                c.problem(&key, true, "is listed twice".to_string());
+            }
+        }
+        c.duration("worker.lease", w.lease, LEASE);
+        c.duration("worker.poll_interval", w.poll_interval, POLL_INTERVAL);
+        c.duration("worker.shutdown_grace", w.shutdown_grace, SHUTDOWN_GRACE);
+        c.duration(
+            "worker.completion_interval",
+            w.completion_interval,
+            COMPLETION_INTERVAL,
+        );
+        c.duration(
+            "worker.heartbeat_interval",
+            w.heartbeat_interval,
+            HEARTBEAT_INTERVAL,
+        );
+        if w.heartbeat_interval >= w.lease {
+            c.problem(
+                "worker.heartbeat_interval",
+                true,
+                format!(
+                    "must be shorter than worker.lease ({}), or running jobs lose their lease \
+                     between heartbeats",
+                    format_duration(w.lease)
+                ),
+            );
+        }
+
+        let m = &self.maintenance;
+        c.duration("maintenance.interval", m.interval, MAINTENANCE_INTERVAL);
+        c.duration(
+            "maintenance.completed_retention",
+            m.completed_retention,
+            COMPLETED_RETENTION,
+        );
+        c.duration(
+            "maintenance.stats_retention",
+            m.stats_retention,
+            STATS_RETENTION,
+        );
+
+        if self.log.filter.trim().is_empty() {
+            c.problem(
+                "log.filter",
+                true,
+                "must not be empty: use EnvFilter directives such as \"info\"".to_string(),
+            );
+        }
+
+        for (name, queue) in &self.queues {
+            if !valid_name(name) {
+                c.problem(
+                    &format!("queues.{name}"),
+                    false,
+                    format!("is not a valid queue name: {NAME_RULE}"),
+                );
+            }
+            c.int(
+                &format!("queues.{name}.concurrency"),
+                i64::from(queue.concurrency),
+                CONCURRENCY,
+            );
+        }
+
+        let mut names = BTreeSet::new();
+        for (i, p) in self.periodic.iter().enumerate() {
+            let key = |field: &str| format!("periodic.{i}.{field}");
+            if !valid_name(&p.name) {
+                c.problem(
+                    &key("name"),
+                    true,
+                    format!("is not a valid periodic job name: {NAME_RULE}"),
+                );
+            } else if !names.insert(p.name.as_str()) {
+                c.problem(
+                    &key("name"),
+                    true,
+                    "is used by more than one [[periodic]] entry: names must be unique".to_string(),
+                );
+            }
+            if p.kind.trim().is_empty() {
+                c.problem(&key("kind"), true, "must not be empty".to_string());
+            }
+            c.duration(&key("every"), p.every, PERIODIC_EVERY);
+            if let Some(queue) = &p.queue
+                && !valid_name(queue)
+            {
+                c.problem(
+                    &key("queue"),
+                    true,
+                    format!("is not a valid queue name: {NAME_RULE}"),
+                );
+            }
+            if let Some(priority) = p.priority {
+                c.int(&key("priority"), i64::from(priority), PRIORITY);
+            }
+        }
+        c.problems
+    }
+
+    /// A readable listing of the effective settings (TOML-like; the URL's password masked),
+    /// for `jobq config check`.
+    pub fn describe(&self) -> String {
+        use std::fmt::Write as _;
+        let d = format_duration;
+        let mut out = String::new();
+        let db = &self.database;
+        let w = &self.worker;
+        let m = &self.maintenance;
+        // Writing to a String cannot fail.
+        let _ = writeln!(out, "[database]");
+        let _ = writeln!(out, "url = {:?}  # {}", db.url.masked(), db.url.backend());
+        let _ = writeln!(out, "connect_timeout = \"{}\"", d(db.connect_timeout));
+        let _ = writeln!(out, "acquire_timeout = \"{}\"", d(db.acquire_timeout));
+        let _ = writeln!(out, "max_connections = {}", db.max_connections);
+        let _ = writeln!(out, "sqlite_synchronous = \"{}\"", db.sqlite_synchronous);
+        let _ = writeln!(
+            out,
+            "sqlite_busy_timeout = \"{}\"",
+            d(db.sqlite_busy_timeout)
+        );
+        let _ = writeln!(out, "\n[worker]");
+        let _ = writeln!(out, "concurrency = {}", w.concurrency);
+        let queues: Vec<String> = w.queues.iter().map(|q| format!("{q:?}")).collect();
+        let _ = write!(out, "queues = [{}]", queues.join(", "));
+        let _ = writeln!(
+            out,
+            "{}",
+            if w.queues.is_empty() {
+                "  # every queue of the known kinds"
+            } else {
+                ""
+            }
+        );
+        let _ = writeln!(out, "lease = \"{}\"", d(w.lease));
+        let _ = writeln!(out, "poll_interval = \"{}\"", d(w.poll_interval));
+        let _ = writeln!(out, "shutdown_grace = \"{}\"", d(w.shutdown_grace));
+        let _ = writeln!(
+            out,
+            "completion_interval = \"{}\"",
+            d(w.completion_interval)
+        );
+        let _ = writeln!(out, "heartbeat_interval = \"{}\"", d(w.heartbeat_interval));
+        let _ = writeln!(out, "\n[maintenance]");
+        let _ = writeln!(out, "interval = \"{}\"", d(m.interval));
+        let _ = writeln!(
+            out,
+            "completed_retention = \"{}\"",
+            d(m.completed_retention)
+        );
+        let _ = writeln!(out, "stats_retention = \"{}\"", d(m.stats_retention));
+        let _ = writeln!(out, "\n[log]");
+        let _ = writeln!(out, "format = \"{}\"", self.log.format);
+        let _ = writeln!(out, "filter = {:?}", self.log.filter);
+        for (name, queue) in &self.queues {
+            let _ = writeln!(out, "\n[queues.{}]", toml_key(name));
+            let _ = writeln!(out, "concurrency = {}", queue.concurrency);
+        }
+        for p in &self.periodic {
+            let _ = writeln!(out, "\n[[periodic]]");
+            let _ = writeln!(out, "name = {:?}", p.name);
+            let _ = writeln!(out, "kind = {:?}", p.kind);
+            let _ = writeln!(out, "every = \"{}\"", d(p.every));
+            let _ = writeln!(out, "payload = {}", json_as_toml(&p.payload));
+            if let Some(queue) = &p.queue {
+                let _ = writeln!(out, "queue = {queue:?}");
+            }
+            if let Some(priority) = p.priority {
+                let _ = writeln!(out, "priority = {priority}");
+            }
+        }
+        out
+    }
+}
+
+/// A compact duration, parseable by humantime: the largest exact unit (`20ms`, `30s`, `10m`,
+/// `24h`, `30d`).
+fn format_duration(duration: Duration) -> String {
+    let total_ms = duration.as_millis();
+    if !duration.subsec_nanos().is_multiple_of(1_000_000) {
+        return humantime::format_duration(duration).to_string();
+    }
+    if total_ms == 0 {
+        return "0s".to_string();
+    }
+    let hours = u128::from(HOUR);
+    let units: [(u128, &str); 5] = [
+        (u128::from(DAY), "d"),
+        (hours, "h"),
+        (u128::from(MIN), "m"),
+        (u128::from(SEC), "s"),
+        (1, "ms"),
+    ];
+    for (size, unit) in units {
+        // Days only beyond three days: "48h" reads better than "2d".
+        if unit == "d" && total_ms <= 3 * u128::from(DAY) {
+            continue;
+        }
+        if total_ms.is_multiple_of(size) {
+            return format!("{}{unit}", total_ms / size);
+        }
+    }
+    format!("{total_ms}ms")
+}
+
+fn toml_key(key: &str) -> String {
+    if !key.is_empty()
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    {
+        key.to_string()
+    } else {
+        format!("{key:?}")
+    }
+}
+
+fn json_as_toml(value: &serde_json::Value) -> String {
+    match value {
+        serde_json::Value::Null => "\"null\"".to_string(),
+        serde_json::Value::Bool(b) => b.to_string(),
+        serde_json::Value::Number(n) => n.to_string(),
+        serde_json::Value::String(s) => format!("{s:?}"),
+        serde_json::Value::Array(items) => {
+            let items: Vec<String> = items.iter().map(json_as_toml).collect();
+            format!("[{}]", items.join(", "))
+        }
+        serde_json::Value::Object(map) if map.is_empty() => "{}".to_string(),
+        serde_json::Value::Object(map) => {
+            let items: Vec<String> = map
+                .iter()
+                .map(|(k, v)| format!("{} = {}", toml_key(k), json_as_toml(v)))
+                .collect();
+            format!("{{ {} }}", items.join(", "))
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Naming problems: setting, value, origin
+
+/// Looks up merged values and their origins, to describe problems.
+struct Origins<'a> {
+    figment: &'a Figment,
+    root: Option<Value>,
+}
+
+impl<'a> Origins<'a> {
+    fn new(figment: &'a Figment) -> Self {
+        Origins {
+            figment,
+            root: figment.find_value("").ok(),
+        }
+    }
+
+    fn node(&self, path: &[String]) -> Option<&Value> {
+        let mut current = self.root.as_ref()?;
+        for segment in path {
+            current = child(current, segment)?;
+        }
+        Some(current)
+    }
+
+    /// `periodic.1.every` → `periodic[1].every`.
+    fn display_key(&self, path: &[String]) -> String {
+        let mut out = String::new();
+        let mut current = self.root.as_ref();
+        for segment in path {
+            if matches!(current, Some(Value::Array(..))) {
+                out.push_str(&format!("[{segment}]"));
+            } else {
+                if !out.is_empty() {
+                    out.push('.');
+                }
+                out.push_str(segment);
+            }
+            current = current.and_then(|c| child(c, segment));
+        }
+        out
+    }
+
+    /// The provider of the deepest value found along `path`.
+    fn origin(&self, path: &[String]) -> Option<String> {
+        (1..=path.len()).rev().find_map(|n| {
+            let value = self.node(&path[..n])?;
+            self.figment.get_metadata(value.tag()).map(describe_origin)
+        })
+    }
+
+    fn value(&self, path: &[String]) -> Option<String> {
+        let value = self.node(path)?;
+        if generic_key(path) == "database.url" {
+            return value.as_str().map(|url| format!("{:?}", mask_url(url)));
+        }
+        render_value(value)
+    }
+
+    fn problem(&self, path: &[String], show_value: bool, message: String) -> ConfigProblem {
+        ConfigProblem {
+            setting: Some(self.display_key(path)),
+            value: if show_value { self.value(path) } else { None },
+            origin: self.origin(path),
+            message,
+        }
+    }
+
+    fn convert(&self, error: figment::Error) -> ConfigError {
+        let problems = error.into_iter().map(|e| self.convert_one(e)).collect();
+        ConfigError { problems }
+    }
+
+    fn convert_one(&self, error: figment::Error) -> ConfigProblem {
+        use figment::error::Kind;
+        let mut path = error.path.clone();
+        let with_hint = |message: String, path: &[String]| match hint(&generic_key(path)) {
+            Some(hint) => format!("{message}; {hint}"),
+            None => message,
+        };
+        let message = match &error.kind {
+            Kind::UnknownField(field, expected) => {
+                // figment usually has put the field on the path already.
+                if path.last() != Some(field) {
+                    path.push(field.clone());
+                }
+                if expected.is_empty() {
+                    "is not a known setting".to_string()
+                } else {
+                    format!(
+                        "is not a known setting: expected one of {}",
+                        expected.join(", ")
+                    )
+                }
+            }
+            Kind::MissingField(field) => {
+                if path.last().map(String::as_str) != Some(&**field) {
+                    path.push(field.to_string());
+                }
+                with_hint("is missing".to_string(), &path)
+            }
+            Kind::InvalidType(_, expected) | Kind::InvalidValue(_, expected)
+                if expected == "a duration" =>
+            {
+                with_hint(
+                    "is not a valid duration: use a number and a unit, e.g. \"30s\", \"10m\" \
+                     or \"100ms\""
+                        .to_string(),
+                    &path,
+                )
+            }
+            Kind::InvalidType(_, expected) => {
+                let expected = if expected.starts_with("struct ") {
+                    "a table"
+                } else {
+                    expected.as_str()
+                };
+                with_hint(format!("has the wrong type: expected {expected}"), &path)
+            }
+            Kind::InvalidValue(_, expected) => {
+                with_hint(format!("is not valid: expected {expected}"), &path)
+            }
+            Kind::UnknownVariant(_, expected) => {
+                let expected: Vec<String> = expected.iter().map(|e| format!("{e:?}")).collect();
+                format!("is not allowed: expected one of {}", expected.join(", "))
+            }
+            Kind::Message(message) => message.clone(),
+            other => other.to_string(),
+        };
+        let mut problem = self.problem(&path, true, message);
+        if problem.value.is_none() {
+            problem.value = actual_value(&error.kind, &path);
+        }
+        if problem.origin.is_none() {
+            problem.origin = error.metadata.as_ref().map(describe_origin);
+        }
+        if path.is_empty() {
+            problem.setting = None;
+        }
+        problem
+    }
+}
+
+fn child<'v>(value: &'v Value, segment: &str) -> Option<&'v Value> {
+    match value {
+        Value::Dict(_, dict) => dict.get(segment),
+        Value::Array(_, items) => items.get(segment.parse::<usize>().ok()?),
+        _ => None,
+    }
+}
+
+/// `queues.panel.concurrency` → `queues.*.concurrency`; `periodic.1.every` → `periodic.every`.
+fn generic_key(path: &[String]) -> String {
+    let mut parts: Vec<&str> = path.iter().map(String::as_str).collect();
+    match parts.first() {
+        Some(&"queues") if parts.len() > 1 => parts[1] = "*",
+        Some(&"periodic") if parts.len() > 1 && parts[1].parse::<usize>().is_ok() => {
+            parts.remove(1);
+        }
+        _ => {}
+    }
+    parts.join(".")
+}
+
+fn describe_origin(metadata: &Metadata) -> String {
+    match &metadata.source {
+        Some(source) => format!("{} {source}", metadata.name),
+        None => metadata.name.to_string(),
+    }
+}
+
+/// The value as written; `None` for tables (too long to repeat).
+fn render_value(value: &Value) -> Option<String> {
+    Some(match value {
+        Value::String(_, s) => format!("{s:?}"),
+        Value::Char(_, c) => format!("{c:?}"),
+        Value::Bool(_, b) => b.to_string(),
+        Value::Num(..) => match (value.to_i128(), value.to_u128(), value.to_f64()) {
+            (Some(n), _, _) => n.to_string(),
+            (None, Some(n), _) => n.to_string(),
+            (None, None, Some(x)) => x.to_string(),
+            (None, None, None) => "?".to_string(),
+        },
+        Value::Empty(..) => "none".to_string(),
+        Value::Array(_, items) => {
+            let items: Vec<String> = items
+                .iter()
+                .map(|v| render_value(v).unwrap_or_else(|| "{…}".to_string()))
+                .collect();
+            format!("[{}]", items.join(", "))
+        }
+        Value::Dict(..) => return None,
+    })
+}
+
+fn actual_value(kind: &figment::error::Kind, path: &[String]) -> Option<String> {
+    use figment::error::{Actual, Kind};
+    if generic_key(path) == "database.url" {
+        return None;
+    }
+    let actual = match kind {
+        Kind::InvalidType(actual, _) | Kind::InvalidValue(actual, _) => actual,
+        _ => return None,
+    };
+    Some(match actual {
+        Actual::Bool(b) => b.to_string(),
+        Actual::Unsigned(n) => n.to_string(),
+        Actual::Signed(n) => n.to_string(),
+        Actual::Float(x) => x.to_string(),
+        Actual::Char(c) => format!("{c:?}"),
+        Actual::Str(s) => format!("{s:?}"),
+        _ => return None,
+    })
+}
+
+struct Checker<'a, 'f> {
+    origins: &'a Origins<'f>,
+    problems: Vec<ConfigProblem>,
+}
+
+impl Checker<'_, '_> {
+    fn problem(&mut self, key: &str, show_value: bool, message: String) {
+        let path: Vec<String> = key.split('.').map(str::to_string).collect();
+        self.problems
+            .push(self.origins.problem(&path, show_value, message));
+    }
+
+    fn duration(&mut self, key: &str, value: Duration, allowed: Allowed) {
+        if let Allowed::Dur(min, max) = allowed
+            && (value < min.value || value > max.value)
+        {
+            self.problem(key, true, format!("is out of range: {allowed}"));
+        }
+    }
+
+    fn int(&mut self, key: &str, value: i64, allowed: Allowed) {
+        if let Allowed::Int(min, max) = allowed
+            && !(min..=max).contains(&value)
+        {
+            self.problem(key, true, format!("is out of range: {allowed}"));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write as _;
+
+    const NO_ENV: [(&str, &str); 0] = [];
+
+    fn config_file(text: &str) -> tempfile::NamedTempFile {
+        let mut file = tempfile::Builder::new()
+            .suffix(".toml")
+            .tempfile()
+            .expect("temp file");
+        file.write_all(text.as_bytes()).expect("write");
+        file
+    }
+
+    fn load(
+        file: Option<&tempfile::NamedTempFile>,
+        env: &[(&str, &str)],
+        flags: &[(&str, &str)],
+    ) -> Result<Settings, ConfigError> {
+        let flags: Vec<(&str, String)> = flags.iter().map(|(k, v)| (*k, v.to_string())).collect();
+        Settings::load_with_env(file.map(|f| f.path()), env.iter().copied(), &flags)
+    }
+
+    fn load_err(
+        file: Option<&tempfile::NamedTempFile>,
+        env: &[(&str, &str)],
+        flags: &[(&str, &str)],
+    ) -> String {
+        match load(file, env, flags) {
+            Ok(settings) => panic!("expected an error, got {settings:#?}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn defaults_load() {
+        let s = Settings::load_with_env(None, NO_ENV, &[]).expect("defaults");
+        assert_eq!(s.database.url.as_str(), "sqlite://data/jobq.db");
+        assert_eq!(s.database.url.backend(), Backend::Sqlite);
+        assert_eq!(s.database.connect_timeout, Duration::from_secs(10));
+        assert_eq!(s.database.acquire_timeout, Duration::from_secs(10));
+        assert_eq!(s.database.max_connections, 10);
+        assert_eq!(s.database.sqlite_synchronous, SqliteSynchronous::Full);
+        assert_eq!(s.database.sqlite_busy_timeout, Duration::from_secs(5));
+        assert_eq!(s.worker.concurrency, 10);
+        assert!(s.worker.queues.is_empty());
+        assert_eq!(s.worker.lease, Duration::from_secs(30));
+        assert_eq!(s.worker.poll_interval, Duration::from_secs(1));
+        assert_eq!(s.worker.shutdown_grace, Duration::from_secs(30));
+        assert_eq!(s.worker.completion_interval, Duration::from_millis(20));
+        assert_eq!(s.worker.heartbeat_interval, Duration::from_secs(5));
+        assert_eq!(s.maintenance.interval, Duration::from_secs(1));
+        assert_eq!(
+            s.maintenance.completed_retention,
+            Duration::from_secs(24 * 3600)
+        );
+        assert_eq!(
+            s.maintenance.stats_retention,
+            Duration::from_secs(48 * 3600)
+        );
+        assert_eq!(s.log.format, LogFormat::Human);
+        assert_eq!(s.log.filter, "info");
+        assert!(s.queues.is_empty());
+        assert!(s.periodic.is_empty());
+        assert_eq!(s.queue_concurrency("default"), 10);
+    }
+
+    #[test]
+    fn env_keys_match_default_toml() {
+        let defaults: Dict = Toml::from_str(DEFAULTS).expect("defaults parse");
+        for (section, keys) in ENV_KEYS {
+            let table = defaults
+                .get(*section)
+                .and_then(Value::as_dict)
+                .expect("section in default.toml");
+            let mut in_file: Vec<&str> = table.keys().map(String::as_str).collect();
+            let mut in_table: Vec<&str> = keys.iter().map(|(k, _)| *k).collect();
+            in_file.sort_unstable();
+            in_table.sort_unstable();
+            assert_eq!(in_file, in_table, "[{section}]");
+        }
+    }
+
+    #[test]
+    fn example_toml_loads() {
+        let file = config_file(include_str!("../../config/example.toml"));
+        let s = load(Some(&file), &[], &[]).expect("example.toml is valid");
+        assert_eq!(s.queue_concurrency("panel"), 4);
+        assert_eq!(s.periodic.len(), 1);
+        assert_eq!(s.periodic[0].name, "sync-main");
+        assert_eq!(
+            s.periodic[0].payload,
+            serde_json::json!({ "panel": "main" })
+        );
+    }
+
+    #[test]
+    fn file_overrides_defaults() {
+        let file = config_file(
+            r#"
+            [database]
+            url = "postgres://jobq:hunter2@db.example/jobq"
+            sqlite_synchronous = "normal"
+
+            [worker]
+            concurrency = 4
+            queues = ["default", "panel"]
+            lease = "2m"
+
+            [log]
+            format = "json"
+
+            [queues.panel]
+            concurrency = 2
+
+            [[periodic]]
+            name = "sync-main"
+            kind = "sync_usage"
+            every = "10m"
+            payload = { panel = "main" }
+            priority = -5
+
+            [[periodic]]
+            name = "cleanup"
+            kind = "cleanup"
+            every = "1h"
+            queue = "maintenance"
+            "#,
+        );
+        let s = load(Some(&file), &[], &[]).expect("loads");
+        assert_eq!(s.database.url.backend(), Backend::Postgres);
+        assert_eq!(s.database.sqlite_synchronous, SqliteSynchronous::Normal);
+        assert_eq!(s.database.max_connections, 10, "default kept");
+        assert_eq!(s.worker.concurrency, 4);
+        assert_eq!(s.worker.queues, ["default", "panel"]);
+        assert_eq!(s.worker.lease, Duration::from_secs(120));
+        assert_eq!(
+            s.worker.poll_interval,
+            Duration::from_secs(1),
+            "default kept"
+        );
+        assert_eq!(s.log.format, LogFormat::Json);
+        assert_eq!(s.queue_concurrency("panel"), 2);
+        assert_eq!(s.queue_concurrency("default"), 4);
+        assert_eq!(s.periodic.len(), 2);
+        assert_eq!(
+            s.periodic[0].payload,
+            serde_json::json!({ "panel": "main" })
+        );
+        assert_eq!(s.periodic[0].priority, Some(-5));
+        assert_eq!(s.periodic[1].payload, serde_json::json!({}));
+        assert_eq!(s.periodic[1].queue.as_deref(), Some("maintenance"));
+    }
+
+    #[test]
+    fn env_overrides_file() {
+        let file = config_file("[worker]\nconcurrency = 4\nlease = \"2m\"\n");
+        let env = [
+            ("JOBQ_WORKER_CONCURRENCY", "6"),
+            ("JOBQ_WORKER_SHUTDOWN_GRACE", "5s"),
+            ("JOBQ_WORKER_QUEUES", "default, panel"),
+            ("JOBQ_DATABASE_URL", "postgresql://u:p@localhost/jobq"),
+            ("JOBQ_LOG_FILTER", "info,jobs=debug"),
+            ("JOBQ_DATABASE_SQLITE_BUSY_TIMEOUT", "0"),
+            // Not ours: ignored, not rejected.
+            ("JOBQ_CONFIG", "/etc/jobq.toml"),
+            ("JOBQ_TEST_DATABASE_URL", "mysql://nope"),
+            ("JOBQ_SECRET_KEY", "xyz"),
+            ("JOBQ_PANEL_TOKEN", "t"),
+            ("JOBQ_WORKER_TOKEN", "t"),
+            ("JOBQ_QUEUES_PANEL_CONCURRENCY", "x"),
+            ("HOME", "/root"),
+        ];
+        let s = load(Some(&file), &env, &[]).expect("loads");
+        assert_eq!(s.worker.concurrency, 6);
+        assert_eq!(s.worker.lease, Duration::from_secs(120), "file kept");
+        assert_eq!(s.worker.shutdown_grace, Duration::from_secs(5));
+        assert_eq!(s.worker.queues, ["default", "panel"]);
+        assert_eq!(s.database.url.as_str(), "postgresql://u:p@localhost/jobq");
+        assert_eq!(s.log.filter, "info,jobs=debug");
+        assert_eq!(s.database.sqlite_busy_timeout, Duration::ZERO);
+    }
+
+    #[test]
+    fn flag_overrides_env() {
+        let env = [
+            ("JOBQ_WORKER_CONCURRENCY", "6"),
+            ("JOBQ_WORKER_LEASE", "10s"),
+        ];
+        let flags = [
+            ("worker.concurrency", "8"),
+            ("worker.lease", "30s"),
+            ("worker.queues", "a,b"),
+            ("queues.panel.concurrency", "3"),
+            ("log.format", "json"),
+        ];
+        let s = load(None, &env, &flags).expect("loads");
+        assert_eq!(s.worker.concurrency, 8);
+        assert_eq!(s.worker.lease, Duration::from_secs(30));
+        assert_eq!(s.worker.queues, ["a", "b"]);
+        assert_eq!(s.queue_concurrency("panel"), 3);
+        assert_eq!(s.log.format, LogFormat::Json);
+    }
+
+    #[test]
+    fn out_of_range_names_setting_value_origin_and_range() {
+        let file = config_file("[worker]\nconcurrency = 0\n");
+        let err = load_err(Some(&file), &[], &[]);
+        assert!(
+            err.contains("worker.concurrency = 0 is out of range: allowed 1 to 10000"),
+            "{err}"
+        );
+        assert!(err.contains(&file.path().display().to_string()), "{err}");
+
+        let err = load_err(None, &[("JOBQ_WORKER_LEASE", "2h")], &[]);
+        assert!(
+            err.contains("worker.lease = \"2h\" is out of range: allowed 1s to 1h"),
+            "{err}"
+        );
+        assert!(err.contains("JOBQ_WORKER_LEASE"), "{err}");
+
+        let err = load_err(None, &[], &[("database.max_connections", "5000")]);
+        assert!(
+            err.contains("database.max_connections = 5000 is out of range: allowed 1 to 1000"),
+            "{err}"
+        );
+        assert!(err.contains("command-line override"), "{err}");
+
+        let err = load_err(None, &[], &[("worker.concurrency", "-1")]);
+        assert!(err.contains("worker.concurrency = -1"), "{err}");
+        assert!(err.contains("allowed 1 to 10000"), "{err}");
+    }
+
+    #[test]
+    fn several_problems_are_all_reported() {
+        let file = config_file("[worker]\nconcurrency = 0\npoll_interval = \"1ms\"\n");
+        let err = load(Some(&file), &[], &[]).expect_err("invalid");
+        assert_eq!(err.problems().len(), 2, "{err}");
+        let text = err.to_string();
+        assert!(text.contains("worker.concurrency"), "{text}");
+        assert!(text.contains("worker.poll_interval"), "{text}");
+    }
+
+    #[test]
+    fn malformed_duration_names_key_and_env_var() {
+        let err = load_err(None, &[("JOBQ_WORKER_SHUTDOWN_GRACE", "3 parsecs")], &[]);
+        assert!(err.contains("worker.shutdown_grace"), "{err}");
+        assert!(err.contains("\"3 parsecs\""), "{err}");
+        assert!(err.contains("JOBQ_WORKER_SHUTDOWN_GRACE"), "{err}");
+        assert!(err.contains("not a valid duration"), "{err}");
+
+        let err = load_err(None, &[("JOBQ_WORKER_CONCURRENCY", "many")], &[]);
+        assert!(err.contains("worker.concurrency = \"many\""), "{err}");
+        assert!(err.contains("JOBQ_WORKER_CONCURRENCY"), "{err}");
+
+        let file = config_file("[worker]\nlease = 30\n");
+        let err = load_err(Some(&file), &[], &[]);
+        assert!(err.contains("worker.lease = 30"), "{err}");
+        assert!(err.contains(&file.path().display().to_string()), "{err}");
+    }
+
+    #[test]
+    fn unknown_keys_rejected() {
+        let file = config_file("[wroker]\nconcurrency = 4\n");
+        let err = load_err(Some(&file), &[], &[]);
+        assert!(err.contains("wroker"), "{err}");
+        assert!(err.contains("is not a known setting"), "{err}");
+        assert!(err.contains(&file.path().display().to_string()), "{err}");
+
+        let file = config_file("[worker]\nconcurency = 4\n");
+        let err = load_err(Some(&file), &[], &[]);
+        assert!(
+            err.contains("worker.concurency = 4 is not a known setting"),
+            "{err}"
+        );
+        assert!(err.contains(&file.path().display().to_string()), "{err}");
+
+        let file = config_file("[queues.panel]\nconcurrency = 4\nweight = 2\n");
+        let err = load_err(Some(&file), &[], &[]);
+        assert!(err.contains("queues.panel.weight"), "{err}");
+
+        let err = load_err(None, &[], &[("worker.concurency", "4")]);
+        assert!(err.contains("worker.concurency"), "{err}");
+        assert!(err.contains("command-line override"), "{err}");
+
+        let err = load_err(None, &[], &[("worker..x", "4")]);
+        assert!(err.contains("worker..x"), "{err}");
+    }
+
+    #[test]
+    fn bad_enum_value_lists_allowed() {
+        let err = load_err(None, &[("JOBQ_LOG_FORMAT", "xml")], &[]);
+        assert!(err.contains("log.format = \"xml\""), "{err}");
+        assert!(err.contains("\"human\", \"json\""), "{err}");
+        assert!(err.contains("JOBQ_LOG_FORMAT"), "{err}");
+    }
+
+    #[test]
+    fn password_masked() {
+        let url =
+            DatabaseUrl::parse("postgres://jobq:hunter2@db.example:5432/jobq?sslmode=require")
+                .expect("valid");
+        assert_eq!(
+            url.to_string(),
+            "postgres://jobq:****@db.example:5432/jobq?sslmode=require"
+        );
+        assert!(!format!("{url:?}").contains("hunter2"));
+        assert!(format!("{url:?}").contains("****"));
+        assert!(url.as_str().contains("hunter2"), "as_str is the real URL");
+
+        let url = DatabaseUrl::parse("postgres://db.example/jobq?user=x&password=hunter2")
+            .expect("valid");
+        assert_eq!(
+            url.to_string(),
+            "postgres://db.example/jobq?user=x&password=****"
+        );
+
+        let env = [("JOBQ_DATABASE_URL", "postgres://jobq:hunter2@db/jobq")];
+        let s = load(None, &env, &[]).expect("loads");
+        for text in [format!("{s:?}"), format!("{s:#?}"), s.describe()] {
+            assert!(!text.contains("hunter2"), "{text}");
+            assert!(text.contains("jobq:****@db/jobq"), "{text}");
+        }
+
+        // Nor in errors about the URL.
+        let env = [("JOBQ_DATABASE_URL", "mysql://jobq:hunter2@db/jobq")];
+        let err = load(None, &env, &[]).expect_err("bad scheme");
+        assert!(!err.to_string().contains("hunter2"), "{err}");
+        assert!(!format!("{err:?}").contains("hunter2"), "{err:?}");
+        for bad in [
+            "mysql://jobq:hunter2@db/jobq",
+            "mysql:jobq:hunter2@db/jobq",
+            "jobq:hunter2@db/jobq",
+            "postgres://jobq:hun ter2@d b/jobq",
+        ] {
+            let err = DatabaseUrl::parse(bad).expect_err("invalid");
+            assert!(!err.to_string().contains("ter2"), "{err}");
+            assert!(err.to_string().contains("database.url"), "{err}");
+        }
+        assert_eq!(mask_url("sqlite::memory:"), "sqlite::memory:");
+        assert_eq!(mask_url("sqlite://data/jobq.db"), "sqlite://data/jobq.db");
+        assert_eq!(
+            mask_url("postgres://u@h/db?application_name=a@b"),
+            "postgres://u@h/db?application_name=a@b"
+        );
+    }
+
+    #[test]
+    fn bad_url_scheme_rejected() {
+        let err = load_err(
+            None,
+            &[("JOBQ_DATABASE_URL", "mysql://localhost/jobq")],
+            &[],
+        );
+        assert!(err.contains("database.url"), "{err}");
+        assert!(err.contains("JOBQ_DATABASE_URL"), "{err}");
+        assert!(
+            err.contains("sqlite://, sqlite:, postgres:// and postgresql://"),
+            "{err}"
+        );
+        assert!(DatabaseUrl::parse("data/jobq.db").is_err());
+        assert!(DatabaseUrl::parse("sqlite://").is_err());
+        assert!(DatabaseUrl::parse("postgres://exa mple/db").is_err());
+    }
+
+    #[test]
+    fn sqlite_paths() {
+        let path = |url: &str| DatabaseUrl::parse(url).expect("valid").sqlite_path();
+        assert_eq!(
+            path("sqlite://data/jobq.db"),
+            Some(PathBuf::from("data/jobq.db"))
+        );
+        assert_eq!(path("sqlite:///abs/x.db"), Some(PathBuf::from("/abs/x.db")));
+        assert_eq!(
+            path("sqlite:data/x.db?mode=rwc"),
+            Some(PathBuf::from("data/x.db"))
+        );
+        assert_eq!(path("sqlite::memory:"), None);
+        assert_eq!(path("sqlite://x.db?mode=memory"), None);
+        assert_eq!(path("postgres://localhost/jobq"), None);
+        assert_eq!(
+            DatabaseUrl::parse("sqlite:x.db").expect("valid").backend(),
+            Backend::Sqlite
+        );
+        assert_eq!(
+            DatabaseUrl::parse("postgresql://h/d")
+                .expect("valid")
+                .backend(),
+            Backend::Postgres
+        );
+    }
+
+    #[test]
+    fn duplicate_periodic_names_rejected() {
+        let file = config_file(
+            r#"
+            [[periodic]]
+            name = "sync-main"
+            kind = "sync_usage"
+            every = "10m"
+
+            [[periodic]]
+            name = "sync-main"
+            kind = "sync_usage"
+            every = "1h"
+            "#,
+        );
+        let err = load_err(Some(&file), &[], &[]);
+        assert!(err.contains("periodic[1].name = \"sync-main\""), "{err}");
+        assert!(err.contains("unique"), "{err}");
+    }
+
+    #[test]
+    fn periodic_entries_checked() {
+        let file = config_file(
+            r#"
+            [[periodic]]
+            name = "Bad Name"
+            kind = ""
+            every = "500ms"
+            queue = "UPPER"
+            priority = 500
+
+            [[periodic]]
+            name = "no-kind"
+            every = "1m"
+            "#,
+        );
+        let err = load_err(Some(&file), &[], &[]);
+        assert!(err.contains("periodic[1].kind is missing"), "{err}");
+
+        let file = config_file(
+            r#"
+            [[periodic]]
+            name = "Bad Name"
+            kind = ""
+            every = "500ms"
+            queue = "UPPER"
+            priority = 500
+            "#,
+        );
+        let err = load(Some(&file), &[], &[]).expect_err("invalid");
+        assert_eq!(err.problems().len(), 5, "{err}");
+        let text = err.to_string();
+        assert!(
+            text.contains("periodic[0].every = \"500ms\" is out of range"),
+            "{text}"
+        );
+        assert!(
+            text.contains("periodic[0].priority = 500 is out of range: allowed -100 to 100"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn stats_retention_at_least_a_day() {
+        let err = load_err(None, &[], &[("maintenance.stats_retention", "12h")]);
+        assert!(
+            err.contains("maintenance.stats_retention = \"12h\" is out of range: allowed 24h"),
+            "{err}"
+        );
+        let s = load(None, &[], &[("maintenance.stats_retention", "24h")]).expect("24h is fine");
+        assert_eq!(s.maintenance.stats_retention, Duration::from_secs(86_400));
+    }
+
+    #[test]
+    fn heartbeat_shorter_than_lease() {
+        let err = load_err(None, &[], &[("worker.heartbeat_interval", "30s")]);
+        assert!(err.contains("worker.heartbeat_interval"), "{err}");
+        assert!(err.contains("worker.lease"), "{err}");
+    }
+
+    #[test]
+    fn bad_queue_names_rejected() {
+        let err = load_err(None, &[("JOBQ_WORKER_QUEUES", "default,Panel")], &[]);
+        assert!(err.contains("worker.queues[1] = \"Panel\""), "{err}");
+        let file = config_file("[queues.\"pa nel\"]\nconcurrency = 2\n");
+        let err = load_err(Some(&file), &[], &[]);
+        assert!(
+            err.contains("queues.pa nel is not a valid queue name"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn missing_config_file_names_path() {
+        let path = Path::new("/nonexistent/jobq-config.toml");
+        let err = Settings::load_with_env(Some(path), NO_ENV, &[]).expect_err("missing");
+        assert!(
+            err.to_string().contains("/nonexistent/jobq-config.toml"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn invalid_toml_names_file() {
+        let file = config_file("[worker\nconcurrency = 4\n");
+        let err = load_err(Some(&file), &[], &[]);
+        assert!(err.contains("not valid TOML"), "{err}");
+        assert!(err.contains(&file.path().display().to_string()), "{err}");
+    }
+
+    #[test]
+    fn describe_lists_effective_values() {
+        let file = config_file(include_str!("../../config/example.toml"));
+        let s = load(Some(&file), &[], &[("worker.concurrency", "7")]).expect("loads");
+        let text = s.describe();
+        assert!(text.contains("concurrency = 7"), "{text}");
+        assert!(text.contains("[queues.panel]"), "{text}");
+        assert!(text.contains("stats_retention = \"48h\""), "{text}");
+        assert!(text.contains("payload = { panel = \"main\" }"), "{text}");
+        // The listing is itself a valid config file giving the same settings.
+        let again = config_file(&text);
+        let reloaded = load(Some(&again), &[], &[]).expect("describe output loads");
+        assert_eq!(reloaded, s);
+    }
+
+    #[test]
+    fn durations_format_compactly() {
+        let f = |ms: u64| format_duration(Duration::from_millis(ms));
+        assert_eq!(f(0), "0s");
+        assert_eq!(f(20), "20ms");
+        assert_eq!(f(30_000), "30s");
+        assert_eq!(f(600_000), "10m");
+        assert_eq!(f(DAY), "24h");
+        assert_eq!(f(2 * DAY), "48h");
+        assert_eq!(f(30 * DAY), "30d");
+        assert_eq!(f(1_500), "1500ms");
+    }
+}
