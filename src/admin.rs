@@ -220,7 +220,10 @@ async fn show(queue: &Queue, id: i64, json: bool) -> anyhow::Result<()> {
     if json {
         return print_json(&job);
     }
-    println!("job {} ({}) in queue {}: {}", job.id, job.kind, job.queue, job.state);
+    println!(
+        "job {} ({}) in queue {}: {}",
+        job.id, job.kind, job.queue, job.state
+    );
     println!("  payload:      {}", job.payload);
     println!("  key:          {}", job.key.as_deref().unwrap_or("-"));
     println!("  attempts:     {} of {}", job.attempts, job.max_attempts);

@@ -35,7 +35,7 @@ pub struct BenchArgs {
 const INSERT_BATCH: usize = 5_000;
 
 /// Counts executions; during the pickup phase also reports when each job started.
-struct BenchHandler {
+struct BenchCounters {
     executed: AtomicU64,
     target: AtomicU64,
     all_done: Notify,
@@ -43,8 +43,18 @@ struct BenchHandler {
     started: mpsc::UnboundedSender<Instant>,
 }
 
+#[derive(Clone)]
+struct BenchHandler(Arc<BenchCounters>);
+
+impl std::ops::Deref for BenchHandler {
+    type Target = BenchCounters;
+    fn deref(&self) -> &BenchCounters {
+        &self.0
+    }
+}
+
 #[async_trait]
-impl Handler<Noop> for Arc<BenchHandler> {
+impl Handler<Noop> for BenchHandler {
     async fn handle(&self, _job: Noop, _ctx: &JobContext) -> Result<(), JobError> {
         if self.timing.load(Ordering::Relaxed) {
             let _ = self.started.send(Instant::now());
@@ -145,13 +155,13 @@ async fn measure(settings: &Settings, args: &BenchArgs) -> anyhow::Result<serde_
     let insert_jobs_per_s = insert(&queue, args.jobs).await?;
 
     let (started_tx, mut started_rx) = mpsc::unbounded_channel();
-    let handler = Arc::new(BenchHandler {
+    let handler = BenchHandler(Arc::new(BenchCounters {
         executed: AtomicU64::new(0),
         target: AtomicU64::new(total),
         all_done: Notify::new(),
         timing: AtomicBool::new(false),
         started: started_tx,
-    });
+    }));
     let drain_started = Instant::now();
     let mut stops = Vec::new();
     let mut runs = Vec::new();
@@ -249,4 +259,3 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     let rank = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[rank.min(sorted.len() - 1)]
 }
-

@@ -105,7 +105,10 @@ async fn shutdown_signal() {
 pub fn config_check(config: Option<&Path>, json: bool) -> anyhow::Result<()> {
     let settings = settings(config, &[])?;
     if json {
-        println!("{}", serde_json::json!({"ok": true, "database": settings.database.url.to_string()}));
+        println!(
+            "{}",
+            serde_json::json!({"ok": true, "database": settings.database.url.to_string()})
+        );
     } else {
         println!("configuration is valid\n{}", settings.describe());
     }

@@ -47,12 +47,14 @@ impl JobState {
 
 impl fmt::Display for JobState {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+        f.pad(self.as_str())
     }
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("unknown job state '{0}': expected one of available, scheduled, running, retrying, completed, failed, cancelled, discarded")]
+#[error(
+    "unknown job state '{0}': expected one of available, scheduled, running, retrying, completed, failed, cancelled, discarded"
+)]
 pub struct UnknownState(pub String);
 
 impl FromStr for JobState {

@@ -29,11 +29,7 @@ pub struct Completer {
 }
 
 impl Completer {
-    pub fn new(
-        queue: Queue,
-        receiver: mpsc::UnboundedReceiver<Message>,
-        gather: Duration,
-    ) -> Self {
+    pub fn new(queue: Queue, receiver: mpsc::UnboundedReceiver<Message>, gather: Duration) -> Self {
         Completer {
             queue,
             receiver,

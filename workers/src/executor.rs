@@ -70,7 +70,10 @@ async fn run(
     let attempt = AssertUnwindSafe(registered.handler.run(&job.payload, ctx)).catch_unwind();
     let result = match tokio::time::timeout(spec.timeout, attempt).await {
         Ok(Ok(result)) => result,
-        Ok(Err(panic)) => Err(JobError::Retry(format!("panicked: {}", panic_message(&panic)))),
+        Ok(Err(panic)) => Err(JobError::Retry(format!(
+            "panicked: {}",
+            panic_message(&panic)
+        ))),
         Err(_) => Err(JobError::Retry(format!(
             "timed out after {:?} (the kind's timeout)",
             spec.timeout

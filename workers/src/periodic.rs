@@ -20,6 +20,7 @@ struct Entry {
     last_period: Option<DateTime<Utc>>,
 }
 
+#[derive(Default)]
 pub struct Periodic {
     entries: Vec<Entry>,
 }
@@ -91,7 +92,9 @@ impl Entry {
                     tracing::info!(periodic = %self.name, job = enqueued.id, %period, "enqueued periodic job");
                 }
             }
-            Err(error) => tracing::warn!(periodic = %self.name, %error, "cannot enqueue periodic job; will try again"),
+            Err(error) => {
+                tracing::warn!(periodic = %self.name, %error, "cannot enqueue periodic job; will try again")
+            }
         }
     }
 }

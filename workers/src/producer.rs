@@ -35,7 +35,8 @@ impl Slots {
     }
 
     fn free(&self) -> usize {
-        self.limit.saturating_sub(self.running.load(Ordering::Acquire))
+        self.limit
+            .saturating_sub(self.running.load(Ordering::Acquire))
     }
 
     fn release(&self) {

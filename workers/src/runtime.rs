@@ -160,7 +160,7 @@ impl Runtime {
     }
 
     /// Runs until `shutdown` resolves, then stops gracefully.
-    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), StartError> {
+    pub async fn run(mut self, shutdown: impl Future<Output = ()>) -> Result<(), StartError> {
         let info = self.worker_info();
         let worker_id: Arc<str> = Arc::from(info.id.as_str());
         self.queue.driver().heartbeat(&info).await?;
@@ -196,7 +196,7 @@ impl Runtime {
             .run(stop_rx.clone()),
         ));
         services.push(tokio::spawn(
-            self.periodic.run(self.queue.clone(), stop_rx.clone()),
+            std::mem::take(&mut self.periodic).run(self.queue.clone(), stop_rx.clone()),
         ));
 
         shutdown.await;

@@ -118,7 +118,11 @@ impl Handler<TestFail> for FailHandler {
         if !fails {
             return Ok(());
         }
-        let reason = format!("test failure {} of attempt {}", mode_name(job.mode), ctx.attempt);
+        let reason = format!(
+            "test failure {} of attempt {}",
+            mode_name(job.mode),
+            ctx.attempt
+        );
         match job.mode {
             FailMode::Retry => Err(JobError::Retry(reason)),
             FailMode::RetryAfter => Err(JobError::RetryAfter {

@@ -51,10 +51,17 @@ pub struct AttemptError {
 pub enum Finish {
     Completed,
     /// Back to the schedule: `run_at = now + delay`.
-    Retry { delay: Duration, error: AttemptError },
+    Retry {
+        delay: Duration,
+        error: AttemptError,
+    },
     /// Kept in `failed` with its error until an admin acts.
-    Failed { error: AttemptError },
-    Cancelled { error: AttemptError },
+    Failed {
+        error: AttemptError,
+    },
+    Cancelled {
+        error: AttemptError,
+    },
 }
 
 impl Finish {
@@ -181,11 +188,7 @@ pub trait Driver: Send + Sync + 'static {
         lease: Duration,
     ) -> Result<Vec<FetchedJob>, QueueError>;
     async fn finish(&self, finished: &[Finished]) -> Result<(), QueueError>;
-    async fn extend_leases(
-        &self,
-        jobs: &[(i64, i32)],
-        lease: Duration,
-    ) -> Result<u64, QueueError>;
+    async fn extend_leases(&self, jobs: &[(i64, i32)], lease: Duration) -> Result<u64, QueueError>;
     /// Back to `available` without spending an attempt (graceful shutdown).
     async fn release(&self, jobs: &[(i64, i32)]) -> Result<u64, QueueError>;
     async fn rescue_expired(
@@ -205,7 +208,8 @@ pub trait Driver: Send + Sync + 'static {
     async fn add_stats(&self, stats: &[(StatKey, StatCount)]) -> Result<(), QueueError>;
 
     // Inspection.
-    async fn list_jobs(&self, filter: &JobFilter, limit: u32) -> Result<Vec<JobRecord>, QueueError>;
+    async fn list_jobs(&self, filter: &JobFilter, limit: u32)
+    -> Result<Vec<JobRecord>, QueueError>;
     async fn job(&self, id: i64) -> Result<Option<JobRecord>, QueueError>;
     async fn job_by_key(&self, key: &str) -> Result<Option<JobRecord>, QueueError>;
     async fn state_counts(&self) -> Result<Vec<StateCount>, QueueError>;

@@ -13,9 +13,9 @@ use sqlx::{PgConnection, Row};
 
 use super::repair_rules::{CANCEL_FROM, DISCARD_FROM, RETRY_FROM};
 use super::{
-    Driver, FetchedJob, Finish, Finished, JobFilter, JobRecord, QueueInfo,
-    Repair, RescuePolicy, StatCount, StatKey, StateCount, WorkerInfo, duration_ms, last_error,
-    lenient_errors, lenient_json,
+    Driver, FetchedJob, Finish, Finished, JobFilter, JobRecord, QueueInfo, Repair, RescuePolicy,
+    StatCount, StatKey, StateCount, WorkerInfo, duration_ms, last_error, lenient_errors,
+    lenient_json,
 };
 use crate::audit::{AuditEntry, AuditRecord};
 use crate::configuration::DatabaseSettings;
@@ -115,7 +115,11 @@ async fn insert_rows(
     let rows = sqlx::query(INSERT)
         .bind(jobs.iter().map(|j| j.kind.as_str()).collect::<Vec<_>>())
         .bind(jobs.iter().map(|j| j.queue.as_str()).collect::<Vec<_>>())
-        .bind(jobs.iter().map(|j| j.payload.to_string()).collect::<Vec<_>>())
+        .bind(
+            jobs.iter()
+                .map(|j| j.payload.to_string())
+                .collect::<Vec<_>>(),
+        )
         .bind(jobs.iter().map(|j| j.priority).collect::<Vec<_>>())
         .bind(
             jobs.iter()
@@ -164,7 +168,10 @@ pub(crate) fn assign(
         .iter()
         .filter_map(|(id, key)| key.as_deref().map(|k| (k, *id)))
         .collect();
-    let mut keyless = inserted.iter().filter(|(_, key)| key.is_none()).map(|(id, _)| *id);
+    let mut keyless = inserted
+        .iter()
+        .filter(|(_, key)| key.is_none())
+        .map(|(id, _)| *id);
     for (position, job) in positions.iter().zip(batch) {
         results[*position] = match job.key.as_deref() {
             None => keyless.next().map(|id| Enqueued { id, created: true }),
@@ -215,7 +222,10 @@ FROM unnest($1::bigint[], $2::int[], $3::text[], $4::bigint[], $5::text[])
 WHERE j.id = u.id AND j.attempt = u.attempt AND j.state = 'running'
 "#;
 
-async fn finish_with_error(conn: &mut PgConnection, finished: &[&Finished]) -> Result<(), QueueError> {
+async fn finish_with_error(
+    conn: &mut PgConnection,
+    finished: &[&Finished],
+) -> Result<(), QueueError> {
     let mut ids = Vec::new();
     let mut attempts = Vec::new();
     let mut states = Vec::new();
@@ -306,7 +316,11 @@ async fn explain_skipped(
     action: &str,
     allowed: &str,
 ) -> Result<Vec<(i64, String)>, QueueError> {
-    let rest: Vec<i64> = ids.iter().copied().filter(|id| !changed.contains(id)).collect();
+    let rest: Vec<i64> = ids
+        .iter()
+        .copied()
+        .filter(|id| !changed.contains(id))
+        .collect();
     if rest.is_empty() {
         return Ok(Vec::new());
     }
@@ -360,18 +374,17 @@ impl Driver for PostgresDriver {
     }
 
     async fn applied_versions(&self) -> Result<Vec<i64>, QueueError> {
-        let exists: bool =
-            sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL")
-                .fetch_one(&self.pool)
-                .await?;
+        let exists: bool = sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL")
+            .fetch_one(&self.pool)
+            .await?;
         if !exists {
             return Ok(Vec::new());
         }
-        Ok(
-            sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success ORDER BY version")
-                .fetch_all(&self.pool)
-                .await?,
+        Ok(sqlx::query_scalar(
+            "SELECT version FROM _sqlx_migrations WHERE success ORDER BY version",
         )
+        .fetch_all(&self.pool)
+        .await?)
     }
 
     async fn insert(&self, jobs: &[NewJob]) -> Result<Vec<Enqueued>, QueueError> {
@@ -588,8 +601,18 @@ impl Driver for PostgresDriver {
                  duration_ms = jobq_stats.duration_ms + excluded.duration_ms",
         )
         .bind(stats.iter().map(|(k, _)| k.minute).collect::<Vec<_>>())
-        .bind(stats.iter().map(|(k, _)| k.queue.as_str()).collect::<Vec<_>>())
-        .bind(stats.iter().map(|(k, _)| k.kind.as_str()).collect::<Vec<_>>())
+        .bind(
+            stats
+                .iter()
+                .map(|(k, _)| k.queue.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            stats
+                .iter()
+                .map(|(k, _)| k.kind.as_str())
+                .collect::<Vec<_>>(),
+        )
         .bind(stats.iter().map(|(k, _)| k.outcome).collect::<Vec<_>>())
         .bind(stats.iter().map(|(_, c)| c.count).collect::<Vec<_>>())
         .bind(stats.iter().map(|(_, c)| c.duration_ms).collect::<Vec<_>>())
@@ -598,7 +621,11 @@ impl Driver for PostgresDriver {
         Ok(())
     }
 
-    async fn list_jobs(&self, filter: &JobFilter, limit: u32) -> Result<Vec<JobRecord>, QueueError> {
+    async fn list_jobs(
+        &self,
+        filter: &JobFilter,
+        limit: u32,
+    ) -> Result<Vec<JobRecord>, QueueError> {
         let sql = format!(
             "SELECT {JOB_COLUMNS} FROM jobq_jobs WHERE {FILTER}
              AND ($4::bigint IS NULL OR id < $4) ORDER BY id DESC LIMIT $5"
@@ -616,7 +643,10 @@ impl Driver for PostgresDriver {
 
     async fn job(&self, id: i64) -> Result<Option<JobRecord>, QueueError> {
         let sql = format!("SELECT {JOB_COLUMNS} FROM jobq_jobs WHERE id = $1");
-        let row = sqlx::query(&sql).bind(id).fetch_optional(&self.pool).await?;
+        let row = sqlx::query(&sql)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
         Ok(row.as_ref().map(job_record).transpose()?)
     }
 
@@ -624,7 +654,10 @@ impl Driver for PostgresDriver {
         let sql = format!(
             "SELECT {JOB_COLUMNS} FROM jobq_jobs WHERE idempotency_key = $1 ORDER BY id DESC LIMIT 1"
         );
-        let row = sqlx::query(&sql).bind(key).fetch_optional(&self.pool).await?;
+        let row = sqlx::query(&sql)
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await?;
         Ok(row.as_ref().map(job_record).transpose()?)
     }
 
@@ -785,9 +818,8 @@ impl Driver for PostgresDriver {
         after_id: i64,
         limit: u32,
     ) -> Result<Vec<i64>, QueueError> {
-        let sql = format!(
-            "SELECT id FROM jobq_jobs WHERE {FILTER} AND id > $4 ORDER BY id LIMIT $5"
-        );
+        let sql =
+            format!("SELECT id FROM jobq_jobs WHERE {FILTER} AND id > $4 ORDER BY id LIMIT $5");
         Ok(sqlx::query_scalar(&sql)
             .bind(filter.state.map(|s| s.as_str()))
             .bind(filter.queue.as_deref())

@@ -57,7 +57,11 @@ impl SqliteDriver {
             timeout: settings.connect_timeout,
             reason,
         };
-        if let Some(dir) = settings.url.sqlite_path().as_deref().and_then(|p| p.parent())
+        if let Some(dir) = settings
+            .url
+            .sqlite_path()
+            .as_deref()
+            .and_then(|p| p.parent())
             && !dir.as_os_str().is_empty()
         {
             std::fs::create_dir_all(dir)
@@ -317,7 +321,11 @@ impl SqliteDriver {
             .fetch_all(&mut *tx)
             .await?;
         changed.sort_unstable();
-        let rest: Vec<i64> = ids.iter().copied().filter(|id| !changed.contains(id)).collect();
+        let rest: Vec<i64> = ids
+            .iter()
+            .copied()
+            .filter(|id| !changed.contains(id))
+            .collect();
         let rows = sqlx::query(
             "SELECT id, state FROM jobq_jobs WHERE id IN (SELECT value FROM json_each(?1))",
         )
@@ -330,7 +338,12 @@ impl SqliteDriver {
             .collect::<Result<_, sqlx::Error>>()?;
         let skipped = rest
             .into_iter()
-            .map(|id| (id, super::skip_reason(states.get(&id), entry.action, allowed)))
+            .map(|id| {
+                (
+                    id,
+                    super::skip_reason(states.get(&id), entry.action, allowed),
+                )
+            })
             .collect();
         audit(&mut tx, entry, changed.len()).await?;
         tx.commit().await?;
@@ -362,11 +375,11 @@ impl Driver for SqliteDriver {
         if !exists {
             return Ok(Vec::new());
         }
-        Ok(
-            sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success ORDER BY version")
-                .fetch_all(&self.pool)
-                .await?,
+        Ok(sqlx::query_scalar(
+            "SELECT version FROM _sqlx_migrations WHERE success ORDER BY version",
         )
+        .fetch_all(&self.pool)
+        .await?)
     }
 
     async fn insert(&self, jobs: &[NewJob]) -> Result<Vec<Enqueued>, QueueError> {
@@ -579,7 +592,14 @@ impl Driver for SqliteDriver {
         let rows: Vec<serde_json::Value> = stats
             .iter()
             .map(|(k, c)| {
-                json!([micros(k.minute), k.queue, k.kind, k.outcome, c.count, c.duration_ms])
+                json!([
+                    micros(k.minute),
+                    k.queue,
+                    k.kind,
+                    k.outcome,
+                    c.count,
+                    c.duration_ms
+                ])
             })
             .collect();
         sqlx::query(
@@ -598,7 +618,11 @@ impl Driver for SqliteDriver {
         Ok(())
     }
 
-    async fn list_jobs(&self, filter: &JobFilter, limit: u32) -> Result<Vec<JobRecord>, QueueError> {
+    async fn list_jobs(
+        &self,
+        filter: &JobFilter,
+        limit: u32,
+    ) -> Result<Vec<JobRecord>, QueueError> {
         let sql = format!(
             "SELECT {JOB_COLUMNS} FROM jobq_jobs WHERE {FILTER}
              AND (?4 IS NULL OR id < ?4) ORDER BY id DESC LIMIT ?5"
@@ -616,7 +640,10 @@ impl Driver for SqliteDriver {
 
     async fn job(&self, id: i64) -> Result<Option<JobRecord>, QueueError> {
         let sql = format!("SELECT {JOB_COLUMNS} FROM jobq_jobs WHERE id = ?1");
-        let row = sqlx::query(&sql).bind(id).fetch_optional(&self.pool).await?;
+        let row = sqlx::query(&sql)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
         Ok(row.as_ref().map(job_record).transpose()?)
     }
 
@@ -624,7 +651,10 @@ impl Driver for SqliteDriver {
         let sql = format!(
             "SELECT {JOB_COLUMNS} FROM jobq_jobs WHERE idempotency_key = ?1 ORDER BY id DESC LIMIT 1"
         );
-        let row = sqlx::query(&sql).bind(key).fetch_optional(&self.pool).await?;
+        let row = sqlx::query(&sql)
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await?;
         Ok(row.as_ref().map(job_record).transpose()?)
     }
 
@@ -780,7 +810,8 @@ impl Driver for SqliteDriver {
         after_id: i64,
         limit: u32,
     ) -> Result<Vec<i64>, QueueError> {
-        let sql = format!("SELECT id FROM jobq_jobs WHERE {FILTER} AND id > ?4 ORDER BY id LIMIT ?5");
+        let sql =
+            format!("SELECT id FROM jobq_jobs WHERE {FILTER} AND id > ?4 ORDER BY id LIMIT ?5");
         Ok(sqlx::query_scalar(&sql)
             .bind(filter.state.map(|s| s.as_str()))
             .bind(filter.queue.as_deref())
