@@ -269,18 +269,25 @@ async fn repair(
         let audit = AuditEntry::cli(action, describe_ids(&args.ids));
         apply(queue, action, &args.ids, &audit).await?
     };
+    let skipped: Vec<String> = total
+        .skipped
+        .iter()
+        .map(|(id, why)| format!("job {id}: {why}"))
+        .collect();
     if json {
-        return print_json(&json!({
+        print_json(&json!({
             "action": action, "changed": total.changed,
             "skipped": total.skipped.iter().map(|(id, why)| json!({"id": id, "reason": why})).collect::<Vec<_>>(),
-        }));
+        }))?;
+    } else {
+        println!("{action}: {} job(s) changed", total.changed.len());
     }
-    println!("{action}: {} job(s) changed", total.changed.len());
-    for (id, why) in &total.skipped {
-        println!("  job {id} left alone: {why}");
+    // Named ids that could not be repaired are the caller's error; a filter's leftovers are not.
+    if !by_filter && !skipped.is_empty() {
+        bail!("could not {action} {}", skipped.join("; "));
     }
-    if !by_filter && total.changed.is_empty() {
-        bail!("nothing to {action}");
+    if by_filter && !json {
+        skipped.iter().for_each(|s| println!("  left alone: {s}"));
     }
     Ok(())
 }

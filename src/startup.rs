@@ -69,6 +69,8 @@ pub async fn worker(config: Option<&Path>, args: &WorkerArgs, migrate: bool) -> 
     if args.test_kinds {
         testkit::create_effects_table(&queue).await?;
     }
+    // A handler's panic is caught and recorded on its job; log it once, without a backtrace.
+    std::panic::set_hook(Box::new(|info| tracing::error!(panic = %info, "panic")));
     let registry = registry(args.test_kinds);
     let options = RuntimeOptions::from_settings(&settings, &registry);
     tracing::info!(database = %settings.database.url, "starting worker");

@@ -673,41 +673,6 @@ on_both_backends!(
     an_unmigrated_database_is_refused,
     a_newer_schema_is_refused,
     kinds_lists_the_product_kinds_with_examples_that_enqueue,
+    repairs_of_an_unknown_id_fail_naming_it,
+    retry_by_filter_is_audited,
 );
-
-// Kept out of `on_both_backends!` so a backend can be ignored alone while its engine bug is open.
-
-mod repairs_of_an_unknown_id {
-    use super::support::Backend;
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    #[ignore = "engine bug: src/admin.rs repair() prints 'no such job' on stdout, stderr says only \
-                'nothing to retry', and with --json it exits 0 (on SQLite retry also hits the \
-                RETURNING j.id bug)"]
-    async fn sqlite() {
-        super::repairs_of_an_unknown_id_fail_naming_it(Backend::Sqlite).await
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    #[ignore = "engine bug: src/admin.rs repair() prints 'no such job' on stdout, stderr says only \
-                'nothing to retry', and with --json it exits 0"]
-    async fn postgres() {
-        super::repairs_of_an_unknown_id_fail_naming_it(Backend::Postgres).await
-    }
-}
-
-mod retry_by_filter {
-    use super::support::Backend;
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    #[ignore = "engine bug: jobs/src/driver/sqlite.rs retry() ends in `RETURNING j.id`; SQLite \
-                refuses the alias there (no such column: j.id), so every retry fails"]
-    async fn sqlite() {
-        super::retry_by_filter_is_audited(Backend::Sqlite).await
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn postgres() {
-        super::retry_by_filter_is_audited(Backend::Postgres).await
-    }
-}

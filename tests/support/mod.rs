@@ -153,7 +153,10 @@ impl TestDb {
     pub fn spawn_worker(&self, extra_args: &[&str]) -> Worker {
         let mut args = vec!["worker", "--test-kinds", "--queues", "test"];
         args.extend_from_slice(extra_args);
-        let log = self.dir.path().join(format!("worker-{}.log", fastrand::u32(..)));
+        let log = self
+            .dir
+            .path()
+            .join(format!("worker-{}.log", fastrand::u32(..)));
         let log_file = std::fs::File::create(&log).expect("worker log");
         let child = self
             .command(&args)
@@ -175,11 +178,18 @@ impl TestDb {
 
     /// How many times each job's effect happened (`test_effect`).
     pub async fn effects(&self, queue: &Queue) -> Vec<(i64, i64)> {
-        const SQL: &str = "SELECT job_id, CAST(runs AS BIGINT) FROM jobq_test_effects ORDER BY job_id";
+        const SQL: &str =
+            "SELECT job_id, CAST(runs AS BIGINT) FROM jobq_test_effects ORDER BY job_id";
         if let Some(pool) = queue.postgres_pool() {
-            sqlx::query_as(SQL).fetch_all(pool).await.unwrap_or_default()
+            sqlx::query_as(SQL)
+                .fetch_all(pool)
+                .await
+                .unwrap_or_default()
         } else if let Some(pool) = queue.sqlite_pool() {
-            sqlx::query_as(SQL).fetch_all(pool).await.unwrap_or_default()
+            sqlx::query_as(SQL)
+                .fetch_all(pool)
+                .await
+                .unwrap_or_default()
         } else {
             Vec::new()
         }
@@ -192,7 +202,10 @@ impl Drop for TestDb {
             // Best effort, outside any runtime: psql is on every machine the suite runs on.
             let _ = Command::new("psql")
                 .arg(postgres_server_url())
-                .args(["-qc", &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")])
+                .args([
+                    "-qc",
+                    &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+                ])
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .status();
@@ -292,7 +305,10 @@ where
         if let Some(value) = check().await {
             return value;
         }
-        assert!(Instant::now() < deadline, "timed out after {within:?} waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {within:?} waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }

@@ -760,7 +760,7 @@ impl Driver for SqliteDriver {
                     OR NOT EXISTS (SELECT 1 FROM jobq_jobs o
                                    WHERE o.idempotency_key = j.idempotency_key AND o.id <> j.id
                                      AND o.state NOT IN ('cancelled', 'discarded')))
-             RETURNING j.id"
+             RETURNING id"
         );
         self.repair(ids, entry, &update, RETRY_FROM).await
     }
