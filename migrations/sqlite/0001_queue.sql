@@ -30,7 +30,7 @@ CREATE INDEX jobq_jobs_lease ON jobq_jobs (locked_until) WHERE state = 'running'
 CREATE INDEX jobq_jobs_scheduled ON jobq_jobs (run_at) WHERE state IN ('scheduled', 'retrying');
 CREATE INDEX jobq_jobs_finalized ON jobq_jobs (finalized_at)
     WHERE state IN ('completed', 'cancelled', 'discarded');
-CREATE INDEX jobq_jobs_state ON jobq_jobs (state, queue, kind, id);
+CREATE INDEX jobq_jobs_failed ON jobq_jobs (queue, kind, id) WHERE state = 'failed';
 
 CREATE TABLE jobq_queues (
     name       TEXT PRIMARY KEY,
