@@ -89,7 +89,18 @@ pub async fn insert(conn: &mut PgConnection, jobs: &[NewJob]) -> Result<Vec<Enqu
         .collect()
 }
 
-const INSERT: &str = r#"
+/// The insert, with the idempotency check only when some job carries a key: `ON CONFLICT`
+/// makes every row a speculative insertion, which keyless bulk inserts need not pay for.
+fn insert_sql(with_keys: bool) -> String {
+    let on_conflict = if with_keys {
+        "ON CONFLICT (idempotency_key)
+             WHERE idempotency_key IS NOT NULL AND state NOT IN ('cancelled', 'discarded')
+             DO NOTHING"
+    } else {
+        ""
+    };
+    format!(
+        r#"
 WITH ins AS (
     INSERT INTO jobq_jobs (kind, queue, payload, state, priority, max_attempts, idempotency_key, run_at)
     SELECT kind, queue, payload::jsonb,
@@ -97,22 +108,24 @@ WITH ins AS (
            priority, max_attempts, key, COALESCE(run_at, now())
     FROM unnest($1::text[], $2::text[], $3::text[], $4::smallint[], $5::int[], $6::text[],
                 $7::timestamptz[]) AS t(kind, queue, payload, priority, max_attempts, key, run_at)
-    ON CONFLICT (idempotency_key)
-        WHERE idempotency_key IS NOT NULL AND state NOT IN ('cancelled', 'discarded')
-        DO NOTHING
+    {on_conflict}
     RETURNING id, idempotency_key, queue, state
 ), notified AS (
     SELECT count(pg_notify('jobq_jobs', q)) AS n
     FROM (SELECT DISTINCT queue AS q FROM ins WHERE state = 'available') d
 )
 SELECT ins.id, ins.idempotency_key FROM ins CROSS JOIN notified ORDER BY ins.id
-"#;
+"#
+    )
+}
 
 async fn insert_rows(
     conn: &mut PgConnection,
     jobs: &[&NewJob],
 ) -> Result<Vec<(i64, Option<String>)>, QueueError> {
-    let rows = sqlx::query(INSERT)
+    let with_keys = jobs.iter().any(|j| j.key.is_some());
+    let sql = insert_sql(with_keys);
+    let rows = sqlx::query(&sql)
         .bind(jobs.iter().map(|j| j.kind.as_str()).collect::<Vec<_>>())
         .bind(jobs.iter().map(|j| j.queue.as_str()).collect::<Vec<_>>())
         .bind(
