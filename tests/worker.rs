@@ -1,0 +1,865 @@
+//! The worker process end to end, on both backends: retries and their persisted backoff,
+//! Retry-After, permanent failures and admin repairs, exhausted attempts, panics and timeouts,
+//! a worker killed mid-job, graceful shutdown (drained, and grace exceeded), paused queues,
+//! periodic jobs across processes, garbage rows, and the registry of live workers.
+
+mod support;
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use jobs::driver::{JobFilter, JobRecord};
+use jobs::{JobState, Queue};
+use support::*;
+
+on_both_backends!(
+    backoff_is_persisted_and_survives_a_killed_worker,
+    retry_after_is_honoured,
+    a_permanent_failure_is_kept_until_an_admin_discards_it,
+    a_failed_job_runs_again_when_an_admin_retries_it,
+    exhausted_attempts_fail_the_job_with_every_error,
+    panics_and_timeouts_are_retried_and_the_worker_keeps_running,
+    a_job_whose_worker_is_killed_runs_again_once,
+    graceful_shutdown_lets_the_running_job_finish,
+    shutdown_past_the_grace_returns_the_job_without_spending_an_attempt,
+    a_paused_queue_is_not_fetched_until_resumed,
+    a_periodic_job_is_enqueued_once_per_period_by_three_processes,
+    garbage_rows_fail_alone_and_the_worker_keeps_running,
+    a_worker_is_listed_while_running_and_gone_after_shutdown,
+);
+
+// ---------------------------------------------------------------------------------------------
+// Helpers
+
+/// `jobq --json enqueue KIND PAYLOAD EXTRA...`: the new job's id.
+fn enqueue(db: &TestDb, kind: &str, payload: &str, extra: &[&str]) -> i64 {
+    let mut args = vec!["--json", "enqueue", kind, payload];
+    args.extend_from_slice(extra);
+    let out = json(&db.jobq(&args));
+    assert_eq!(out["created"], true, "enqueue {kind} {payload}: {out}");
+    out["id"].as_i64().expect("enqueue prints an id")
+}
+
+/// Polls job `id` until `check` holds; on timeout shows the job and the workers' logs.
+async fn wait_job(
+    db: &TestDb,
+    queue: &Queue,
+    id: i64,
+    within: Duration,
+    what: &str,
+    workers: &[&Worker],
+    check: impl Fn(&JobRecord) -> bool,
+) -> JobRecord {
+    let deadline = Instant::now() + within;
+    loop {
+        let job = db.job(queue, id).await;
+        if check(&job) {
+            return job;
+        }
+        if Instant::now() >= deadline {
+            let logs: Vec<String> = workers.iter().map(|w| w.log_text()).collect();
+            panic!(
+                "timed out after {within:?} waiting for job {id} to be {what}; it is {job:#?}\n\
+                 worker logs:\n{}",
+                logs.join("\n----\n")
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+fn is(state: JobState) -> impl Fn(&JobRecord) -> bool {
+    move |job| job.state == state
+}
+
+/// A worker like `TestDb::spawn_worker`, reading another config file.
+fn spawn_worker_with_config(db: &TestDb, config: &Path, extra_args: &[&str]) -> Worker {
+    let mut args = vec!["worker", "--test-kinds", "--queues", "test"];
+    args.extend_from_slice(extra_args);
+    let log = db
+        .dir
+        .path()
+        .join(format!("worker-{}.log", fastrand::u32(..)));
+    let log_file = std::fs::File::create(&log).expect("worker log");
+    let child = db
+        .command(&args)
+        .env("JOBQ_CONFIG", config)
+        .stdout(Stdio::null())
+        .stderr(log_file)
+        .spawn()
+        .expect("spawn worker");
+    Worker { child, log }
+}
+
+/// Writes the test config with `from` replaced by `to` (a setting of a section it already has).
+fn config_with(db: &TestDb, name: &str, from: &str, to: &str) -> PathBuf {
+    assert!(
+        TEST_CONFIG.contains(from),
+        "the test config has no `{from}`"
+    );
+    let path = db.dir.path().join(name);
+    std::fs::write(&path, TEST_CONFIG.replace(from, to)).expect("write config");
+    path
+}
+
+/// The live workers `jobq --json stats` lists.
+fn listed_workers(db: &TestDb) -> Vec<serde_json::Value> {
+    json(&db.jobq(&["--json", "stats"]))["workers"]
+        .as_array()
+        .expect("stats lists workers")
+        .clone()
+}
+
+/// Waits until the worker with this pid is in `jobq_workers`: its fetch loops are running.
+async fn wait_registered(queue: &Queue, worker: &Worker) -> String {
+    let pid = i32::try_from(worker.pid()).expect("pid fits");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let workers = queue.driver().workers().await.expect("read workers");
+        if let Some(w) = workers.iter().find(|w| w.pid == pid) {
+            return w.id.clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "worker {pid} did not register; log:\n{}",
+            worker.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+fn assert_alive(worker: &mut Worker) {
+    let status = worker.child.try_wait().expect("wait worker");
+    assert!(
+        status.is_none(),
+        "worker exited ({status:?}); log:\n{}",
+        worker.log_text()
+    );
+}
+
+fn ms_between(from: DateTime<Utc>, to: DateTime<Utc>) -> i64 {
+    (to - from).num_milliseconds()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Retries
+
+async fn backoff_is_persisted_and_survives_a_killed_worker(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let queue = db.queue().await;
+    let id = enqueue(&db, "test_fail", r#"{"mode":"retry","times":2}"#, &[]);
+
+    let mut a = db.spawn_worker(&[]);
+    let first = wait_job(
+        &db,
+        &queue,
+        id,
+        Duration::from_secs(15),
+        "failed once",
+        &[&a],
+        |j| !j.errors.is_empty(),
+    )
+    .await;
+    // Killed while the job waits for its backoff: nothing in this process remembers it.
+    a.kill_hard();
+
+    assert_eq!(first.state, JobState::Retrying, "{first:#?}");
+    assert_eq!(first.attempts, 1, "{first:#?}");
+    assert_eq!(first.errors.len(), 1, "{first:#?}");
+    let error = &first.errors[0];
+    assert_eq!(error.attempt, 1);
+    assert!(!error.worker.is_empty(), "the error names no worker");
+    assert_eq!(Some(&error.worker), first.attempted_by.as_ref());
+    assert!(
+        error.error.contains("test failure retry of attempt 1"),
+        "error text: {}",
+        error.error
+    );
+    // test_fail's backoff: base 1 s, ±20% jitter.
+    let delay = ms_between(error.at, first.run_at);
+    assert!(
+        (780..=1_500).contains(&delay),
+        "run_at is {delay} ms after the failure, not the 0.8-1.2 s backoff: {first:#?}"
+    );
+
+    let after_kill = db.job(&queue, id).await;
+    assert_eq!(after_kill.state, JobState::Retrying, "{after_kill:#?}");
+    assert_eq!(
+        after_kill.attempts, 1,
+        "the second attempt began before the kill"
+    );
+
+    let b = db.spawn_worker(&[]);
+    let done = wait_job(
+        &db,
+        &queue,
+        id,
+        Duration::from_secs(20),
+        "completed",
+        &[&b],
+        is(JobState::Completed),
+    )
+    .await;
+    assert_eq!(done.attempts, 3, "{done:#?}");
+    assert_eq!(done.errors.len(), 2, "{done:#?}");
+    assert_eq!(
+        &done.errors[0], error,
+        "the first error was not kept as it was"
+    );
+    assert_eq!(done.errors[1].attempt, 2);
+    assert_ne!(
+        done.errors[1].worker, error.worker,
+        "attempt 2 ran on the new worker"
+    );
+    assert!(done.errors[1].error.contains("of attempt 2"));
+    // The schedule outlived the worker, and the second backoff doubled (2 s ±20%).
+    let retried_at = done.attempted_at.expect("attempted_at");
+    assert!(
+        done.errors[1].at >= first.run_at,
+        "attempt 2 ran before the persisted run_at: {done:#?}"
+    );
+    let second_wait = ms_between(done.errors[1].at, retried_at);
+    assert!(
+        second_wait >= 1_590,
+        "attempt 3 began {second_wait} ms after attempt 2 failed; the backoff is 1.6-2.4 s"
+    );
+}
+
+async fn retry_after_is_honoured(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let queue = db.queue().await;
+    let id = enqueue(
+        &db,
+        "test_fail",
+        r#"{"mode":"retry_after","times":1,"retry_after_ms":1500}"#,
+        &[],
+    );
+    let worker = db.spawn_worker(&[]);
+    let first = wait_job(
+        &db,
+        &queue,
+        id,
+        Duration::from_secs(15),
+        "failed once",
+        &[&worker],
+        |j| !j.errors.is_empty(),
+    )
+    .await;
+    let first_at = first.attempted_at.expect("attempted_at");
+    assert_eq!(first.state, JobState::Retrying, "{first:#?}");
+    assert!(
+        first.errors[0].error.contains("retry no sooner than"),
+        "{}",
+        first.errors[0].error
+    );
+    // No sooner than Retry-After, which is longer than the kind's own backoff (at most 1.2 s).
+    let scheduled = ms_between(first.errors[0].at, first.run_at);
+    assert!(
+        scheduled >= 1_500,
+        "run_at is {scheduled} ms after the failure"
+    );
+
+    let done = wait_job(
+        &db,
+        &queue,
+        id,
+        Duration::from_secs(15),
+        "completed",
+        &[&worker],
+        is(JobState::Completed),
+    )
+    .await;
+    assert_eq!(done.attempts, 2, "{done:#?}");
+    let second_at = done.attempted_at.expect("attempted_at");
+    assert!(
+        ms_between(first_at, second_at) >= 1_500,
+        "attempt 2 began {} ms after attempt 1",
+        ms_between(first_at, second_at)
+    );
+}
+
+async fn a_permanent_failure_is_kept_until_an_admin_discards_it(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let queue = db.queue().await;
+    let id = enqueue(&db, "test_fail", r#"{"mode":"permanent","times":0}"#, &[]);
+    let worker = db.spawn_worker(&[]);
+    let failed = wait_permanently_failed(&db, &queue, id, &worker).await;
+
+    let out = db.jobq(&["jobs", "discard", &id.to_string()]);
+    assert!(out.status.success(), "discard failed: {}", stderr(&out));
+    let discarded = db.job(&queue, id).await;
+    assert_eq!(discarded.state, JobState::Discarded, "{discarded:#?}");
+    assert_eq!(
+        discarded.attempts, 1,
+        "a failed job ran again before the discard"
+    );
+    assert_eq!(discarded.errors, failed.errors, "the error was not kept");
+}
+
+async fn a_failed_job_runs_again_when_an_admin_retries_it(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let queue = db.queue().await;
+    // Fails permanently once, so the admin's retry succeeds.
+    let id = enqueue(&db, "test_fail", r#"{"mode":"permanent","times":1}"#, &[]);
+    let worker = db.spawn_worker(&[]);
+    let failed = wait_permanently_failed(&db, &queue, id, &worker).await;
+
+    let out = db.jobq(&["jobs", "retry", &id.to_string()]);
+    assert!(out.status.success(), "retry failed: {}", stderr(&out));
+    let done = wait_job(
+        &db,
+        &queue,
+        id,
+        Duration::from_secs(10),
+        "completed after the retry",
+        &[&worker],
+        is(JobState::Completed),
+    )
+    .await;
+    assert_eq!(done.attempts, 2, "{done:#?}");
+    assert_eq!(
+        done.errors, failed.errors,
+        "the failure's error was not kept"
+    );
+}
+
+/// Waits for the job's first attempt to fail for good, and checks what it recorded.
+async fn wait_permanently_failed(
+    db: &TestDb,
+    queue: &Queue,
+    id: i64,
+    worker: &Worker,
+) -> JobRecord {
+    let failed = wait_job(
+        db,
+        queue,
+        id,
+        Duration::from_secs(15),
+        "failed",
+        &[worker],
+        is(JobState::Failed),
+    )
+    .await;
+    assert_eq!(failed.attempts, 1, "a permanent failure was retried");
+    assert_eq!(failed.errors.len(), 1, "{failed:#?}");
+    let error = &failed.errors[0];
+    assert_eq!(error.attempt, 1);
+    assert!(
+        error.error.contains("test failure permanent of attempt 1"),
+        "{failed:#?}"
+    );
+    assert_eq!(failed.last_error.as_deref(), Some(error.error.as_str()));
+    assert!(failed.finalized_at.is_some(), "{failed:#?}");
+    failed
+}
+
+async fn exhausted_attempts_fail_the_job_with_every_error(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let queue = db.queue().await;
+    let id = enqueue(
+        &db,
+        "test_fail",
+        r#"{"mode":"retry","times":0}"#,
+        &["--max-attempts", "2"],
+    );
+    let worker = db.spawn_worker(&[]);
+    let failed = wait_job(
+        &db,
+        &queue,
+        id,
+        Duration::from_secs(15),
+        "failed",
+        &[&worker],
+        is(JobState::Failed),
+    )
+    .await;
+    assert_eq!(failed.attempts, 2, "{failed:#?}");
+    assert_eq!(failed.max_attempts, 2);
+    let attempts: Vec<i32> = failed.errors.iter().map(|e| e.attempt).collect();
+    assert_eq!(attempts, [1, 2], "{failed:#?}");
+    assert!(
+        failed.errors[1].error.contains("no attempts left"),
+        "{}",
+        failed.errors[1].error
+    );
+}
+
+async fn panics_and_timeouts_are_retried_and_the_worker_keeps_running(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let queue = db.queue().await;
+    let panics = enqueue(&db, "test_fail", r#"{"mode":"panic","times":1}"#, &[]);
+    let times_out = enqueue(&db, "test_fail", r#"{"mode":"timeout","times":1}"#, &[]);
+    let mut worker = db.spawn_worker(&[]);
+    for (id, says) in [(panics, "panicked"), (times_out, "timed out")] {
+        let done = wait_job(
+            &db,
+            &queue,
+            id,
+            Duration::from_secs(20),
+            "completed",
+            &[&worker],
+            is(JobState::Completed),
+        )
+        .await;
+        assert_eq!(done.attempts, 2, "{done:#?}");
+        assert_eq!(done.errors.len(), 1, "{done:#?}");
+        assert!(
+            done.errors[0].error.contains(says),
+            "error should say {says}: {}",
+            done.errors[0].error
+        );
+    }
+    assert_alive(&mut worker);
+    let next = enqueue(&db, "test_effect", "{}", &[]);
+    wait_job(
+        &db,
+        &queue,
+        next,
+        Duration::from_secs(10),
+        "completed",
+        &[&worker],
+        is(JobState::Completed),
+    )
+    .await;
+    assert_alive(&mut worker);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Leases and shutdown
+
+async fn a_job_whose_worker_is_killed_runs_again_once(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let queue = db.queue().await;
+    let id = enqueue(&db, "test_effect", r#"{"sleep_ms":3000}"#, &[]);
+    let mut a = db.spawn_worker(&[]);
+    let running = wait_job(
+        &db,
+        &queue,
+        id,
+        Duration::from_secs(15),
+        "running",
+        &[&a],
+        is(JobState::Running),
+    )
+    .await;
+    a.kill_hard();
+    let killed_at = Utc::now();
+    let a_id = running.attempted_by.clone().expect("attempted_by");
+
+    let b = db.spawn_worker(&[]);
+    // Lease (2 s) + 5 s: the rescuer's tick, the backoff and a new claim fit well within.
+    let again = wait_job(
+        &db,
+        &queue,
+        id,
+        Duration::from_secs(7),
+        "claimed by the second worker",
+        &[&b],
+        |j| j.attempts >= 2,
+    )
+    .await;
+    let delay = ms_between(killed_at, again.attempted_at.expect("attempted_at"));
+    assert!(
+        delay <= 7_000,
+        "ran again {delay} ms after the kill: {again:#?}"
+    );
+    let done = wait_job(
+        &db,
+        &queue,
+        id,
+        Duration::from_secs(15),
+        "completed",
+        &[&b],
+        is(JobState::Completed),
+    )
+    .await;
+    assert_eq!(done.attempts, 2, "{done:#?}");
+    assert_eq!(done.errors.len(), 1, "{done:#?}");
+    assert!(
+        done.errors[0].error.contains("lease expired"),
+        "{}",
+        done.errors[0].error
+    );
+    assert_eq!(done.errors[0].worker, a_id);
+    assert_ne!(done.attempted_by.as_deref(), Some(a_id.as_str()));
+    assert_eq!(
+        db.effects(&queue).await,
+        [(id, 1)],
+        "the effect happened once"
+    );
+}
+
+async fn graceful_shutdown_lets_the_running_job_finish(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let queue = db.queue().await;
+    let id = enqueue(&db, "test_effect", r#"{"sleep_ms":1000}"#, &[]);
+    let mut worker = db.spawn_worker(&[]);
+    wait_job(
+        &db,
+        &queue,
+        id,
+        Duration::from_secs(15),
+        "running",
+        &[&worker],
+        is(JobState::Running),
+    )
+    .await;
+    worker.terminate();
+    let status = worker.wait_exit(Duration::from_secs(10));
+    assert!(
+        status.success(),
+        "worker exited with {status}; log:\n{}",
+        worker.log_text()
+    );
+    // No other worker: whatever is recorded now was done before the process exited.
+    let job = db.job(&queue, id).await;
+    assert_eq!(job.state, JobState::Completed, "{job:#?}");
+    assert_eq!(job.attempts, 1);
+    assert_eq!(db.effects(&queue).await, [(id, 1)]);
+}
+
+async fn shutdown_past_the_grace_returns_the_job_without_spending_an_attempt(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let queue = db.queue().await;
+    let config = config_with(
+        &db,
+        "grace.toml",
+        r#"shutdown_grace = "10s""#,
+        r#"shutdown_grace = "500ms""#,
+    );
+    let id = enqueue(&db, "test_effect", r#"{"sleep_ms":5000}"#, &[]);
+    let mut worker = spawn_worker_with_config(&db, &config, &[]);
+    wait_job(
+        &db,
+        &queue,
+        id,
+        Duration::from_secs(15),
+        "running",
+        &[&worker],
+        is(JobState::Running),
+    )
+    .await;
+    let signalled = Instant::now();
+    worker.terminate();
+    let status = worker.wait_exit(Duration::from_secs(4));
+    let took = signalled.elapsed();
+    assert!(
+        status.success(),
+        "worker exited with {status}; log:\n{}",
+        worker.log_text()
+    );
+    assert!(
+        took < Duration::from_secs(3),
+        "exit took {took:?} with a 500 ms grace"
+    );
+    let job = db.job(&queue, id).await;
+    assert_eq!(job.state, JobState::Available, "{job:#?}");
+    assert_eq!(job.attempts, 0, "the returned job's attempt was spent");
+    assert!(job.errors.is_empty(), "{job:#?}");
+    assert_eq!(job.locked_until, None);
+    assert!(
+        db.effects(&queue).await.is_empty(),
+        "the aborted job's effect happened"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Queues, periodic jobs, bad data, the worker registry
+
+async fn a_paused_queue_is_not_fetched_until_resumed(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let queue = db.queue().await;
+    let out = db.jobq(&["queues", "pause", "test"]);
+    assert!(out.status.success(), "pause failed: {}", stderr(&out));
+    let id = enqueue(&db, "test_effect", "{}", &[]);
+    let mut worker = db.spawn_worker(&[]);
+    wait_registered(&queue, &worker).await;
+
+    // Proves an absence: about seven fallback polls (200 ms) must all leave the job alone.
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let job = db.job(&queue, id).await;
+    assert_eq!(job.state, JobState::Available, "a paused queue was fetched");
+    assert_eq!(job.attempts, 0);
+    assert!(db.effects(&queue).await.is_empty());
+    assert_alive(&mut worker);
+
+    let out = db.jobq(&["queues", "resume", "test"]);
+    assert!(out.status.success(), "resume failed: {}", stderr(&out));
+    wait_job(
+        &db,
+        &queue,
+        id,
+        Duration::from_secs(5),
+        "completed after resume",
+        &[&worker],
+        is(JobState::Completed),
+    )
+    .await;
+    assert_eq!(db.effects(&queue).await, [(id, 1)]);
+}
+
+const EVERY_MS: i64 = 2_000;
+
+async fn a_periodic_job_is_enqueued_once_per_period_by_three_processes(backend: Backend) {
+    let db = TestDb::with_config(
+        backend,
+        r#"
+[[periodic]]
+name = "tick"
+kind = "test_effect"
+every = "2s"
+payload = {}
+"#,
+    )
+    .await;
+    let queue = db.queue().await;
+    // Workers create the effects table at start-up, and three PostgreSQL workers doing so at
+    // once can fail (a CREATE TABLE IF NOT EXISTS race): created here first.
+    workers::testkit::create_effects_table(&queue)
+        .await
+        .expect("create the effects table");
+    let started = Utc::now();
+    let mut workers: Vec<Worker> = (0..3).map(|_| db.spawn_worker(&[])).collect();
+    for w in &workers {
+        wait_registered(&queue, w).await;
+    }
+    // The window the processes run together: a duration of the test, not a synchronisation.
+    let window_end = started + chrono::Duration::milliseconds(5_000);
+    if let Ok(left) = (window_end - Utc::now()).to_std() {
+        tokio::time::sleep(left).await;
+    }
+    for w in &workers {
+        w.terminate();
+    }
+    for w in &mut workers {
+        let status = w.wait_exit(Duration::from_secs(15));
+        assert!(
+            status.success(),
+            "worker exited with {status}; log:\n{}",
+            w.log_text()
+        );
+    }
+    let stopped = Utc::now();
+
+    let filter = JobFilter {
+        kind: Some("test_effect".into()),
+        ..JobFilter::default()
+    };
+    let jobs: Vec<JobRecord> = queue
+        .driver()
+        .list_jobs(&filter, 1_000)
+        .await
+        .expect("list jobs");
+    let keys: Vec<&str> = jobs.iter().filter_map(|j| j.key.as_deref()).collect();
+    assert_eq!(keys.len(), jobs.len(), "a periodic job without a key");
+    let unique: HashSet<&str> = keys.iter().copied().collect();
+    assert_eq!(unique.len(), keys.len(), "duplicate keys: {keys:?}");
+
+    let mut periods: Vec<i64> = keys
+        .iter()
+        .map(|k| {
+            let at = k
+                .strip_prefix("periodic:tick:")
+                .unwrap_or_else(|| panic!("key {k} lacks the periodic:tick: prefix"));
+            DateTime::parse_from_rfc3339(at)
+                .unwrap_or_else(|e| panic!("key {k}: period {at} does not parse: {e}"))
+                .timestamp_millis()
+        })
+        .collect();
+    periods.sort_unstable();
+    let first_period = started.timestamp_millis() - started.timestamp_millis() % EVERY_MS;
+    let last_period = stopped.timestamp_millis() - stopped.timestamp_millis() % EVERY_MS;
+    let elapsed = (last_period - first_period) / EVERY_MS + 1;
+    for p in &periods {
+        assert_eq!(
+            p % EVERY_MS,
+            0,
+            "period {p} is not aligned to 2 s: {keys:?}"
+        );
+        assert!(
+            (first_period..=last_period).contains(p),
+            "period {p} is outside the run {first_period}..={last_period}"
+        );
+    }
+    for pair in periods.windows(2) {
+        assert_eq!(
+            pair[1] - pair[0],
+            EVERY_MS,
+            "a period was skipped: {keys:?}"
+        );
+    }
+    assert!(
+        (2..=elapsed).contains(&i64::try_from(periods.len()).unwrap_or(0)),
+        "{} periodic jobs over {elapsed} periods: {keys:?}",
+        periods.len()
+    );
+
+    // A worker without the periodic entry finishes any job of the last period.
+    let plain = db.dir.path().join("plain.toml");
+    std::fs::write(&plain, TEST_CONFIG).expect("write config");
+    let drainer = spawn_worker_with_config(&db, &plain, &[]);
+    for job in &jobs {
+        wait_job(
+            &db,
+            &queue,
+            job.id,
+            Duration::from_secs(10),
+            "completed",
+            &[&drainer],
+            is(JobState::Completed),
+        )
+        .await;
+    }
+    let effects = db.effects(&queue).await;
+    let mut expected: Vec<(i64, i64)> = jobs.iter().map(|j| (j.id, 1)).collect();
+    expected.sort_unstable();
+    assert_eq!(effects, expected, "each periodic job ran once");
+    let after = queue
+        .driver()
+        .list_jobs(&filter, 1_000)
+        .await
+        .expect("list jobs");
+    assert_eq!(
+        after.len(),
+        jobs.len(),
+        "the drainer enqueued periodic jobs"
+    );
+}
+
+async fn garbage_rows_fail_alone_and_the_worker_keeps_running(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let queue = db.queue().await;
+    // (kind, payload, what the error must say)
+    let mut rows = vec![
+        ("no_such_kind", "{}", "unknown job kind 'no_such_kind'"),
+        (
+            "test_effect",
+            r#"{"sleep_ms": "abc"}"#,
+            "payload of test_effect does not parse",
+        ),
+    ];
+    if backend == Backend::Sqlite {
+        rows.push((
+            "test_effect",
+            "this is not JSON {",
+            "payload of test_effect does not parse",
+        ));
+    }
+    let mut bad = Vec::new();
+    for (kind, payload, says) in rows {
+        let id: i64 = if let Some(pool) = queue.postgres_pool() {
+            sqlx::query_scalar(
+                "INSERT INTO jobq_jobs (kind, queue, payload, state, max_attempts)
+                 VALUES ($1, 'test', $2::jsonb, 'available', 3) RETURNING id",
+            )
+            .bind(kind)
+            .bind(payload)
+            .fetch_one(pool)
+            .await
+            .expect("insert a bad row")
+        } else {
+            let pool = queue.sqlite_pool().expect("a SQLite pool");
+            let now = Utc::now().timestamp_micros();
+            sqlx::query_scalar(
+                "INSERT INTO jobq_jobs (kind, queue, payload, state, max_attempts, run_at, created_at)
+                 VALUES (?1, 'test', ?2, 'available', 3, ?3, ?3) RETURNING id",
+            )
+            .bind(kind)
+            .bind(payload)
+            .bind(now)
+            .fetch_one(pool)
+            .await
+            .expect("insert a bad row")
+        };
+        bad.push((id, says));
+    }
+    let good = enqueue(&db, "test_effect", "{}", &[]);
+
+    let mut worker = db.spawn_worker(&[]);
+    for (id, says) in &bad {
+        let failed = wait_job(
+            &db,
+            &queue,
+            *id,
+            Duration::from_secs(15),
+            "failed",
+            &[&worker],
+            is(JobState::Failed),
+        )
+        .await;
+        assert_eq!(failed.attempts, 1, "{failed:#?}");
+        assert_eq!(failed.errors.len(), 1, "{failed:#?}");
+        assert!(
+            failed.errors[0].error.contains(says),
+            "error of job {id} should say {says:?}: {}",
+            failed.errors[0].error
+        );
+    }
+    wait_job(
+        &db,
+        &queue,
+        good,
+        Duration::from_secs(10),
+        "completed",
+        &[&worker],
+        is(JobState::Completed),
+    )
+    .await;
+    assert_alive(&mut worker);
+    let later = enqueue(&db, "test_effect", "{}", &[]);
+    wait_job(
+        &db,
+        &queue,
+        later,
+        Duration::from_secs(10),
+        "completed",
+        &[&worker],
+        is(JobState::Completed),
+    )
+    .await;
+    assert_eq!(db.effects(&queue).await, [(good, 1), (later, 1)]);
+    assert_alive(&mut worker);
+}
+
+async fn a_worker_is_listed_while_running_and_gone_after_shutdown(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let mut worker = db.spawn_worker(&[]);
+    let pid = u64::from(worker.pid());
+    let db_ref = &db;
+    let listed = eventually(
+        Duration::from_secs(15),
+        "the worker in jobq stats",
+        move || async move {
+            listed_workers(db_ref)
+                .into_iter()
+                .find(|w| w["pid"].as_u64() == Some(pid))
+        },
+    )
+    .await;
+    assert!(
+        listed["queues"]
+            .as_str()
+            .is_some_and(|q| q.contains("test")),
+        "{listed}"
+    );
+    assert!(
+        listed["id"].as_str().is_some_and(|id| !id.is_empty()),
+        "{listed}"
+    );
+
+    worker.terminate();
+    let status = worker.wait_exit(Duration::from_secs(10));
+    assert!(
+        status.success(),
+        "worker exited with {status}; log:\n{}",
+        worker.log_text()
+    );
+    let left: Vec<_> = listed_workers(&db)
+        .into_iter()
+        .filter(|w| w["pid"].as_u64() == Some(pid))
+        .collect();
+    assert!(left.is_empty(), "still listed after shutdown: {left:?}");
+}
