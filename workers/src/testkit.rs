@@ -168,7 +168,14 @@ pub async fn create_effects_table(queue: &Queue) -> Result<(), sqlx::Error> {
     const SQL: &str = "CREATE TABLE IF NOT EXISTS jobq_test_effects (
         job_id BIGINT PRIMARY KEY, runs INTEGER NOT NULL)";
     if let Some(pool) = queue.postgres_pool() {
-        sqlx::query(SQL).execute(pool).await?;
+        // Workers starting together would race on the catalog (CREATE TABLE IF NOT EXISTS is
+        // not atomic in PostgreSQL): one at a time.
+        let mut tx = pool.begin().await?;
+        sqlx::query("SELECT pg_advisory_xact_lock(7305846019)")
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(SQL).execute(&mut *tx).await?;
+        tx.commit().await?;
     } else if let Some(pool) = queue.sqlite_pool() {
         sqlx::query(SQL).execute(pool).await?;
     }

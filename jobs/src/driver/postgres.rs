@@ -484,20 +484,22 @@ impl Driver for PostgresDriver {
         if jobs.is_empty() {
             return Ok(0);
         }
-        let done = sqlx::query(
+        let done: i64 = sqlx::query_scalar(
             "WITH released AS (
                  UPDATE jobq_jobs j SET state = 'available', attempt = j.attempt - 1,
                         locked_until = NULL, run_at = now()
                  FROM unnest($1::bigint[], $2::int[]) AS u(id, attempt)
                  WHERE j.id = u.id AND j.attempt = u.attempt AND j.state = 'running'
                  RETURNING j.queue)
-             SELECT count(pg_notify('jobq_jobs', q)) FROM (SELECT DISTINCT queue AS q FROM released) d",
+             , notified AS (SELECT count(pg_notify('jobq_jobs', q)) AS n
+                            FROM (SELECT DISTINCT queue AS q FROM released) d)
+             SELECT (SELECT count(*) FROM released) FROM notified",
         )
         .bind(jobs.iter().map(|j| j.0).collect::<Vec<_>>())
         .bind(jobs.iter().map(|j| j.1).collect::<Vec<_>>())
-        .execute(&self.pool)
+        .fetch_one(&self.pool)
         .await?;
-        Ok(done.rows_affected())
+        Ok(u64::try_from(done).unwrap_or(0))
     }
 
     async fn rescue_expired(
