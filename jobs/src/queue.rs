@@ -4,7 +4,7 @@
 //! [`Queue::driver`]; admins inspect and repair through it.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, LazyLock, Mutex, Weak};
 use std::time::Duration;
 
 use serde::Serialize;
@@ -51,6 +51,23 @@ pub struct Wakeups {
 }
 
 impl Wakeups {
+    /// One set of wake-ups per SQLite database in this process, so that an enqueue through any
+    /// `Queue` wakes the fetch loops of every other `Queue` on the same file.
+    fn shared_for(url: &str) -> Arc<Wakeups> {
+        static BY_DATABASE: LazyLock<Mutex<HashMap<String, Weak<Wakeups>>>> =
+            LazyLock::new(Mutex::default);
+        let Ok(mut by_database) = BY_DATABASE.lock() else {
+            return Arc::new(Wakeups::default());
+        };
+        by_database.retain(|_, w| w.strong_count() > 0);
+        if let Some(existing) = by_database.get(url).and_then(Weak::upgrade) {
+            return existing;
+        }
+        let wakeups = Arc::new(Wakeups::default());
+        by_database.insert(url.to_string(), Arc::downgrade(&wakeups));
+        wakeups
+    }
+
     pub fn subscribe(&self, queue: &str) -> Arc<Notify> {
         let notify = Arc::new(Notify::new());
         if let Ok(mut subscribers) = self.subscribers.lock() {
@@ -94,9 +111,13 @@ impl Queue {
             Backend::Postgres => Arc::new(PostgresDriver::connect(settings).await?),
             Backend::Sqlite => Arc::new(SqliteDriver::connect(settings).await?),
         };
+        let wakeups = match backend {
+            Backend::Sqlite => Wakeups::shared_for(settings.url.as_str()),
+            Backend::Postgres => Arc::new(Wakeups::default()),
+        };
         Ok(Queue {
             driver,
-            wakeups: Arc::new(Wakeups::default()),
+            wakeups,
             backend,
         })
     }
