@@ -20,6 +20,9 @@ use crate::maintenance::Maintenance;
 use crate::periodic::Periodic;
 use crate::producer::{Producer, Slots};
 
+/// How long shutdown waits for the completer's last batch.
+const COMPLETER_SHUTDOWN: Duration = Duration::from_secs(10);
+
 /// What one runtime does, resolved from the settings and the registry.
 #[derive(Debug, Clone)]
 pub struct RuntimeOptions {
@@ -207,7 +210,13 @@ impl Runtime {
         }
         self.drain(&shared).await;
         let _ = shared.completer.send(Message::Stop);
-        let _ = completer.await;
+        // With the database gone the completer would retry for ever; past this the jobs'
+        // leases run out and the rescuer returns them, so nothing is lost by giving up.
+        let completer_abort = completer.abort_handle();
+        if tokio::time::timeout(COMPLETER_SHUTDOWN, completer).await.is_err() {
+            completer_abort.abort();
+            tracing::error!("could not record the last finished jobs; the rescuer will return them");
+        }
         services.iter().for_each(JoinHandle::abort);
         self.queue.driver().deregister(&worker_id).await?;
         tracing::info!(worker = %worker_id, "worker stopped");

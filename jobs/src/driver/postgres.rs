@@ -452,15 +452,17 @@ impl Driver for PostgresDriver {
         let (completed, others): (Vec<&Finished>, Vec<&Finished>) = finished
             .iter()
             .partition(|f| matches!(f.finish, Finish::Completed));
-        let mut conn = self.pool.acquire().await?;
+        let mut tx = self.pool.begin().await?;
         if !completed.is_empty() {
             sqlx::query(COMPLETE)
                 .bind(completed.iter().map(|f| f.id).collect::<Vec<_>>())
                 .bind(completed.iter().map(|f| f.attempt).collect::<Vec<_>>())
-                .execute(&mut *conn)
+                .execute(&mut *tx)
                 .await?;
         }
-        finish_with_error(&mut conn, &others).await
+        finish_with_error(&mut tx, &others).await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     async fn extend_leases(&self, jobs: &[(i64, i32)], lease: Duration) -> Result<u64, QueueError> {
