@@ -633,6 +633,43 @@ async fn a_corrupt_sqlite_file_fails_naming_the_file() {
     );
 }
 
+#[tokio::test]
+async fn a_locked_sqlite_file_fails_within_the_connect_timeout() {
+    use sqlx::Connection;
+    let db = TestDb::unmigrated(Backend::Sqlite, "").await;
+    let path = db.dir.path().join("locked.db");
+    let url = format!("sqlite://{}", path.display());
+    // Another program holds an exclusive lock (rollback journal, as sqlite3's default).
+    let mut holder = sqlx::SqliteConnection::connect(&format!("{url}?mode=rwc"))
+        .await
+        .expect("open the file");
+    sqlx::query("CREATE TABLE t (x)")
+        .execute(&mut holder)
+        .await
+        .expect("create");
+    sqlx::query("BEGIN EXCLUSIVE")
+        .execute(&mut holder)
+        .await
+        .expect("lock");
+    let (out, took) = output_within(
+        db.command(&["stats"])
+            .env("JOBQ_DATABASE_URL", &url)
+            .env("JOBQ_DATABASE_CONNECT_TIMEOUT", "1s")
+            .env("JOBQ_DATABASE_SQLITE_BUSY_TIMEOUT", "200ms"),
+        Duration::from_secs(30),
+    );
+    assert_fails_saying(
+        &out,
+        "jobq stats on a locked file",
+        &[path_str(&path), "1s"],
+    );
+    assert!(took < Duration::from_secs(10), "took {took:?}");
+    sqlx::query("ROLLBACK")
+        .execute(&mut holder)
+        .await
+        .expect("unlock");
+}
+
 async fn kinds_lists_the_product_kinds_with_examples_that_enqueue(backend: Backend) {
     let db = TestDb::new(backend).await;
     let queue = db.queue().await;
