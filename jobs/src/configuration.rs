@@ -15,6 +15,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
@@ -22,6 +23,7 @@ use std::time::Duration;
 use figment::providers::{Format, Toml};
 use figment::value::{Dict, Map, Value};
 use figment::{Figment, Metadata, Profile, Provider};
+use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
 /// The built-in defaults: the first layer.
@@ -44,6 +46,55 @@ pub struct Settings {
     /// `[[periodic]]`: jobs enqueued on a fixed interval.
     #[serde(default)]
     pub periodic: Vec<PeriodicSettings>,
+    /// `[web]`: the admin dashboard.
+    pub web: WebSettings,
+    /// `[[admins]]`: the dashboard's named admins, each with the environment variable holding
+    /// their token (tokens never live in a file).
+    #[serde(default)]
+    pub admins: Vec<AdminSettings>,
+}
+
+/// `[web]`: where the dashboard listens.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebSettings {
+    /// `ADDR:PORT`; a non-loopback address needs at least one admin token.
+    pub bind: SocketAddr,
+    /// The address admins open, e.g. `https://jobs.example.com`; `""` when reached directly.
+    /// An `https://` address marks the session cookie `Secure`.
+    pub public_base_url: String,
+}
+
+impl WebSettings {
+    /// Whether admins reach the dashboard over HTTPS (through a proxy that terminates TLS).
+    pub fn https(&self) -> bool {
+        self.public_base_url.starts_with("https://")
+    }
+}
+
+/// An `[[admins]]` entry.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminSettings {
+    /// Who the audit log says acted.
+    pub name: String,
+    /// The environment variable holding this admin's token.
+    pub token_env: String,
+}
+
+/// The variable holding the token of the single admin named [`DEFAULT_ADMIN`].
+pub const ADMIN_TOKEN_ENV: &str = "JOBQ_ADMIN_TOKEN";
+/// The name [`ADMIN_TOKEN_ENV`]'s holder acts under.
+pub const DEFAULT_ADMIN: &str = "admin";
+/// Tokens shorter than this are refused: they could be guessed.
+pub const MIN_TOKEN_LEN: usize = 16;
+
+/// A dashboard admin with their token, read from the environment. The token is a secret:
+/// `Debug` shows `[REDACTED]`, and nothing displays it.
+#[derive(Debug, Clone)]
+pub struct AdminToken {
+    pub name: String,
+    pub token: SecretString,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -106,6 +157,26 @@ pub struct WorkerSettings {
     pub completion_interval: Duration,
     #[serde(with = "humantime_serde")]
     pub heartbeat_interval: Duration,
+    /// Where `GET /metrics` is served (`ADDR:PORT`); `None` (`""` in a file) serves none.
+    #[serde(deserialize_with = "optional_socket_addr")]
+    pub metrics_bind: Option<SocketAddr>,
+}
+
+/// `""` for none, else `ADDR:PORT`.
+fn optional_socket_addr<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<SocketAddr>, D::Error> {
+    let text = String::deserialize(d)?;
+    let text = text.trim();
+    if text.is_empty() {
+        return Ok(None);
+    }
+    text.parse().map(Some).map_err(|_| {
+        serde::de::Error::invalid_value(
+            serde::de::Unexpected::Str(text),
+            &"an address and port such as \"127.0.0.1:9100\" or \"[::1]:9100\", or \"\" for none",
+        )
+    })
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -551,7 +622,10 @@ fn hint(generic_key: &str) -> Option<String> {
         "worker.queues" => {
             return Some("each queue name 1 to 64 characters of a-z, 0-9, _ and -".to_string());
         }
-        "periodic.name" | "periodic.queue" => return Some(NAME_RULE.to_string()),
+        "periodic.name" | "periodic.queue" | "admins.name" => {
+            return Some(NAME_RULE.to_string());
+        }
+        "web.bind" => return Some("an ADDR:PORT such as \"127.0.0.1:8080\"".to_string()),
         _ => return None,
     };
     Some(allowed.to_string())
@@ -601,6 +675,7 @@ const ENV_KEYS: &[(&str, &[(&str, ValueKind)])] = &[
             ("shutdown_grace", ValueKind::Text),
             ("completion_interval", ValueKind::Text),
             ("heartbeat_interval", ValueKind::Text),
+            ("metrics_bind", ValueKind::Text),
         ],
     ),
     (
@@ -614,6 +689,13 @@ const ENV_KEYS: &[(&str, &[(&str, ValueKind)])] = &[
     (
         "log",
         &[("format", ValueKind::Text), ("filter", ValueKind::Text)],
+    ),
+    (
+        "web",
+        &[
+            ("bind", ValueKind::Text),
+            ("public_base_url", ValueKind::Text),
+        ],
     ),
 ];
 
@@ -955,7 +1037,145 @@ impl Settings {
                 c.int(&key("priority"), i64::from(priority), PRIORITY);
             }
         }
+
+        let base = &self.web.public_base_url;
+        if !base.is_empty() {
+            let parsed = url::Url::parse(base);
+            if !parsed.is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.has_host()) {
+                c.problem(
+                    "web.public_base_url",
+                    true,
+                    "is not an http:// or https:// address (or \"\" for none)".to_string(),
+                );
+            }
+        }
+        let mut admin_names = BTreeSet::new();
+        for (i, a) in self.admins.iter().enumerate() {
+            let key = |field: &str| format!("admins.{i}.{field}");
+            if !valid_name(&a.name) {
+                c.problem(
+                    &key("name"),
+                    true,
+                    format!("is not a valid admin name: {NAME_RULE}"),
+                );
+            } else if !admin_names.insert(a.name.as_str()) {
+                c.problem(
+                    &key("name"),
+                    true,
+                    "is used by more than one [[admins]] entry: names must be unique".to_string(),
+                );
+            }
+            let env_ok = !a.token_env.is_empty()
+                && a.token_env
+                    .bytes()
+                    .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_');
+            if !env_ok {
+                c.problem(
+                    &key("token_env"),
+                    true,
+                    "is not an environment variable name: use A-Z, 0-9 and _ (the token itself \
+                     never goes in a file)"
+                        .to_string(),
+                );
+            }
+        }
         c.problems
+    }
+
+    /// The dashboard's admins with their tokens from the process environment: each
+    /// `[[admins]]` entry's `token_env`, and `JOBQ_ADMIN_TOKEN` as the admin named `admin`.
+    /// Empty when no token is configured. A named variable that is unset, a token shorter than
+    /// [`MIN_TOKEN_LEN`] or two admins sharing a token are errors naming the setting (never the
+    /// token).
+    pub fn admin_tokens(&self) -> Result<Vec<AdminToken>, ConfigError> {
+        self.admin_tokens_from(|name| std::env::var(name).ok())
+    }
+
+    /// [`Settings::admin_tokens`] with the environment given as a lookup (for tests).
+    pub fn admin_tokens_from(
+        &self,
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<Vec<AdminToken>, ConfigError> {
+        let mut problems = Vec::new();
+        let mut admins: Vec<(Option<String>, String, AdminToken)> = Vec::new();
+        let mut problem = |setting: Option<String>, message: String| {
+            problems.push(ConfigProblem {
+                setting,
+                value: None,
+                origin: None,
+                message,
+            });
+        };
+        if let Some(token) = lookup(ADMIN_TOKEN_ENV).filter(|t| !t.is_empty()) {
+            admins.push((
+                None,
+                ADMIN_TOKEN_ENV.to_string(),
+                AdminToken {
+                    name: DEFAULT_ADMIN.to_string(),
+                    token: SecretString::from(token),
+                },
+            ));
+        }
+        for (i, a) in self.admins.iter().enumerate() {
+            let setting = format!("admins[{i}].token_env");
+            match lookup(&a.token_env).filter(|t| !t.is_empty()) {
+                None => problem(
+                    Some(setting),
+                    format!(
+                        "names the environment variable `{}`, which is not set: set it to \
+                         admin {}'s token, or remove the entry",
+                        a.token_env, a.name
+                    ),
+                ),
+                Some(token) => admins.push((
+                    Some(setting),
+                    a.token_env.clone(),
+                    AdminToken {
+                        name: a.name.clone(),
+                        token: SecretString::from(token),
+                    },
+                )),
+            }
+        }
+        for (setting, var, admin) in &admins {
+            let token = admin.token.expose_secret();
+            if token.chars().count() < MIN_TOKEN_LEN || token.trim() != token {
+                problem(
+                    setting.clone(),
+                    format!(
+                        "the token in `{var}` is too weak: use at least {MIN_TOKEN_LEN} \
+                         characters without surrounding spaces (e.g. `openssl rand -hex 32`)"
+                    ),
+                );
+            }
+        }
+        for (i, (_, var, a)) in admins.iter().enumerate() {
+            for (_, other_var, b) in &admins[i + 1..] {
+                if a.name == b.name {
+                    problem(
+                        None,
+                        format!(
+                            "two admins are named `{}` (`{var}` and `{other_var}`): the audit \
+                             log could not tell them apart",
+                            a.name
+                        ),
+                    );
+                } else if a.token.expose_secret() == b.token.expose_secret() {
+                    problem(
+                        None,
+                        format!(
+                            "`{var}` and `{other_var}` hold the same token: give each admin \
+                             their own, so the audit log can tell them apart"
+                        ),
+                    );
+                }
+            }
+        }
+        if problems.is_empty() {
+            Ok(admins.into_iter().map(|(_, _, a)| a).collect())
+        } else {
+            Err(ConfigError { problems })
+        }
     }
 
     /// A readable listing of the effective settings (TOML-like; the URL's password masked),
@@ -1001,6 +1221,11 @@ impl Settings {
             d(w.completion_interval)
         );
         let _ = writeln!(out, "heartbeat_interval = \"{}\"", d(w.heartbeat_interval));
+        let _ = writeln!(
+            out,
+            "metrics_bind = \"{}\"",
+            w.metrics_bind.map(|a| a.to_string()).unwrap_or_default()
+        );
         let _ = writeln!(out, "\n[maintenance]");
         let _ = writeln!(out, "interval = \"{}\"", d(m.interval));
         let _ = writeln!(
@@ -1028,6 +1253,18 @@ impl Settings {
             if let Some(priority) = p.priority {
                 let _ = writeln!(out, "priority = {priority}");
             }
+        }
+        let _ = writeln!(out, "\n[web]");
+        let _ = writeln!(out, "bind = \"{}\"", self.web.bind);
+        let _ = writeln!(out, "public_base_url = {:?}", self.web.public_base_url);
+        for a in &self.admins {
+            let _ = writeln!(out, "\n[[admins]]");
+            let _ = writeln!(out, "name = {:?}", a.name);
+            let _ = writeln!(
+                out,
+                "token_env = {:?}  # the token itself is never shown",
+                a.token_env
+            );
         }
         out
     }
@@ -1225,8 +1462,12 @@ impl<'a> Origins<'a> {
             Kind::Message(message) => message.clone(),
             other => other.to_string(),
         };
-        let mut problem = self.problem(&path, true, message);
-        if problem.value.is_none() {
+        // A key an [[admins]] entry does not have may be a token written in the file by
+        // mistake: never echo it.
+        let hide_value = path.first().map(String::as_str) == Some("admins")
+            && matches!(error.kind, Kind::UnknownField(..));
+        let mut problem = self.problem(&path, !hide_value, message);
+        if problem.value.is_none() && !hide_value {
             problem.value = actual_value(&error.kind, &path);
         }
         if problem.origin.is_none() {
@@ -1393,6 +1634,7 @@ mod tests {
         assert_eq!(s.worker.shutdown_grace, Duration::from_secs(30));
         assert_eq!(s.worker.completion_interval, Duration::from_millis(20));
         assert_eq!(s.worker.heartbeat_interval, Duration::from_secs(5));
+        assert_eq!(s.worker.metrics_bind, None);
         assert_eq!(s.maintenance.interval, Duration::from_secs(1));
         assert_eq!(
             s.maintenance.completed_retention,
@@ -1407,6 +1649,8 @@ mod tests {
         assert!(s.queues.is_empty());
         assert!(s.periodic.is_empty());
         assert_eq!(s.queue_concurrency("default"), 10);
+        assert_eq!(s.web.bind.to_string(), "127.0.0.1:8080");
+        assert!(s.admins.is_empty());
     }
 
     #[test]
@@ -1436,6 +1680,8 @@ mod tests {
             s.periodic[0].payload,
             serde_json::json!({ "panel": "main" })
         );
+        assert_eq!(s.admins.len(), 1);
+        assert_eq!(s.admins[0].token_env, "JOBQ_TOKEN_ALICE");
     }
 
     #[test]
@@ -1827,6 +2073,52 @@ mod tests {
     }
 
     #[test]
+    fn metrics_bind_is_an_address_or_none() {
+        let file = config_file("[worker]\nmetrics_bind = \"127.0.0.1:9100\"\n");
+        let s = load(Some(&file), &[], &[]).expect("loads");
+        assert_eq!(
+            s.worker.metrics_bind,
+            Some(SocketAddr::from(([127, 0, 0, 1], 9100)))
+        );
+        let s = load(
+            Some(&file),
+            &[("JOBQ_WORKER_METRICS_BIND", "[::1]:9101")],
+            &[],
+        )
+        .expect("env overrides the file");
+        assert_eq!(s.worker.metrics_bind.map(|a| a.port()), Some(9101));
+        let s = load(Some(&file), &[], &[("worker.metrics_bind", "0.0.0.0:9102")])
+            .expect("a flag overrides the file");
+        assert_eq!(s.worker.metrics_bind.map(|a| a.port()), Some(9102));
+        let s = load(Some(&file), &[("JOBQ_WORKER_METRICS_BIND", "")], &[])
+            .expect("empty turns it off");
+        assert_eq!(s.worker.metrics_bind, None);
+        // describe() round-trips both forms.
+        for bind in ["", "127.0.0.1:9100"] {
+            let s = load(None, &[("JOBQ_WORKER_METRICS_BIND", bind)], &[]).expect("loads");
+            let text = s.describe();
+            assert!(
+                text.contains(&format!("metrics_bind = \"{bind}\"")),
+                "{text}"
+            );
+            let again = config_file(&text);
+            assert_eq!(load(Some(&again), &[], &[]).expect("reloads"), s);
+        }
+        for bad in [
+            "9100",
+            "localhost:9100",
+            "127.0.0.1",
+            "127.0.0.1:99999",
+            "http://x:1",
+        ] {
+            let err = load_err(None, &[], &[("worker.metrics_bind", bad)]);
+            assert!(err.contains("worker.metrics_bind"), "{bad}: {err}");
+            assert!(err.contains(bad), "{bad}: {err}");
+            assert!(err.contains("127.0.0.1:9100"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
     fn missing_config_file_names_path() {
         let path = Path::new("/nonexistent/jobq-config.toml");
         let err = Settings::load_with_env(Some(path), NO_ENV, &[]).expect_err("missing");
@@ -1857,6 +2149,122 @@ mod tests {
         let again = config_file(&text);
         let reloaded = load(Some(&again), &[], &[]).expect("describe output loads");
         assert_eq!(reloaded, s);
+    }
+
+    #[test]
+    fn web_defaults_and_overrides() {
+        let s = load(None, &[], &[]).expect("defaults");
+        assert_eq!(s.web.bind.to_string(), "127.0.0.1:8080");
+        assert!(s.web.public_base_url.is_empty());
+        assert!(!s.web.https());
+        assert!(s.admins.is_empty());
+        let s = load(None, &[("JOBQ_WEB_BIND", "127.0.0.1:9000")], &[]).expect("env");
+        assert_eq!(s.web.bind.to_string(), "127.0.0.1:9000");
+        let s = load(
+            None,
+            &[("JOBQ_WEB_BIND", "127.0.0.1:9000")],
+            &[("web.bind", "0.0.0.0:80")],
+        )
+        .expect("flag");
+        assert_eq!(s.web.bind.to_string(), "0.0.0.0:80");
+        let err = load_err(None, &[("JOBQ_WEB_BIND", "localhost")], &[]);
+        assert!(err.contains("web.bind"), "{err}");
+        assert!(err.contains("JOBQ_WEB_BIND"), "{err}");
+        let err = load_err(
+            None,
+            &[("JOBQ_WEB_PUBLIC_BASE_URL", "jobs.example.com")],
+            &[],
+        );
+        assert!(err.contains("web.public_base_url"), "{err}");
+        let s = load(
+            None,
+            &[("JOBQ_WEB_PUBLIC_BASE_URL", "https://jobs.example.com")],
+            &[],
+        )
+        .expect("https base");
+        assert!(s.web.https());
+    }
+
+    #[test]
+    fn admins_checked_and_tokens_read_from_the_environment() {
+        let file = config_file(
+            "[[admins]]\nname = \"alice\"\ntoken_env = \"TOKEN_ALICE\"\n\n\
+             [[admins]]\nname = \"bob\"\ntoken_env = \"TOKEN_BOB\"\n",
+        );
+        let s = load(Some(&file), &[], &[]).expect("admins load");
+        assert_eq!(s.admins.len(), 2);
+        let env = |vars: &'static [(&'static str, &'static str)]| {
+            move |name: &str| {
+                vars.iter()
+                    .find(|(k, _)| *k == name)
+                    .map(|(_, v)| v.to_string())
+            }
+        };
+        let tokens = s
+            .admin_tokens_from(env(&[
+                ("TOKEN_ALICE", "alice-token-0123456789"),
+                ("TOKEN_BOB", "bob-token-0123456789"),
+                ("JOBQ_ADMIN_TOKEN", "single-token-0123456789"),
+            ]))
+            .expect("tokens");
+        let names: Vec<&str> = tokens.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(names, ["admin", "alice", "bob"]);
+        // Debug never shows a token.
+        let debug = format!("{tokens:?}");
+        assert!(!debug.contains("alice-token"), "{debug}");
+        assert!(!debug.contains("single-token"), "{debug}");
+
+        let err = s
+            .admin_tokens_from(env(&[("TOKEN_ALICE", "alice-token-0123456789")]))
+            .expect_err("bob's variable unset")
+            .to_string();
+        assert!(err.contains("admins[1].token_env"), "{err}");
+        assert!(err.contains("TOKEN_BOB"), "{err}");
+
+        let err = s
+            .admin_tokens_from(env(&[
+                ("TOKEN_ALICE", "short"),
+                ("TOKEN_BOB", "bob-token-0123456789"),
+            ]))
+            .expect_err("weak token")
+            .to_string();
+        assert!(err.contains("TOKEN_ALICE"), "{err}");
+        assert!(err.contains("too weak"), "{err}");
+        assert!(!err.contains("short"), "the token leaked: {err}");
+
+        let err = s
+            .admin_tokens_from(env(&[
+                ("TOKEN_ALICE", "same-token-0123456789"),
+                ("TOKEN_BOB", "same-token-0123456789"),
+            ]))
+            .expect_err("shared token")
+            .to_string();
+        assert!(err.contains("same token"), "{err}");
+        assert!(
+            !err.contains("same-token-0123456789"),
+            "the token leaked: {err}"
+        );
+
+        let none = load(None, &[], &[]).expect("defaults");
+        assert!(
+            none.admin_tokens_from(|_| None)
+                .expect("no admins")
+                .is_empty()
+        );
+
+        let bad = config_file(
+            "[[admins]]\nname = \"Alice Smith\"\ntoken_env = \"token-alice\"\n\n\
+             [[admins]]\nname = \"bob\"\ntoken_env = \"B\"\n\n\
+             [[admins]]\nname = \"bob\"\ntoken_env = \"C\"\n",
+        );
+        let err = load_err(Some(&bad), &[], &[]);
+        assert!(err.contains("admins[0].name"), "{err}");
+        assert!(err.contains("admins[0].token_env"), "{err}");
+        assert!(err.contains("admins[2].name"), "{err}");
+        let unknown = config_file("[[admins]]\nname = \"a\"\ntoken = \"secret\"\n");
+        let err = load_err(Some(&unknown), &[], &[]);
+        assert!(err.contains("token"), "{err}");
+        assert!(!err.contains("secret"), "the token leaked: {err}");
     }
 
     #[test]

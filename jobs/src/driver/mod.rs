@@ -234,6 +234,12 @@ pub trait Driver: Send + Sync + 'static {
         after_id: i64,
         limit: u32,
     ) -> Result<Vec<i64>, QueueError>;
+
+    // The dashboard.
+    /// Outcome counts per minute and queue since `since` (all kinds added up), oldest first.
+    async fn outcome_series(&self, since: DateTime<Utc>) -> Result<Vec<OutcomeCount>, QueueError>;
+    /// How many jobs match the filter (`before_id` narrows too): the count a bulk action shows.
+    async fn count_matching(&self, filter: &JobFilter) -> Result<i64, QueueError>;
 }
 
 /// Which states each repair may start from, and the state it leads to.
@@ -308,4 +314,14 @@ pub(crate) fn rescued(
         attempt,
         finish,
     }
+}
+
+/// Jobs of one queue that ended one way (`completed`, `retried`, `failed`, `cancelled`) in one
+/// minute: the dashboard's throughput chart.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OutcomeCount {
+    pub minute: DateTime<Utc>,
+    pub queue: String,
+    pub outcome: String,
+    pub count: i64,
 }

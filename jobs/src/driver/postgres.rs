@@ -846,4 +846,40 @@ impl Driver for PostgresDriver {
             .fetch_all(&self.pool)
             .await?)
     }
+
+    async fn outcome_series(
+        &self,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<super::OutcomeCount>, QueueError> {
+        let rows = sqlx::query(
+            "SELECT minute, queue, outcome, sum(count)::bigint FROM jobq_stats WHERE minute >= $1
+             GROUP BY minute, queue, outcome ORDER BY minute, queue, outcome",
+        )
+        .bind(since)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(super::OutcomeCount {
+                    minute: r.try_get(0)?,
+                    queue: r.try_get(1)?,
+                    outcome: r.try_get(2)?,
+                    count: r.try_get(3)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn count_matching(&self, filter: &JobFilter) -> Result<i64, QueueError> {
+        let sql = format!(
+            "SELECT count(*) FROM jobq_jobs WHERE {FILTER} AND ($4::bigint IS NULL OR id < $4)"
+        );
+        Ok(sqlx::query_scalar(&sql)
+            .bind(filter.state.map(|s| s.as_str()))
+            .bind(filter.queue.as_deref())
+            .bind(filter.kind.as_deref())
+            .bind(filter.before_id)
+            .fetch_one(&self.pool)
+            .await?)
+    }
 }
