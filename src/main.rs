@@ -58,6 +58,9 @@ pub struct WorkerArgs {
     /// The queues to work, comma-separated (overrides worker.queues).
     #[arg(long, value_delimiter = ',')]
     queues: Option<Vec<String>>,
+    /// Serve this process's metrics at GET /metrics on ADDR:PORT (overrides worker.metrics_bind).
+    #[arg(long, value_name = "ADDR:PORT")]
+    metrics_bind: Option<String>,
     /// Also run the engine's test kinds (for the test suite).
     #[arg(long, hide = true)]
     test_kinds: bool,

@@ -1,10 +1,13 @@
 //! Turning settings into running parts: the queue, the registry of kinds, the worker.
 
 use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use jobs::Queue;
 use jobs::configuration::Settings;
+use workers::metrics::WorkerMetrics;
 use workers::{Registry, Runtime, RuntimeOptions, testkit};
 
 use crate::WorkerArgs;
@@ -60,6 +63,9 @@ pub async fn worker(config: Option<&Path>, args: &WorkerArgs, migrate: bool) -> 
         let quoted: Vec<String> = queues.iter().map(|q| format!("{q:?}")).collect();
         overrides.push(("worker.queues", format!("[{}]", quoted.join(","))));
     }
+    if let Some(bind) = &args.metrics_bind {
+        overrides.push(("worker.metrics_bind", bind.clone()));
+    }
     let settings = settings_with_logs(config, &overrides)?;
     let queue = Queue::connect(&settings.database).await?;
     if migrate {
@@ -74,10 +80,55 @@ pub async fn worker(config: Option<&Path>, args: &WorkerArgs, migrate: bool) -> 
     let registry = registry(args.test_kinds);
     let options = RuntimeOptions::from_settings(&settings, &registry);
     tracing::info!(database = %settings.database.url, "starting worker");
-    Runtime::new(queue, registry, options)?
-        .run(shutdown_signal())
-        .await?;
-    Ok(())
+    let metrics = Arc::new(WorkerMetrics::new());
+    let runtime = Runtime::new(queue, registry, options)?.with_metrics(metrics.clone());
+    let server = match settings.worker.metrics_bind {
+        Some(bind) => Some(MetricsServer::start(bind, metrics).await?),
+        None => None,
+    };
+    let result = runtime.run(shutdown_signal()).await;
+    if let Some(server) = server {
+        server.stop().await;
+    }
+    Ok(result?)
+}
+
+/// `GET /metrics` of one worker process, stopped with it.
+struct MetricsServer {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl MetricsServer {
+    /// How long a stopping server waits for scrapes in progress.
+    const STOP_WITHIN: Duration = Duration::from_secs(5);
+
+    async fn start(
+        bind: std::net::SocketAddr,
+        metrics: Arc<WorkerMetrics>,
+    ) -> anyhow::Result<Self> {
+        let listener = tokio::net::TcpListener::bind(bind)
+            .await
+            .with_context(|| format!("cannot serve metrics on {bind} (worker.metrics_bind)"))?;
+        let address = listener.local_addr().unwrap_or(bind);
+        tracing::info!(%address, "serving metrics at http://{address}/metrics");
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(workers::metrics::serve(listener, metrics, async move {
+            let _ = stopped.await;
+        }));
+        Ok(MetricsServer { stop, task })
+    }
+
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        let abort = self.task.abort_handle();
+        match tokio::time::timeout(Self::STOP_WITHIN, self.task).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(error))) => tracing::warn!(%error, "the metrics server failed"),
+            Ok(Err(error)) => tracing::warn!(%error, "the metrics server failed"),
+            Err(_) => abort.abort(),
+        }
+    }
 }
 
 /// SIGTERM or SIGINT (Ctrl-C).

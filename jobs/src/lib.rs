@@ -4,6 +4,7 @@
 //! - [`queue`]: the [`Queue`] handle: connect, enqueue, fetch and complete (for the worker runtime),
 //!   inspection and repair (for admins).
 //! - [`driver`]: one module per database, behind the [`driver::Driver`] trait.
+//! - [`metrics`]: the enqueue and outside-call counters every process shares, and rendering.
 //! - [`configuration`]: settings from `config/default.toml`, a config file, `JOBQ_*` variables.
 
 pub mod audit;
@@ -11,6 +12,7 @@ pub mod configuration;
 pub mod driver;
 pub mod job;
 pub mod kinds;
+pub mod metrics;
 pub mod queue;
 pub mod redact;
 pub mod retry;

@@ -186,6 +186,7 @@ impl Queue {
     pub async fn enqueue_many(&self, jobs: &[NewJob]) -> Result<Vec<Enqueued>, QueueError> {
         let results = self.driver.insert(jobs).await?;
         self.wake_local(jobs);
+        crate::metrics::count_enqueued(created(jobs, &results));
         Ok(results)
     }
 
@@ -214,6 +215,7 @@ impl Queue {
             inner,
             wakeups: self.wakeups.clone(),
             queues: Vec::new(),
+            created: Vec::new(),
         })
     }
 
@@ -261,6 +263,16 @@ impl Queue {
     }
 }
 
+/// Each job's kind and queue, with whether the insert created it.
+fn created<'a>(
+    jobs: &'a [NewJob],
+    results: &'a [Enqueued],
+) -> impl Iterator<Item = (&'a str, &'a str, bool)> {
+    jobs.iter()
+        .zip(results)
+        .map(|(job, result)| (job.kind.as_str(), job.queue.as_str(), result.created))
+}
+
 fn driver_mismatch() -> QueueError {
     QueueError::Database(sqlx::Error::Protocol(
         "queue backend and driver disagree".into(),
@@ -277,6 +289,8 @@ pub struct JobTx {
     inner: TxInner,
     wakeups: Arc<Wakeups>,
     queues: Vec<String>,
+    /// (kind, queue) of each job created, counted as enqueued when the transaction commits.
+    created: Vec<(String, String)>,
 }
 
 impl JobTx {
@@ -298,6 +312,11 @@ impl JobTx {
             TxInner::Sqlite(tx) => crate::driver::sqlite::insert(tx, jobs).await?,
         };
         self.queues.extend(jobs.iter().map(|j| j.queue.clone()));
+        self.created.extend(
+            created(jobs, &results)
+                .filter(|(_, _, created)| *created)
+                .map(|(kind, queue, _)| (kind.to_string(), queue.to_string())),
+        );
         Ok(results)
     }
 
@@ -326,6 +345,11 @@ impl JobTx {
         if sqlite {
             self.queues.iter().for_each(|q| self.wakeups.wake(q));
         }
+        crate::metrics::count_enqueued(
+            self.created
+                .iter()
+                .map(|(k, q)| (k.as_str(), q.as_str(), true)),
+        );
         Ok(())
     }
 

@@ -3,7 +3,8 @@
 //! Also counts outcomes per minute, queue and kind, written every few seconds.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, DurationRound, Utc};
 use jobs::Queue;
@@ -11,6 +12,7 @@ use jobs::driver::{Finish, Finished, StatCount, StatKey};
 use tokio::sync::mpsc;
 
 use crate::executor::Done;
+use crate::metrics::WorkerMetrics;
 
 const MAX_BATCH: usize = 5_000;
 const STATS_EVERY: Duration = Duration::from_secs(5);
@@ -26,15 +28,22 @@ pub struct Completer {
     receiver: mpsc::UnboundedReceiver<Message>,
     gather: Duration,
     stats: BTreeMap<StatKey, StatCount>,
+    metrics: Arc<WorkerMetrics>,
 }
 
 impl Completer {
-    pub fn new(queue: Queue, receiver: mpsc::UnboundedReceiver<Message>, gather: Duration) -> Self {
+    pub fn new(
+        queue: Queue,
+        receiver: mpsc::UnboundedReceiver<Message>,
+        gather: Duration,
+        metrics: Arc<WorkerMetrics>,
+    ) -> Self {
         Completer {
             queue,
             receiver,
             gather,
             stats: BTreeMap::new(),
+            metrics,
         }
     }
 
@@ -89,14 +98,17 @@ impl Completer {
             return;
         }
         let finished: Vec<Finished> = batch.iter().map(|d| d.finished.clone()).collect();
+        let started = Instant::now();
         let mut delay = Duration::from_millis(50);
         while let Err(error) = self.queue.driver().finish(&finished).await {
             tracing::error!(%error, jobs = finished.len(), ?delay, "cannot record finished jobs; retrying");
             tokio::time::sleep(delay).await;
             delay = (delay * 2).min(Duration::from_secs(5));
         }
+        self.metrics.batch(batch.len(), started.elapsed());
         for done in batch {
             self.count(&done);
+            self.metrics.finished(&done);
         }
     }
 

@@ -5,6 +5,7 @@
 //! - [`producer`]: the fetch loop of one queue, claiming only as many jobs as it has free slots.
 //! - [`executor`]: runs one job with its timeout, catches panics, classifies the outcome.
 //! - [`completer`]: writes finished jobs in batches, and counts outcomes per minute.
+//! - [`metrics`]: this process's counters, gauges and histograms, and `GET /metrics`.
 //! - [`maintenance`]: rescuer (expired leases), scheduler, cleaner, heartbeat.
 //! - [`periodic`]: enqueues the periodic jobs of the config, once per period across processes.
 //! - [`testkit`]: job kinds for the engine's own tests and benchmarks.
@@ -13,6 +14,7 @@ pub mod completer;
 pub mod executor;
 pub mod handler;
 pub mod maintenance;
+pub mod metrics;
 pub mod periodic;
 pub mod producer;
 pub mod runtime;

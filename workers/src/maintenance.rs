@@ -76,6 +76,7 @@ impl Maintenance {
             .await
         {
             Ok(rescued) => {
+                self.shared.metrics.rescued(&rescued);
                 for job in rescued {
                     let next = match &job.finish {
                         Finish::Retry { delay, .. } => format!("retry in {delay:?}"),

@@ -12,6 +12,7 @@ use tokio::sync::{Notify, watch};
 use crate::completer::Message;
 use crate::executor;
 use crate::handler::JobContext;
+use crate::metrics::{QueueMetrics, RunningGuard};
 use crate::runtime::{RunningJob, Shared};
 
 /// How long a fetch loop waits for more slots to free before fetching for just a few: fewer,
@@ -58,15 +59,18 @@ impl Producer {
     #[tracing::instrument(name = "producer", skip_all, fields(queue = %self.queue))]
     pub async fn run(mut self) {
         let mut error_delay = Duration::from_millis(100);
+        let metrics = self.shared.metrics.queue(&self.queue);
         while !*self.stop.borrow() {
             let free = self.slots.free();
             let mut more_waiting = false;
             if free > 0 {
+                metrics.fetches.inc();
                 match self.fetch(free).await {
                     Ok(jobs) => {
                         error_delay = Duration::from_millis(100);
                         more_waiting = jobs.len() == free;
-                        jobs.into_iter().for_each(|job| self.start(job));
+                        metrics.fetched.inc_by(jobs.len() as u64);
+                        jobs.into_iter().for_each(|job| self.start(job, &metrics));
                     }
                     Err(error) => {
                         tracing::error!(%error, ?error_delay, "fetch failed; trying again");
@@ -98,10 +102,11 @@ impl Producer {
             .await
     }
 
-    fn start(&self, job: FetchedJob) {
+    fn start(&self, job: FetchedJob, metrics: &QueueMetrics) {
         let shared = self.shared.clone();
         let slots = self.slots.clone();
         slots.running.fetch_add(1, Ordering::AcqRel);
+        let running = RunningGuard::new(&metrics.running);
         let id = job.id;
         shared.track(id, job.attempt);
         let ctx = JobContext {
@@ -120,6 +125,7 @@ impl Producer {
             let _ = task_shared.completer.send(Message::Done(Box::new(done)));
             task_shared.untrack(id);
             slots.release();
+            drop(running);
         });
         shared.set_abort(id, handle.abort_handle());
     }

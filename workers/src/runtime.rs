@@ -17,6 +17,7 @@ use tokio::task::{AbortHandle, JoinHandle};
 use crate::completer::{Completer, Message};
 use crate::handler::Registry;
 use crate::maintenance::Maintenance;
+use crate::metrics::WorkerMetrics;
 use crate::periodic::Periodic;
 use crate::producer::{Producer, Slots};
 
@@ -91,6 +92,7 @@ pub struct Shared {
     pub worker_id: Arc<str>,
     pub lease: Duration,
     pub completer: mpsc::UnboundedSender<Message>,
+    pub metrics: Arc<WorkerMetrics>,
     running: Mutex<HashMap<i64, RunningJob>>,
     job_finished: Notify,
 }
@@ -142,6 +144,7 @@ pub struct Runtime {
     registry: Arc<Registry>,
     options: RuntimeOptions,
     periodic: Periodic,
+    metrics: Arc<WorkerMetrics>,
 }
 
 impl Runtime {
@@ -159,7 +162,14 @@ impl Runtime {
             registry: Arc::new(registry),
             options,
             periodic,
+            metrics: Arc::new(WorkerMetrics::new()),
         })
+    }
+
+    /// Records into `metrics` (served by `jobq worker --metrics-bind`) instead of a private set.
+    pub fn with_metrics(mut self, metrics: Arc<WorkerMetrics>) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// Runs until `shutdown` resolves, then stops gracefully.
@@ -175,6 +185,7 @@ impl Runtime {
                 self.queue.clone(),
                 completer_rx,
                 self.options.completion_interval,
+                self.metrics.clone(),
             )
             .run(),
         );
@@ -184,6 +195,7 @@ impl Runtime {
             worker_id: worker_id.clone(),
             lease: self.options.lease,
             completer: completer_tx,
+            metrics: self.metrics.clone(),
             running: Mutex::new(HashMap::new()),
             job_finished: Notify::new(),
         });
