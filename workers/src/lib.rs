@@ -5,6 +5,7 @@
 //! - [`producer`]: the fetch loop of one queue, claiming only as many jobs as it has free slots.
 //! - [`executor`]: runs one job with its timeout, catches panics, classifies the outcome.
 //! - [`completer`]: writes finished jobs in batches, and counts outcomes per minute.
+//! - [`leases`]: the jobs this process holds, and the lease keeper that extends them.
 //! - [`maintenance`]: rescuer (expired leases), scheduler, cleaner, heartbeat.
 //! - [`periodic`]: enqueues the periodic jobs of the config, once per period across processes.
 //! - [`testkit`]: job kinds for the engine's own tests and benchmarks.
@@ -12,6 +13,7 @@
 pub mod completer;
 pub mod executor;
 pub mod handler;
+pub mod leases;
 pub mod maintenance;
 pub mod periodic;
 pub mod producer;
