@@ -9,6 +9,7 @@ use anyhow::{Context, bail};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use jobs::audit::{AuditEntry, describe_ids};
+use jobs::configuration::Settings;
 use jobs::driver::{JobFilter, JobRecord, Repair};
 use jobs::{JobSpec, JobState, Queue};
 use producer::enqueue_command::{self, EnqueueRequest};
@@ -359,7 +360,7 @@ pub async fn queues(
     let settings = settings(config, &[])?;
     let queue = open(&settings).await?;
     let (name, paused) = match command {
-        QueuesCommand::List => return stats_of(&queue, json).await,
+        QueuesCommand::List => return stats_of(&queue, &settings, json).await,
         QueuesCommand::Pause { queue } => (queue, true),
         QueuesCommand::Resume { queue } => (queue, false),
     };
@@ -380,13 +381,23 @@ pub async fn queues(
 pub async fn stats(config: Option<&Path>, json: bool) -> anyhow::Result<()> {
     let settings = settings(config, &[])?;
     let queue = open(&settings).await?;
-    stats_of(&queue, json).await
+    stats_of(&queue, &settings, json).await
 }
 
-async fn stats_of(queue: &Queue, json: bool) -> anyhow::Result<()> {
+async fn stats_of(queue: &Queue, settings: &Settings, json: bool) -> anyhow::Result<()> {
     let counts = queue.driver().state_counts().await?;
     let infos = queue.driver().queues().await?;
-    let workers = queue.driver().workers().await?;
+    // Live: a heartbeat within three intervals. Dead ones linger until the cleaner's hour.
+    let live_since = chrono::Utc::now()
+        - chrono::Duration::from_std(settings.worker.heartbeat_interval * 3)
+            .unwrap_or(chrono::Duration::MAX);
+    let workers: Vec<_> = queue
+        .driver()
+        .workers()
+        .await?
+        .into_iter()
+        .filter(|w| w.heartbeat_at > live_since)
+        .collect();
     let mut per_queue: BTreeMap<String, BTreeMap<&str, i64>> = BTreeMap::new();
     for info in &infos {
         per_queue.entry(info.name.clone()).or_default();

@@ -404,14 +404,26 @@ async fn discard_and_cancel_by_id_are_audited(backend: Backend) {
     }
 }
 
-/// Failed jobs of two kinds (test_fail fails at once; a send_dm in the test queue fails because
-/// the worker has no handler for it), plus a scheduled test_fail that the filter must not touch.
+/// Failed jobs of two kinds (test_fail fails at once; a job of a kind no binary knows any more
+/// fails as unknown), plus a scheduled test_fail that the filter must not touch.
 async fn retry_by_filter_is_audited(backend: Backend) {
     let db = TestDb::new(backend).await;
     let queue = db.queue().await;
     let f1 = enqueue(&db, &["test_fail", PERMANENT]);
     let f2 = enqueue(&db, &["test_fail", PERMANENT]);
-    let other_kind = enqueue(&db, &["send_dm", DM, "--queue", "test"]);
+    let other_kind = queue
+        .enqueue_new(jobs::NewJob {
+            kind: "retired_kind".into(),
+            queue: "test".into(),
+            payload: serde_json::json!({}),
+            priority: 0,
+            max_attempts: 3,
+            run_at: None,
+            key: None,
+        })
+        .await
+        .expect("enqueue a job of a retired kind")
+        .id;
     let later = (chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339();
     let scheduled = enqueue(&db, &["test_fail", PERMANENT, "--at", &later]);
     {

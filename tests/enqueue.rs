@@ -530,4 +530,18 @@ on_both_backends!(
     bulk_enqueue_returns_ids_in_input_order,
     run_at_priority_and_max_attempts_are_stored,
     naturally_unique_kinds_get_a_default_key,
+    a_payload_with_a_nul_character_is_refused_on_both_backends,
 );
+
+async fn a_payload_with_a_nul_character_is_refused_on_both_backends(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let queue = db.queue().await;
+    let out = db.jobq(&[
+        "enqueue",
+        "send_dm",
+        r#"{"user":{"platform":"telegram","id":42},"text":"a\u0000b"}"#,
+    ]);
+    assert!(!out.status.success(), "a NUL payload was accepted");
+    assert!(stderr(&out).contains("NUL"), "{}", stderr(&out));
+    assert_eq!(count_jobs(&queue).await, 0);
+}

@@ -29,6 +29,8 @@ on_both_backends!(
     a_periodic_job_is_enqueued_once_per_period_by_three_processes,
     garbage_rows_fail_alone_and_the_worker_keeps_running,
     a_worker_is_listed_while_running_and_gone_after_shutdown,
+    kinds_without_a_handler_here_are_left_for_other_workers,
+    a_running_job_cannot_be_cancelled_and_runs_to_completion,
 );
 
 // ---------------------------------------------------------------------------------------------
@@ -862,4 +864,69 @@ async fn a_worker_is_listed_while_running_and_gone_after_shutdown(backend: Backe
         .filter(|w| w["pid"].as_u64() == Some(pid))
         .collect();
     assert!(left.is_empty(), "still listed after shutdown: {left:?}");
+}
+
+async fn kinds_without_a_handler_here_are_left_for_other_workers(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let queue = db.queue().await;
+    // A product kind in the test queue: this worker has no handler for it (no panel, no chat
+    // API in this binary yet), so it must wait for a worker that has one, not fail.
+    let foreign = enqueue(
+        &db,
+        "send_dm",
+        r#"{"user":{"platform":"telegram","id":42},"text":"hi"}"#,
+        &["--queue", "test"],
+    );
+    let garbage = enqueue(&db, "test_effect", "{}", &[]);
+    let worker = db.spawn_worker(&[]);
+    wait_job(
+        &db,
+        &queue,
+        garbage,
+        Duration::from_secs(15),
+        "completed",
+        &[&worker],
+        is(JobState::Completed),
+    )
+    .await;
+    // The worker fetched after the foreign job was due and passed it over.
+    let job = db.job(&queue, foreign).await;
+    assert_eq!(job.state, JobState::Available, "{job:#?}");
+    assert_eq!(job.attempts, 0, "{job:#?}");
+}
+
+async fn a_running_job_cannot_be_cancelled_and_runs_to_completion(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let queue = db.queue().await;
+    let id = enqueue(&db, "test_effect", r#"{"sleep_ms":1000}"#, &[]);
+    let worker = db.spawn_worker(&[]);
+    wait_job(
+        &db,
+        &queue,
+        id,
+        Duration::from_secs(15),
+        "running",
+        &[&worker],
+        is(JobState::Running),
+    )
+    .await;
+    let out = db.jobq(&["jobs", "cancel", &id.to_string()]);
+    assert!(!out.status.success(), "cancel of a running job succeeded");
+    assert!(
+        support::stderr(&out).contains("running"),
+        "{}",
+        support::stderr(&out)
+    );
+    let job = wait_job(
+        &db,
+        &queue,
+        id,
+        Duration::from_secs(15),
+        "completed",
+        &[&worker],
+        is(JobState::Completed),
+    )
+    .await;
+    assert_eq!(job.attempts, 1);
+    assert_eq!(db.effects(&queue).await, [(id, 1)]);
 }

@@ -162,6 +162,13 @@ impl NewJob {
         parsed: ParsedPayload,
         options: EnqueueOptions,
     ) -> Result<Self, InvalidJob> {
+        // PostgreSQL's jsonb cannot hold U+0000: refuse it here, on both backends alike.
+        if parsed.payload.to_string().contains("\\u0000") {
+            return Err(InvalidJob::Payload {
+                kind: spec.kind.to_string(),
+                reason: "contains a NUL character (\\u0000), which the queue cannot store".into(),
+            });
+        }
         let key = options.key.or(parsed.default_key);
         if let Some(key) = &key {
             let len = key.chars().count();

@@ -35,6 +35,22 @@ pub enum QueueError {
     NotFound(i64),
 }
 
+impl QueueError {
+    /// The database refused the data itself (a value it cannot store, a constraint): trying the
+    /// same statement again cannot help, unlike a lost connection or a busy database.
+    pub fn is_bad_data(&self) -> bool {
+        let QueueError::Database(sqlx::Error::Database(error)) = self else {
+            return false;
+        };
+        let code = error.code().unwrap_or_default();
+        // PostgreSQL SQLSTATE classes 22 (data exception) and 23 (integrity constraint);
+        // SQLite primary codes 19 (constraint), 20 (type mismatch) and 25 (range).
+        code.starts_with("22")
+            || code.starts_with("23")
+            || matches!(code.parse::<i32>().map(|c| c & 0xff), Ok(19 | 20 | 25))
+    }
+}
+
 /// The result of one enqueue: the job's id, and whether this call created it (`false` when
 /// the idempotency key was already held by a live job, whose id this is).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

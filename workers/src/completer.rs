@@ -9,9 +9,11 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, DurationRound, Utc};
 use jobs::Queue;
 use jobs::driver::{Finish, Finished, StatCount, StatKey};
+use jobs::queue::QueueError;
 use tokio::sync::mpsc;
 
 use crate::executor::Done;
+use crate::leases::Leases;
 use crate::metrics::WorkerMetrics;
 
 const MAX_BATCH: usize = 5_000;
@@ -25,6 +27,7 @@ pub enum Message {
 
 pub struct Completer {
     queue: Queue,
+    leases: Arc<Leases>,
     receiver: mpsc::UnboundedReceiver<Message>,
     gather: Duration,
     stats: BTreeMap<StatKey, StatCount>,
@@ -36,10 +39,12 @@ impl Completer {
         queue: Queue,
         receiver: mpsc::UnboundedReceiver<Message>,
         gather: Duration,
+        leases: Arc<Leases>,
         metrics: Arc<WorkerMetrics>,
     ) -> Self {
         Completer {
             queue,
+            leases,
             receiver,
             gather,
             stats: BTreeMap::new(),
@@ -91,24 +96,45 @@ impl Completer {
         self.flush_stats().await;
     }
 
-    /// Writes a batch, retrying until it lands: a completion is never dropped. Should the
-    /// process die first, the jobs' leases run out and the rescuer puts them back.
+    /// Writes a batch, retrying while the database is unreachable: a completion is never
+    /// dropped for a passing fault. A batch the database refuses as bad data is written one job
+    /// at a time, so one bad row cannot hold back the others; the bad one's lease then lapses
+    /// and the rescuer returns it.
     async fn complete(&mut self, batch: Vec<Done>) {
         if batch.is_empty() {
             return;
         }
         let finished: Vec<Finished> = batch.iter().map(|d| d.finished.clone()).collect();
         let started = Instant::now();
-        let mut delay = Duration::from_millis(50);
-        while let Err(error) = self.queue.driver().finish(&finished).await {
-            tracing::error!(%error, jobs = finished.len(), ?delay, "cannot record finished jobs; retrying");
-            tokio::time::sleep(delay).await;
-            delay = (delay * 2).min(Duration::from_secs(5));
+        if let Err(error) = self.write(&finished).await {
+            tracing::warn!(%error, jobs = finished.len(), "a batch of outcomes was refused; writing them one by one");
+            for one in &finished {
+                if let Err(error) = self.write(std::slice::from_ref(one)).await {
+                    tracing::error!(%error, job = one.id, attempt = one.attempt, "the database refused this outcome; the rescuer will return the job");
+                }
+            }
         }
+        self.leases.written(finished.iter().map(|f| f.id));
         self.metrics.batch(batch.len(), started.elapsed());
         for done in batch {
             self.count(&done);
             self.metrics.finished(&done);
+        }
+    }
+
+    /// Retries until written, or until the database refuses the data itself.
+    async fn write(&self, finished: &[Finished]) -> Result<(), QueueError> {
+        let mut delay = Duration::from_millis(50);
+        loop {
+            match self.queue.driver().finish(finished).await {
+                Ok(()) => return Ok(()),
+                Err(error) if error.is_bad_data() => return Err(error),
+                Err(error) => {
+                    tracing::error!(%error, jobs = finished.len(), ?delay, "cannot record finished jobs; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                }
+            }
         }
     }
 

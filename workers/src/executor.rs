@@ -90,6 +90,15 @@ fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
         .unwrap_or_else(|| "a panic without a message".to_string())
 }
 
+/// A Retry-After longer than this is taken as this: a month is past any sane answer.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// An error as it is kept and shown: links masked (they grant access by being known) and NUL
+/// characters dropped (PostgreSQL's jsonb cannot hold them).
+fn shown_error(message: &str) -> String {
+    jobs::redact::mask_urls(&message.replace('\0', ""))
+}
+
 fn classify(
     result: Result<(), JobError>,
     job: &FetchedJob,
@@ -105,7 +114,7 @@ fn classify(
         at: Utc::now(),
         worker: ctx.worker_id.to_string(),
         duration_ms: u64::try_from(duration.as_millis()).unwrap_or(u64::MAX),
-        error: message,
+        error: shown_error(&message),
     };
     let attempts_left = job.attempt < job.max_attempts;
     match error {
@@ -128,7 +137,7 @@ fn classify(
             error: record(reason),
         },
         JobError::RetryAfter { after, reason } => Finish::Retry {
-            delay: after,
+            delay: after.min(MAX_RETRY_AFTER),
             error: record(format!("{reason} (retry no sooner than {after:?})")),
         },
     }

@@ -5,6 +5,7 @@
 //! - [`producer`]: the fetch loop of one queue, claiming only as many jobs as it has free slots.
 //! - [`executor`]: runs one job with its timeout, catches panics, classifies the outcome.
 //! - [`completer`]: writes finished jobs in batches, and counts outcomes per minute.
+//! - [`leases`]: the jobs this process holds, and the lease keeper that extends them.
 //! - [`metrics`]: this process's counters, gauges and histograms, and `GET /metrics`.
 //! - [`maintenance`]: rescuer (expired leases), scheduler, cleaner, heartbeat.
 //! - [`periodic`]: enqueues the periodic jobs of the config, once per period across processes.
@@ -13,6 +14,7 @@
 pub mod completer;
 pub mod executor;
 pub mod handler;
+pub mod leases;
 pub mod maintenance;
 pub mod metrics;
 pub mod periodic;

@@ -2,7 +2,6 @@
 //! processes running them at once do no harm.
 //! - rescuer: jobs whose lease ran out (their worker died) go back on the retry schedule,
 //!   counted as an attempt;
-//! - lease keeper: extends the leases of this process's running jobs;
 //! - scheduler: due `scheduled`/`retrying` jobs become `available` (fetch takes them anyway;
 //!   this keeps what admins see true);
 //! - cleaner: prunes finished jobs and old outcome counts after their retention;
@@ -31,9 +30,8 @@ pub struct Maintenance {
 impl Maintenance {
     pub async fn run(self, mut stop: watch::Receiver<bool>) {
         let mut tick = interval(self.options.maintenance_interval);
-        let mut leases = interval((self.options.lease / 3).max(Duration::from_millis(100)));
         let mut heartbeat = interval(self.options.heartbeat_interval);
-        for t in [&mut tick, &mut leases, &mut heartbeat] {
+        for t in [&mut tick, &mut heartbeat] {
             t.set_missed_tick_behavior(MissedTickBehavior::Delay);
         }
         let mut last_clean: Option<Instant> = None;
@@ -47,15 +45,9 @@ impl Maintenance {
                         last_clean = Some(Instant::now());
                     }
                 }
-                _ = leases.tick() => self.extend_leases().await,
                 _ = heartbeat.tick() => self.heartbeat().await,
                 _ = stop.changed() => break,
             }
-        }
-        // Leases still matter while running jobs drain.
-        loop {
-            leases.tick().await;
-            self.extend_leases().await;
         }
     }
 
@@ -95,36 +87,34 @@ impl Maintenance {
         }
     }
 
+    /// Prunes in batches until a batch comes back short, so pruning keeps up with any rate.
     async fn clean(&self) {
         let now = Utc::now();
         let finished_before = now - chrono_duration(self.options.completed_retention);
         let stats_before = now - chrono_duration(self.options.stats_retention);
-        match self
-            .shared
-            .queue
-            .driver()
-            .prune(finished_before, stats_before, PRUNE_BATCH)
-            .await
-        {
-            Ok(0) => {}
-            Ok(pruned) => tracing::info!(pruned, "pruned finished jobs past their retention"),
-            Err(error) => tracing::warn!(%error, "cleaner failed; will try again"),
+        let mut pruned = 0;
+        loop {
+            match self
+                .shared
+                .queue
+                .driver()
+                .prune(finished_before, stats_before, PRUNE_BATCH)
+                .await
+            {
+                Ok(count) => {
+                    pruned += count;
+                    if count < u64::from(PRUNE_BATCH) {
+                        break;
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "cleaner failed; will try again");
+                    break;
+                }
+            }
         }
-    }
-
-    async fn extend_leases(&self) {
-        let running = self.shared.running_jobs();
-        if running.is_empty() {
-            return;
-        }
-        if let Err(error) = self
-            .shared
-            .queue
-            .driver()
-            .extend_leases(&running, self.options.lease)
-            .await
-        {
-            tracing::warn!(%error, jobs = running.len(), "cannot extend leases; will try again");
+        if pruned > 0 {
+            tracing::info!(pruned, "pruned finished jobs past their retention");
         }
     }
 

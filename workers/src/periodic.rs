@@ -36,19 +36,25 @@ impl Periodic {
                     name: p.name.clone(),
                     reason,
                 };
-                let registered = registry.get(&p.kind).ok_or_else(|| {
-                    failed(format!(
-                        "unknown kind '{}': this worker runs {}",
-                        p.kind,
-                        registry.known_kinds()
-                    ))
-                })?;
+                // A kind another worker runs is fine: enqueuing needs only its spec.
+                let spec = registry
+                    .get(&p.kind)
+                    .map(|r| r.spec)
+                    .or_else(|| jobs::kinds::spec(&p.kind))
+                    .ok_or_else(|| {
+                        failed(format!(
+                            "unknown kind '{}': known kinds are {}, {}",
+                            p.kind,
+                            jobs::kinds::known_kinds(),
+                            registry.known_kinds()
+                        ))
+                    })?;
                 let options = EnqueueOptions {
                     queue: p.queue.clone(),
                     priority: p.priority,
                     ..EnqueueOptions::default()
                 };
-                let job = NewJob::from_json(&registered.spec, &p.payload, options)
+                let job = NewJob::from_json(&spec, &p.payload, options)
                     .map_err(|e| failed(e.to_string()))?;
                 Ok(Entry {
                     name: p.name.clone(),

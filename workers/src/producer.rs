@@ -13,7 +13,7 @@ use crate::completer::Message;
 use crate::executor;
 use crate::handler::JobContext;
 use crate::metrics::{QueueMetrics, RunningGuard};
-use crate::runtime::{RunningJob, Shared};
+use crate::runtime::Shared;
 
 /// How long a fetch loop waits for more slots to free before fetching for just a few: fewer,
 /// larger claims under load, without holding back a lone job for long.
@@ -98,17 +98,17 @@ impl Producer {
                 u32::try_from(free).unwrap_or(u32::MAX),
                 &shared.worker_id,
                 shared.lease,
+                &shared.skip_kinds,
             )
             .await
     }
 
     fn start(&self, job: FetchedJob, metrics: &QueueMetrics) {
         let shared = self.shared.clone();
-        let slots = self.slots.clone();
-        slots.running.fetch_add(1, Ordering::AcqRel);
+        let slot = SlotGuard::take(self.slots.clone());
         let running = RunningGuard::new(&metrics.running);
         let id = job.id;
-        shared.track(id, job.attempt);
+        shared.leases.start(id, job.attempt);
         let ctx = JobContext {
             id,
             attempt: job.attempt,
@@ -119,15 +119,16 @@ impl Producer {
         };
         let task_shared = shared.clone();
         let handle = tokio::spawn(async move {
+            // Both guards are dropped when the task ends, also when it is aborted.
+            let (_slot, _running) = (slot, running);
             let done = executor::execute(&task_shared.registry, job, ctx).await;
-            // The completer outlives every executor; should it be gone, the lease runs out and
-            // the rescuer returns the job.
-            let _ = task_shared.completer.send(Message::Done(Box::new(done)));
-            task_shared.untrack(id);
-            slots.release();
-            drop(running);
+            // Shutdown or a lost lease may have taken the job meanwhile: then it is released or
+            // rescued, and this outcome is not written.
+            if task_shared.leases.finish(id) {
+                let _ = task_shared.completer.send(Message::Done(Box::new(done)));
+            }
         });
-        shared.set_abort(id, handle.abort_handle());
+        shared.leases.set_abort(id, handle.abort_handle());
     }
 
     async fn wait_for_slots(&mut self) {
@@ -156,11 +157,18 @@ impl Producer {
     }
 }
 
-impl RunningJob {
-    pub fn new(attempt: i32) -> Self {
-        RunningJob {
-            attempt,
-            abort: None,
-        }
+/// One taken executor slot, given back when the executor task ends, also when it is aborted.
+struct SlotGuard(Arc<Slots>);
+
+impl SlotGuard {
+    fn take(slots: Arc<Slots>) -> Self {
+        slots.running.fetch_add(1, Ordering::AcqRel);
+        SlotGuard(slots)
+    }
+}
+
+impl Drop for SlotGuard {
+    fn drop(&mut self) {
+        self.0.release();
     }
 }

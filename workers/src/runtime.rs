@@ -2,20 +2,20 @@
 //! and stops them gracefully: no new fetches, running jobs get a grace period, the rest go back
 //! to `available` without spending an attempt.
 
-use std::collections::HashMap;
 use std::future::Future;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
 use jobs::Queue;
 use jobs::configuration::{PeriodicSettings, Settings};
 use jobs::driver::WorkerInfo;
-use tokio::sync::{Notify, mpsc, watch};
-use tokio::task::{AbortHandle, JoinHandle};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
 
 use crate::completer::{Completer, Message};
 use crate::handler::Registry;
+use crate::leases::{self, Leases};
 use crate::maintenance::Maintenance;
 use crate::metrics::WorkerMetrics;
 use crate::periodic::Periodic;
@@ -80,11 +80,6 @@ pub enum StartError {
     Queue(#[from] jobs::queue::QueueError),
 }
 
-pub struct RunningJob {
-    pub(crate) attempt: i32,
-    pub(crate) abort: Option<AbortHandle>,
-}
-
 /// What every part of a runtime shares.
 pub struct Shared {
     pub queue: Queue,
@@ -93,50 +88,9 @@ pub struct Shared {
     pub lease: Duration,
     pub completer: mpsc::UnboundedSender<Message>,
     pub metrics: Arc<WorkerMetrics>,
-    running: Mutex<HashMap<i64, RunningJob>>,
-    job_finished: Notify,
-}
-
-impl Shared {
-    pub(crate) fn track(&self, id: i64, attempt: i32) {
-        if let Ok(mut running) = self.running.lock() {
-            running.insert(id, RunningJob::new(attempt));
-        }
-    }
-
-    pub(crate) fn set_abort(&self, id: i64, abort: AbortHandle) {
-        if let Ok(mut running) = self.running.lock()
-            && let Some(job) = running.get_mut(&id)
-        {
-            job.abort = Some(abort);
-        }
-    }
-
-    pub(crate) fn untrack(&self, id: i64) {
-        if let Ok(mut running) = self.running.lock() {
-            running.remove(&id);
-        }
-        self.job_finished.notify_waiters();
-    }
-
-    /// The jobs running now, as (id, attempt): for lease extension.
-    pub fn running_jobs(&self) -> Vec<(i64, i32)> {
-        self.running
-            .lock()
-            .map(|r| r.iter().map(|(id, job)| (*id, job.attempt)).collect())
-            .unwrap_or_default()
-    }
-
-    fn running_count(&self) -> usize {
-        self.running.lock().map(|r| r.len()).unwrap_or(0)
-    }
-
-    fn take_running(&self) -> Vec<(i64, RunningJob)> {
-        self.running
-            .lock()
-            .map(|mut r| r.drain().collect())
-            .unwrap_or_default()
-    }
+    pub leases: Arc<Leases>,
+    /// Kinds of the product this process has no handler for: left for workers that have one.
+    pub skip_kinds: Vec<String>,
 }
 
 pub struct Runtime {
@@ -179,12 +133,14 @@ impl Runtime {
         self.queue.driver().heartbeat(&info).await?;
         tracing::info!(worker = %worker_id, queues = %info.queues, "worker started");
 
+        let leases = Arc::new(Leases::default());
         let (completer_tx, completer_rx) = mpsc::unbounded_channel();
         let completer = tokio::spawn(
             Completer::new(
                 self.queue.clone(),
                 completer_rx,
                 self.options.completion_interval,
+                leases.clone(),
                 self.metrics.clone(),
             )
             .run(),
@@ -196,11 +152,19 @@ impl Runtime {
             lease: self.options.lease,
             completer: completer_tx,
             metrics: self.metrics.clone(),
-            running: Mutex::new(HashMap::new()),
-            job_finished: Notify::new(),
+            leases: leases.clone(),
+            skip_kinds: jobs::kinds::specs()
+                .iter()
+                .filter(|spec| self.registry.get(spec.kind).is_none())
+                .map(|spec| spec.kind.to_string())
+                .collect(),
         });
         let (stop_tx, stop_rx) = watch::channel(false);
-        let mut services = vec![self.spawn_listener()];
+        // The lease keeper outlives the fetch loops: it stops after the last completion.
+        let mut services = vec![
+            self.spawn_listener(),
+            tokio::spawn(leases::keep(leases, self.queue.clone(), self.options.lease)),
+        ];
         let producers = self.spawn_producers(&shared, &stop_rx);
         services.push(tokio::spawn(
             Maintenance {
@@ -225,9 +189,14 @@ impl Runtime {
         // With the database gone the completer would retry for ever; past this the jobs'
         // leases run out and the rescuer returns them, so nothing is lost by giving up.
         let completer_abort = completer.abort_handle();
-        if tokio::time::timeout(COMPLETER_SHUTDOWN, completer).await.is_err() {
+        if tokio::time::timeout(COMPLETER_SHUTDOWN, completer)
+            .await
+            .is_err()
+        {
             completer_abort.abort();
-            tracing::error!("could not record the last finished jobs; the rescuer will return them");
+            tracing::error!(
+                "could not record the last finished jobs; the rescuer will return them"
+            );
         }
         services.iter().for_each(JoinHandle::abort);
         self.queue.driver().deregister(&worker_id).await?;
@@ -299,23 +268,10 @@ impl Runtime {
     /// Lets running jobs finish within the grace period; returns the rest to `available`.
     async fn drain(&self, shared: &Shared) {
         let deadline = tokio::time::Instant::now() + self.options.shutdown_grace;
-        loop {
-            let finished = shared.job_finished.notified();
-            if shared.running_count() == 0 {
-                return;
-            }
-            if tokio::time::timeout_at(deadline, finished).await.is_err() {
-                break;
-            }
+        if shared.leases.wait_idle(deadline).await {
+            return;
         }
-        let unfinished = shared.take_running();
-        let mut release = Vec::with_capacity(unfinished.len());
-        for (id, job) in unfinished {
-            if let Some(abort) = job.abort {
-                abort.abort();
-            }
-            release.push((id, job.attempt));
-        }
+        let release = shared.leases.take_running();
         match self.queue.driver().release(&release).await {
             Ok(count) => tracing::warn!(
                 count,

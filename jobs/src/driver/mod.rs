@@ -180,15 +180,24 @@ pub trait Driver: Send + Sync + 'static {
     async fn listen(&self, wakeups: Arc<Wakeups>) -> Result<(), QueueError>;
 
     // The worker runtime.
+    /// Claims up to `limit` due jobs of `queue`, leaving alone the kinds in `skip_kinds` (kinds
+    /// of the product that this worker has no handler for: another worker runs them).
     async fn fetch(
         &self,
         queue: &str,
         limit: u32,
         worker: &str,
         lease: Duration,
+        skip_kinds: &[String],
     ) -> Result<Vec<FetchedJob>, QueueError>;
     async fn finish(&self, finished: &[Finished]) -> Result<(), QueueError>;
-    async fn extend_leases(&self, jobs: &[(i64, i32)], lease: Duration) -> Result<u64, QueueError>;
+    /// Extends the leases still held; returns the ids that are (a job cancelled, rescued or
+    /// repaired meanwhile is not, and its handler should stop).
+    async fn extend_leases(
+        &self,
+        jobs: &[(i64, i32)],
+        lease: Duration,
+    ) -> Result<Vec<i64>, QueueError>;
     /// Back to `available` without spending an attempt (graceful shutdown).
     async fn release(&self, jobs: &[(i64, i32)]) -> Result<u64, QueueError>;
     async fn rescue_expired(
@@ -246,7 +255,9 @@ pub trait Driver: Send + Sync + 'static {
 pub(crate) mod repair_rules {
     pub const RETRY_FROM: &str = "'failed', 'retrying', 'scheduled', 'cancelled', 'discarded'";
     pub const DISCARD_FROM: &str = "'failed', 'available', 'scheduled', 'retrying'";
-    pub const CANCEL_FROM: &str = "'available', 'scheduled', 'retrying', 'running'";
+    /// Not `running`: a handler already under way cannot be stopped from the database, and a
+    /// cancelled row would free its key while the handler still runs.
+    pub const CANCEL_FROM: &str = "'available', 'scheduled', 'retrying'";
 }
 
 /// The error column's last message, for lists.

@@ -203,6 +203,7 @@ const FETCH: &str = r#"
 WITH claimed AS (
     SELECT id FROM jobq_jobs
     WHERE queue = $1 AND state IN ('available', 'scheduled', 'retrying') AND run_at <= now()
+      AND kind <> ALL($5::text[])
       AND NOT EXISTS (SELECT 1 FROM jobq_queues WHERE name = $1 AND paused)
     ORDER BY priority DESC, run_at, id
     LIMIT $2
@@ -425,12 +426,14 @@ impl Driver for PostgresDriver {
         limit: u32,
         worker: &str,
         lease: Duration,
+        skip_kinds: &[String],
     ) -> Result<Vec<FetchedJob>, QueueError> {
         let rows = sqlx::query(FETCH)
             .bind(queue)
             .bind(i64::from(limit))
             .bind(worker)
             .bind(duration_ms(lease) as f64)
+            .bind(skip_kinds)
             .fetch_all(&self.pool)
             .await?;
         rows.iter()
@@ -465,21 +468,26 @@ impl Driver for PostgresDriver {
         Ok(())
     }
 
-    async fn extend_leases(&self, jobs: &[(i64, i32)], lease: Duration) -> Result<u64, QueueError> {
+    async fn extend_leases(
+        &self,
+        jobs: &[(i64, i32)],
+        lease: Duration,
+    ) -> Result<Vec<i64>, QueueError> {
         if jobs.is_empty() {
-            return Ok(0);
+            return Ok(Vec::new());
         }
-        let done = sqlx::query(
+        let held = sqlx::query_scalar(
             "UPDATE jobq_jobs j SET locked_until = now() + $3 * interval '1 millisecond'
              FROM unnest($1::bigint[], $2::int[]) AS u(id, attempt)
-             WHERE j.id = u.id AND j.attempt = u.attempt AND j.state = 'running'",
+             WHERE j.id = u.id AND j.attempt = u.attempt AND j.state = 'running'
+             RETURNING j.id",
         )
         .bind(jobs.iter().map(|j| j.0).collect::<Vec<_>>())
         .bind(jobs.iter().map(|j| j.1).collect::<Vec<_>>())
         .bind(duration_ms(lease) as f64)
-        .execute(&self.pool)
+        .fetch_all(&self.pool)
         .await?;
-        Ok(done.rows_affected())
+        Ok(held)
     }
 
     async fn release(&self, jobs: &[(i64, i32)]) -> Result<u64, QueueError> {
@@ -564,7 +572,7 @@ impl Driver for PostgresDriver {
             "DELETE FROM jobq_jobs WHERE id IN (
                  SELECT id FROM jobq_jobs
                  WHERE state IN ('completed', 'cancelled', 'discarded') AND finalized_at < $1
-                 LIMIT $2)",
+                 LIMIT $2 FOR UPDATE SKIP LOCKED)",
         )
         .bind(finished_before)
         .bind(i64::from(limit))

@@ -185,6 +185,7 @@ SET state = 'running', attempt = attempt + 1, attempted_at = ?3, attempted_by = 
 WHERE id IN (
     SELECT id FROM jobq_jobs
     WHERE queue = ?1 AND state IN ('available', 'scheduled', 'retrying') AND run_at <= ?3
+      AND kind NOT IN (SELECT value FROM json_each(?6))
       AND NOT EXISTS (SELECT 1 FROM jobq_queues WHERE name = ?1 AND paused)
     ORDER BY priority DESC, run_at, id
     LIMIT ?2)
@@ -403,6 +404,7 @@ impl Driver for SqliteDriver {
         limit: u32,
         worker: &str,
         lease: Duration,
+        skip_kinds: &[String],
     ) -> Result<Vec<FetchedJob>, QueueError> {
         let now = now();
         let rows = sqlx::query(FETCH)
@@ -411,6 +413,7 @@ impl Driver for SqliteDriver {
             .bind(now)
             .bind(worker)
             .bind(now + us(lease))
+            .bind(serde_json::to_string(skip_kinds).unwrap_or_else(|_| "[]".into()))
             .fetch_all(&self.pool)
             .await?;
         rows.iter()
@@ -446,22 +449,27 @@ impl Driver for SqliteDriver {
         Ok(())
     }
 
-    async fn extend_leases(&self, jobs: &[(i64, i32)], lease: Duration) -> Result<u64, QueueError> {
+    async fn extend_leases(
+        &self,
+        jobs: &[(i64, i32)],
+        lease: Duration,
+    ) -> Result<Vec<i64>, QueueError> {
         if jobs.is_empty() {
-            return Ok(0);
+            return Ok(Vec::new());
         }
-        let done = sqlx::query(
+        let held = sqlx::query_scalar(
             "UPDATE jobq_jobs SET locked_until = ?2
              FROM (SELECT json_extract(value, '$[0]') AS id, json_extract(value, '$[1]') AS attempt
                    FROM json_each(?1)) AS u
              WHERE jobq_jobs.id = u.id AND jobq_jobs.attempt = u.attempt
-               AND jobq_jobs.state = 'running'",
+               AND jobq_jobs.state = 'running'
+             RETURNING id",
         )
         .bind(id_pairs(jobs))
         .bind(now() + us(lease))
-        .execute(&self.pool)
+        .fetch_all(&self.pool)
         .await?;
-        Ok(done.rows_affected())
+        Ok(held)
     }
 
     async fn release(&self, jobs: &[(i64, i32)]) -> Result<u64, QueueError> {
