@@ -5,10 +5,13 @@
 //!
 //! The one way to expose metrics in this project is `prometheus-client`: a process builds a
 //! [`Registry`], calls [`register`] to include these families, adds its own, and renders it with
-//! [`render`] (OpenMetrics text, which Prometheus scrapes as such; see [`CONTENT_TYPE`]).
+//! [`render`] (OpenMetrics text, which Prometheus scrapes as such; see [`CONTENT_TYPE`]). The
+//! label sets every process uses are here too, and the crate is re-exported, so the other
+//! crates share one version of it.
 
 use std::sync::LazyLock;
 
+pub use prometheus_client;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -22,6 +25,26 @@ pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; cha
 pub struct KindQueue {
     pub kind: String,
     pub queue: String,
+}
+
+/// The labels of per-queue figures.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct QueueLabel {
+    pub queue: String,
+}
+
+/// The labels of queue depth.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct QueueState {
+    pub queue: String,
+    pub state: String,
+}
+
+/// The labels of outcome counts: `completed`, `retried`, `failed`, `cancelled`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct QueueOutcome {
+    pub queue: String,
+    pub outcome: String,
 }
 
 /// The labels of [`external_calls`].

@@ -15,7 +15,7 @@ use axum::http::header;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use jobs::driver::{Finish, Finished};
-use jobs::metrics::{CONTENT_TYPE, KindQueue, Registry};
+use jobs::metrics::{CONTENT_TYPE, KindQueue, QueueLabel, Registry};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -37,11 +37,6 @@ const BATCH_SIZE_BUCKETS: [f64; 12] = [
 const WRITE_BUCKETS: [f64; 12] = [
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 0.5, 2.5, 10.0,
 ];
-
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct QueueLabel {
-    pub queue: String,
-}
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OutcomeLabel {
@@ -154,6 +149,9 @@ impl WorkerMetrics {
             fetched.clone(),
         );
         let rescued = Family::<OutcomeLabel, Counter>::default();
+        for outcome in ["retried", "failed"] {
+            let _ = rescued.get_or_create(&OutcomeLabel { outcome });
+        }
         registry.register(
             "jobq_jobs_rescued",
             "Jobs whose lease had expired (their worker died) taken back by this process's \
