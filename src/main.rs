@@ -29,8 +29,10 @@ enum Command {
     Migrate,
     /// Run a worker process.
     Worker(WorkerArgs),
-    /// Migrate, then run a worker: the embedded default in one command.
+    /// Migrate, then run a worker, and the dashboard when an admin token is set.
     Up(WorkerArgs),
+    /// Serve the admin dashboard (needs JOBQ_ADMIN_TOKEN or [[admins]]).
+    Web(WebArgs),
     /// List every job kind with its queue, attempts, timeout and an example payload.
     Kinds,
     /// Enqueue one job. PAYLOAD_JSON `-` reads standard input.
@@ -64,6 +66,13 @@ pub struct WorkerArgs {
     /// Also run the engine's test kinds (for the test suite).
     #[arg(long, hide = true)]
     test_kinds: bool,
+}
+
+#[derive(Args, Clone)]
+pub struct WebArgs {
+    /// Listen on ADDR:PORT (overrides web.bind; default 127.0.0.1:8080).
+    #[arg(long, value_name = "ADDR:PORT")]
+    bind: Option<String>,
 }
 
 #[derive(Args)]
@@ -141,6 +150,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Migrate => startup::migrate(config).await,
         Command::Worker(args) => startup::worker(config, &args, false).await,
         Command::Up(args) => startup::worker(config, &args, true).await,
+        Command::Web(args) => startup::web(config, &args).await,
         Command::Kinds => admin::kinds(json),
         Command::Enqueue(args) => admin::enqueue(config, args, json).await,
         Command::Jobs(command) => admin::jobs(config, command, json).await,

@@ -10,7 +10,7 @@ use jobs::configuration::Settings;
 use workers::metrics::WorkerMetrics;
 use workers::{Registry, Runtime, RuntimeOptions, testkit};
 
-use crate::WorkerArgs;
+use crate::{WebArgs, WorkerArgs};
 
 pub fn settings(config: Option<&Path>, overrides: &[(&str, String)]) -> anyhow::Result<Settings> {
     Ok(Settings::load(config, overrides)?)
@@ -72,6 +72,11 @@ pub async fn worker(config: Option<&Path>, args: &WorkerArgs, migrate: bool) -> 
         queue.migrate().await?;
     }
     queue.check_schema().await?;
+    let dashboard = if migrate {
+        DashboardTask::start_for_up(&settings, &queue).await?
+    } else {
+        None
+    };
     if args.test_kinds {
         testkit::create_effects_table(&queue).await?;
     }
@@ -87,6 +92,9 @@ pub async fn worker(config: Option<&Path>, args: &WorkerArgs, migrate: bool) -> 
         None => None,
     };
     let result = runtime.run(shutdown_signal()).await;
+    if let Some(dashboard) = dashboard {
+        dashboard.stop().await;
+    }
     if let Some(server) = server {
         server.stop().await;
     }
@@ -166,4 +174,73 @@ pub fn config_check(config: Option<&Path>, json: bool) -> anyhow::Result<()> {
         println!("configuration is valid\n{}", settings.describe());
     }
     Ok(())
+}
+
+/// `jobq web`: the admin dashboard, until SIGTERM or SIGINT.
+pub async fn web(config: Option<&Path>, args: &WebArgs) -> anyhow::Result<()> {
+    let mut overrides = Vec::new();
+    if let Some(bind) = &args.bind {
+        overrides.push(("web.bind", bind.clone()));
+    }
+    let settings = settings_with_logs(config, &overrides)?;
+    let options = web::WebOptions::from_settings(&settings)?;
+    // Refuse an unprotected address before touching the database.
+    web::check_bind(options.bind, &options.admins)?;
+    let queue = open(&settings).await?;
+    let dashboard = web::Dashboard::bind(queue, &options).await?;
+    announce(&settings, &options, dashboard.local_addr()?);
+    dashboard.serve(shutdown_signal()).await?;
+    tracing::info!("dashboard stopped");
+    Ok(())
+}
+
+/// Prints where the dashboard is (standard output, for people and for scripts that bind
+/// port 0), and logs it.
+fn announce(settings: &Settings, options: &web::WebOptions, addr: std::net::SocketAddr) {
+    let admins: Vec<&str> = options.admins.iter().map(|a| a.name.as_str()).collect();
+    println!("dashboard listening on http://{addr}/");
+    if !settings.web.public_base_url.is_empty() {
+        println!("admins open it at {}", settings.web.public_base_url);
+    }
+    tracing::info!(%addr, admins = %admins.join(","), database = %settings.database.url,
+        "dashboard started");
+}
+
+/// The dashboard beside the worker of `jobq up`, stopped with it.
+struct DashboardTask {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<Result<(), web::WebError>>,
+}
+
+impl DashboardTask {
+    /// Started when an admin token is set; otherwise says why not and returns `None`.
+    async fn start_for_up(settings: &Settings, queue: &Queue) -> anyhow::Result<Option<Self>> {
+        let options = web::WebOptions::from_settings(settings)?;
+        if options.admins.is_empty() {
+            println!(
+                "dashboard not started: no admin token. Set JOBQ_ADMIN_TOKEN (at least {} \
+                 characters) to serve it on http://{}/ with this worker, or run `jobq web`.",
+                jobs::configuration::MIN_TOKEN_LEN,
+                options.bind
+            );
+            tracing::info!("dashboard skipped: no admin token");
+            return Ok(None);
+        }
+        let dashboard = web::Dashboard::bind(queue.clone(), &options).await?;
+        announce(settings, &options, dashboard.local_addr()?);
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(dashboard.serve(async {
+            let _ = stopped.await;
+        }));
+        Ok(Some(DashboardTask { stop, task }))
+    }
+
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        match tokio::time::timeout(Duration::from_secs(5), self.task).await {
+            Ok(Ok(Err(error))) => tracing::warn!(%error, "dashboard stopped with an error"),
+            Ok(_) => {}
+            Err(_) => tracing::warn!("dashboard requests still running after 5s; stopping anyway"),
+        }
+    }
 }
