@@ -7,12 +7,14 @@
 //! (Bearer requests need none) and is written to the audit log under the admin's name.
 //!
 //! - [`auth`]: admins, tokens compared in constant time, sessions, CSRF.
+//! - [`metrics`]: queue-level figures from the database for `GET /metrics`.
 //! - `handlers`: the routes.
 //! - `views`: the HTML, `chart`: the inline SVG throughput chart.
 
 pub mod auth;
 mod chart;
 mod handlers;
+pub mod metrics;
 mod views;
 
 use std::future::Future;
@@ -130,7 +132,7 @@ pub fn router(queue: Queue, options: &WebOptions) -> Router {
         .route("/static/live.js", get(handlers::live_js))
         .route("/healthz", get(|| async { "ok" }))
         // --- metrics: `/metrics` (Prometheus text format) is added here by web/src/metrics.rs ---
-        // .route("/metrics", get(metrics::handler))
+        .route("/metrics", get(metrics::handler))
         // --- end metrics ---
         .fallback(handlers::not_found)
         .layer(middleware::from_fn(security_headers))

@@ -1,0 +1,542 @@
+//! Metrics, parsed as Prometheus parses them: a real `jobq worker --metrics-bind` process's
+//! `GET /metrics` after real jobs ran through it, and the web process's queue-level figures read
+//! from the database, on SQLite and PostgreSQL.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use chrono::{DurationRound, Utc};
+use jobs::audit::AuditEntry;
+use jobs::driver::{JobFilter, StatCount, StatKey, WorkerInfo};
+use jobs::{EnqueueOptions, JobState, Queue};
+use prometheus_parse::{Scrape, Value};
+use support::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use workers::testkit::{FailMode, TestEffect, TestFail};
+
+on_both_backends!(
+    a_worker_serves_what_it_ran_and_stops_serving_with_it,
+    queue_metrics_come_from_the_database,
+);
+
+// ---------------------------------------------------------------------------------------------
+// Helpers
+
+/// A plain HTTP/1.1 GET, with a bearer token if given: (status code, content type, body).
+async fn get(
+    address: &str,
+    path: &str,
+    token: Option<&str>,
+) -> std::io::Result<(u16, String, String)> {
+    let mut stream = tokio::net::TcpStream::connect(address).await?;
+    let authorization = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: {address}\r\n{authorization}Connection: close\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).await?;
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).await?;
+    let response = String::from_utf8_lossy(&response).into_owned();
+    let (head, body) = response
+        .split_once("\r\n\r\n")
+        .unwrap_or((response.as_str(), ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let content_type = head
+        .lines()
+        .find_map(|l| {
+            let (name, value) = l.split_once(':')?;
+            name.eq_ignore_ascii_case("content-type")
+                .then(|| value.trim().to_string())
+        })
+        .unwrap_or_default();
+    Ok((status, content_type, body.to_string()))
+}
+
+fn parse(text: &str) -> Scrape {
+    Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).expect("the exposition parses")
+}
+
+/// The value of the sample named `metric` whose labels are exactly `labels`. OpenMetrics names
+/// a counter's family without `_total`, so the parser may see its samples as untyped.
+fn value(scrape: &Scrape, metric: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    scrape
+        .samples
+        .iter()
+        .find(|s| s.metric == metric && same_labels(&s.labels, labels))
+        .and_then(|s| match &s.value {
+            Value::Counter(v) | Value::Gauge(v) | Value::Untyped(v) => Some(*v),
+            _ => None,
+        })
+}
+
+fn same_labels(have: &prometheus_parse::Labels, want: &[(&str, &str)]) -> bool {
+    let have: BTreeMap<&str, &str> = have.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let want: BTreeMap<&str, &str> = want.iter().copied().collect();
+    have == want
+}
+
+/// The count of the histogram `metric` with these labels, from its `+Inf` bucket.
+fn histogram_count(scrape: &Scrape, metric: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    scrape
+        .samples
+        .iter()
+        .find(|s| s.metric == metric && same_labels(&s.labels, labels))
+        .and_then(|s| match &s.value {
+            Value::Histogram(buckets) => buckets
+                .iter()
+                .find(|b| b.less_than.is_infinite())
+                .map(|b| b.count),
+            _ => None,
+        })
+}
+
+/// Where the worker says it serves its metrics (it was given port 0).
+fn metrics_address(worker: &Worker) -> Option<String> {
+    let log = worker.log_text();
+    let start = log.find("serving metrics at http://")? + "serving metrics at http://".len();
+    let rest = &log[start..];
+    Some(rest[..rest.find("/metrics")?].to_string())
+}
+
+// ---------------------------------------------------------------------------------------------
+// The worker's own figures
+
+/// What the worker's `/metrics` must say once every job below has finished.
+/// A sample: its name, its labels, its value.
+type Figure = (&'static str, Vec<(&'static str, &'static str)>, f64);
+
+fn expected_worker_figures() -> Vec<Figure> {
+    let effect = vec![("kind", "test_effect"), ("queue", "test")];
+    let fail = vec![("kind", "test_fail"), ("queue", "test")];
+    let queue = vec![("queue", "test")];
+    vec![
+        // Three enqueued here, one by the worker's periodic entry.
+        ("jobq_jobs_completed_total", effect.clone(), 4.0),
+        // The retried job's second attempt.
+        ("jobq_jobs_completed_total", fail.clone(), 1.0),
+        ("jobq_jobs_retried_total", fail.clone(), 1.0),
+        ("jobq_jobs_failed_total", fail.clone(), 1.0),
+        ("jobq_jobs_cancelled_total", fail.clone(), 1.0),
+        ("jobq_job_duration_seconds_count", effect.clone(), 4.0),
+        ("jobq_job_duration_seconds_count", fail.clone(), 4.0),
+        ("jobq_fetched_jobs_total", queue.clone(), 8.0),
+        ("jobq_jobs_running", queue, 0.0),
+        ("jobq_completer_batch_size_sum", vec![], 8.0),
+        // Only the periodic job was enqueued by the worker process.
+        ("jobq_jobs_enqueued_total", effect, 1.0),
+    ]
+}
+
+async fn a_worker_serves_what_it_ran_and_stops_serving_with_it(backend: Backend) {
+    let db = TestDb::with_config(
+        backend,
+        r#"
+[[periodic]]
+name = "metrics-tick"
+kind = "test_effect"
+every = "3650d"
+"#,
+    )
+    .await;
+    let queue = db.queue().await;
+    for _ in 0..3 {
+        enqueue_effect(&queue, EnqueueOptions::default()).await;
+    }
+    for (mode, times) in [
+        (FailMode::Retry, 1),
+        (FailMode::Permanent, 0),
+        (FailMode::Cancel, 0),
+    ] {
+        let job = TestFail {
+            mode,
+            times,
+            retry_after_ms: 0,
+        };
+        queue
+            .enqueue(&job, EnqueueOptions::default())
+            .await
+            .expect("enqueue test_fail");
+    }
+
+    let mut worker = db.spawn_worker(&["--metrics-bind", "127.0.0.1:0"]);
+    let address = eventually(
+        Duration::from_secs(15),
+        "the metrics address in the log",
+        || {
+            let address = metrics_address(&worker);
+            async move { address }
+        },
+    )
+    .await;
+
+    // Every job done (4 test_effect completed, the 3 test_fail jobs in their final states).
+    eventually(Duration::from_secs(30), "every job to finish", || {
+        let queue = queue.clone();
+        async move {
+            let jobs = queue
+                .driver()
+                .list_jobs(&JobFilter::default(), 100)
+                .await
+                .ok()?;
+            let final_states = [JobState::Completed, JobState::Failed, JobState::Cancelled];
+            (jobs.len() == 7 && jobs.iter().all(|j| final_states.contains(&j.state))).then_some(())
+        }
+    })
+    .await;
+
+    // The counters follow the completer's write by a moment: poll until they agree.
+    let expected = expected_worker_figures();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let (content_type, scrape, text) = loop {
+        let (status, content_type, text) =
+            get(&address, "/metrics", None).await.expect("GET /metrics");
+        assert_eq!(status, 200, "{text}");
+        let scrape = parse(&text);
+        let wrong: Vec<String> = expected
+            .iter()
+            .filter(|(metric, labels, want)| value(&scrape, metric, labels) != Some(*want))
+            .map(|(metric, labels, want)| {
+                format!(
+                    "{metric}{labels:?}: want {want}, got {:?}",
+                    value(&scrape, metric, labels)
+                )
+            })
+            .collect();
+        if wrong.is_empty() {
+            break (content_type, scrape, text);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the worker's metrics disagree with what it ran:\n{}\n\n{text}\n\nworker log:\n{}",
+            wrong.join("\n"),
+            worker.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+
+    assert!(
+        content_type.starts_with("application/openmetrics-text"),
+        "{content_type}"
+    );
+    assert!(text.ends_with("# EOF\n"), "{text}");
+    let effect = [("kind", "test_effect"), ("queue", "test")];
+    let fail = [("kind", "test_fail"), ("queue", "test")];
+    // The histogram's buckets parse as one, and count every execution.
+    assert_eq!(
+        histogram_count(&scrape, "jobq_job_duration_seconds", &effect),
+        Some(4.0),
+        "{text}"
+    );
+    assert_eq!(
+        histogram_count(&scrape, "jobq_job_duration_seconds", &fail),
+        Some(4.0),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"jobq_job_duration_seconds_bucket{le="0.001",kind="test_effect""#)
+            && text.contains(r#"jobq_job_duration_seconds_bucket{le="300.0",kind="test_effect""#),
+        "buckets from 1 ms to 5 min: {text}"
+    );
+    // test_effect never failed: no such series, or zero.
+    for metric in [
+        "jobq_jobs_retried_total",
+        "jobq_jobs_failed_total",
+        "jobq_jobs_cancelled_total",
+    ] {
+        let v = value(&scrape, metric, &effect).unwrap_or(0.0);
+        assert_eq!(v, 0.0, "{metric} for test_effect: {text}");
+    }
+    let fetches = value(&scrape, "jobq_fetches_total", &[("queue", "test")]).unwrap_or(0.0);
+    assert!(fetches >= 1.0, "{text}");
+    let batches = value(&scrape, "jobq_completer_batch_size_count", &[]).unwrap_or(0.0);
+    assert!((1.0..=8.0).contains(&batches), "{text}");
+    // Nothing was rescued: both series are there, at zero.
+    for outcome in ["retried", "failed"] {
+        assert_eq!(
+            value(&scrape, "jobq_jobs_rescued_total", &[("outcome", outcome)]),
+            Some(0.0),
+            "{text}"
+        );
+    }
+    let (status, _, _) = get(&address, "/nothing-here", None)
+        .await
+        .expect("GET /nothing-here");
+    assert_eq!(status, 404);
+
+    // The server stops with the worker.
+    worker.terminate();
+    let status = worker.wait_exit(Duration::from_secs(20));
+    assert!(
+        status.success(),
+        "worker exited {status:?}: {}",
+        worker.log_text()
+    );
+    assert!(
+        get(&address, "/metrics", None).await.is_err(),
+        "{address} still answers after the worker exited"
+    );
+}
+
+async fn enqueue_effect(queue: &Queue, options: EnqueueOptions) -> i64 {
+    queue
+        .enqueue(&TestEffect { sleep_ms: 0 }, options)
+        .await
+        .expect("enqueue test_effect")
+        .id
+}
+
+#[tokio::test]
+async fn a_bad_metrics_address_stops_the_worker_naming_the_setting() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let out = db.jobq(&["worker", "--test-kinds", "--metrics-bind", "localhost"]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("worker.metrics_bind"), "{err}");
+    assert!(err.contains("localhost"), "{err}");
+
+    // A port already taken: the worker does not start without its metrics.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a port");
+    let address = taken.local_addr().expect("local address").to_string();
+    let out = db
+        .command(&["worker", "--test-kinds"])
+        .env("JOBQ_WORKER_METRICS_BIND", &address)
+        .output()
+        .expect("run jobq");
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!("cannot serve metrics on {address}")),
+        "{err}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Queue-level figures from the database (the web process)
+
+async fn queue_metrics_come_from_the_database(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let queue = db.queue().await;
+    let now = Utc::now();
+    let minute = now
+        .duration_trunc(chrono::Duration::minutes(1))
+        .expect("truncate to the minute");
+
+    // Two due jobs, the older waiting 90 s; one scheduled an hour out; a paused queue.
+    let past = |s: i64| EnqueueOptions {
+        run_at: Some(now - chrono::Duration::seconds(s)),
+        ..EnqueueOptions::default()
+    };
+    enqueue_effect(&queue, past(90)).await;
+    enqueue_effect(&queue, past(10)).await;
+    enqueue_effect(
+        &queue,
+        EnqueueOptions {
+            run_at: Some(now + chrono::Duration::hours(1)),
+            ..EnqueueOptions::default()
+        },
+    )
+    .await;
+    queue
+        .enqueue(&workers::testkit::Noop {}, EnqueueOptions::default())
+        .await
+        .expect("enqueue noop");
+    queue
+        .set_paused("bench", true, &AuditEntry::cli("pause", "bench"))
+        .await
+        .expect("pause bench");
+
+    // One live worker.
+    queue
+        .driver()
+        .heartbeat(&WorkerInfo {
+            id: "metrics-test-worker".to_string(),
+            host: "here".to_string(),
+            pid: 1,
+            queues: "test=1".to_string(),
+            concurrency: 1,
+            started_at: now,
+            heartbeat_at: now,
+        })
+        .await
+        .expect("heartbeat");
+
+    // Outcomes: the last complete minute, half an hour ago, this minute, and too long ago.
+    let stat = |ago: i64, kind: &str, outcome: &'static str, count: i64| {
+        (
+            StatKey {
+                minute: minute - chrono::Duration::minutes(ago),
+                queue: "test".to_string(),
+                kind: kind.to_string(),
+                outcome,
+            },
+            StatCount {
+                count,
+                duration_ms: count * 10,
+            },
+        )
+    };
+    queue
+        .driver()
+        .add_stats(&[
+            stat(1, "test_effect", "completed", 5),
+            stat(1, "test_fail", "completed", 2),
+            stat(30, "test_fail", "failed", 3),
+            stat(0, "test_fail", "retried", 4),
+            stat(120, "test_effect", "completed", 100),
+        ])
+        .await
+        .expect("add stats");
+
+    let text = web::metrics::render_queue_metrics_at(&queue, Duration::from_secs(60), now)
+        .await
+        .expect("render queue metrics");
+    let scrape = parse(&text);
+    let check = |metric: &str, labels: &[(&str, &str)], want: f64| {
+        assert_eq!(
+            value(&scrape, metric, labels),
+            Some(want),
+            "{metric}{labels:?}:\n{text}"
+        );
+    };
+    check(
+        "jobq_queue_jobs",
+        &[("queue", "test"), ("state", "available")],
+        2.0,
+    );
+    check(
+        "jobq_queue_jobs",
+        &[("queue", "test"), ("state", "scheduled")],
+        1.0,
+    );
+    check(
+        "jobq_queue_jobs",
+        &[("queue", "test"), ("state", "failed")],
+        0.0,
+    );
+    check(
+        "jobq_queue_jobs",
+        &[("queue", "bench"), ("state", "available")],
+        1.0,
+    );
+    check(
+        "jobq_queue_jobs",
+        &[("queue", "bench"), ("state", "completed")],
+        0.0,
+    );
+    check("jobq_queue_paused", &[("queue", "bench")], 1.0);
+    check("jobq_queue_paused", &[("queue", "test")], 0.0);
+    check("jobq_workers_live", &[], 1.0);
+    check(
+        "jobq_queue_outcomes_last_minute",
+        &[("queue", "test"), ("outcome", "completed")],
+        7.0,
+    );
+    check(
+        "jobq_queue_outcomes_last_minute",
+        &[("queue", "test"), ("outcome", "failed")],
+        0.0,
+    );
+    check(
+        "jobq_queue_outcomes_last_hour",
+        &[("queue", "test"), ("outcome", "completed")],
+        7.0,
+    );
+    check(
+        "jobq_queue_outcomes_last_hour",
+        &[("queue", "test"), ("outcome", "failed")],
+        3.0,
+    );
+    check(
+        "jobq_queue_outcomes_last_hour",
+        &[("queue", "test"), ("outcome", "retried")],
+        4.0,
+    );
+    let age = value(
+        &scrape,
+        "jobq_queue_oldest_available_age_seconds",
+        &[("queue", "test")],
+    )
+    .expect("the test queue's oldest age");
+    assert!((90.0..150.0).contains(&age), "oldest age {age}:\n{text}");
+    assert!(text.ends_with("# EOF\n"), "{text}");
+
+    // Served by the dashboard's router to admins only.
+    let token = "metrics-test-token-0123456789";
+    let options = web::WebOptions {
+        bind: "127.0.0.1:0".parse().expect("address"),
+        admins: vec![jobs::configuration::AdminToken {
+            name: "prometheus".to_string(),
+            token: token.to_string().into(),
+        }],
+        secure_cookie: false,
+        worker_stale_after: Duration::from_secs(60),
+        session_ttl: Duration::from_secs(3600),
+    };
+    let dashboard = web::Dashboard::bind(queue.clone(), &options)
+        .await
+        .expect("bind the dashboard");
+    let address = dashboard.local_addr().expect("local address").to_string();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(dashboard.serve(async move {
+        let _ = stopped.await;
+    }));
+    let (status, _, _) = get(&address, "/metrics", None).await.expect("GET /metrics");
+    assert_eq!(status, 401, "/metrics without a token");
+    let (status, content_type, text) = get(&address, "/metrics", Some(token))
+        .await
+        .expect("GET /metrics");
+    assert_eq!(status, 200, "{text}");
+    assert!(
+        content_type.starts_with("application/openmetrics-text"),
+        "{content_type}"
+    );
+    let served = parse(&text);
+    assert_eq!(
+        value(
+            &served,
+            "jobq_queue_jobs",
+            &[("queue", "test"), ("state", "available")]
+        ),
+        Some(2.0),
+        "{text}"
+    );
+    assert_eq!(
+        value(&served, "jobq_workers_live", &[]),
+        Some(1.0),
+        "{text}"
+    );
+    let _ = stop.send(());
+    server
+        .await
+        .expect("dashboard task")
+        .expect("dashboard stops cleanly");
+
+    // Seventy minutes on, the worker's heartbeat is stale and the outcomes have aged out.
+    let later = now + chrono::Duration::minutes(70);
+    let text = web::metrics::render_queue_metrics_at(&queue, Duration::from_secs(60), later)
+        .await
+        .expect("render queue metrics");
+    let scrape = parse(&text);
+    assert_eq!(
+        value(&scrape, "jobq_workers_live", &[]),
+        Some(0.0),
+        "{text}"
+    );
+    assert_eq!(
+        value(
+            &scrape,
+            "jobq_queue_outcomes_last_hour",
+            &[("queue", "test"), ("outcome", "completed")]
+        ),
+        None,
+        "{text}"
+    );
+}
