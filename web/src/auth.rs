@@ -152,16 +152,15 @@ pub(crate) struct Admin {
 
 impl Admin {
     /// Refuses a state-changing browser request whose form lacks the session's CSRF token.
-    pub(crate) fn check_csrf(&self, presented: Option<&str>) -> Result<(), Response> {
-        let Some(expected) = &self.csrf else {
-            return Ok(());
-        };
+    /// `Some(refusal)` for a browser request without the session's token.
+    pub(crate) fn csrf_refusal(&self, presented: Option<&str>) -> Option<Response> {
+        let expected = self.csrf.as_ref()?;
         let ok = presented.is_some_and(|p| bool::from(p.as_bytes().ct_eq(expected.as_bytes())));
         if ok {
-            Ok(())
+            None
         } else {
             tracing::warn!(admin = %self.name, "request refused: missing or wrong CSRF token");
-            Err((
+            Some((
                 StatusCode::FORBIDDEN,
                 views::message_page(
                     "Request refused",
@@ -327,18 +326,20 @@ pub(crate) async fn login(State(state): State<AppState>, Form(form): Form<LoginF
     response
 }
 
-#[derive(Deserialize)]
-pub(crate) struct CsrfForm {
-    pub(crate) csrf: Option<String>,
+/// The `csrf` field of a form body. Any body is accepted (a Bearer script may send none).
+pub(crate) fn csrf_field(body: &[u8]) -> Option<String> {
+    url::form_urlencoded::parse(body)
+        .find(|(name, _)| name == "csrf")
+        .map(|(_, value)| value.into_owned())
 }
 
 pub(crate) async fn logout(
     State(state): State<AppState>,
     admin: Admin,
     headers: HeaderMap,
-    Form(form): Form<CsrfForm>,
+    body: axum::body::Bytes,
 ) -> Response {
-    if let Err(refused) = admin.check_csrf(form.csrf.as_deref()) {
+    if let Some(refused) = admin.csrf_refusal(csrf_field(&body).as_deref()) {
         return refused;
     }
     if let Some(id) = session_cookie(&headers) {
@@ -428,13 +429,13 @@ mod tests {
             name: "alice".into(),
             csrf: Some("abc".into()),
         };
-        assert!(browser.check_csrf(Some("abc")).is_ok());
-        assert!(browser.check_csrf(Some("abd")).is_err());
-        assert!(browser.check_csrf(None).is_err());
+        assert!(browser.csrf_refusal(Some("abc")).is_none());
+        assert!(browser.csrf_refusal(Some("abd")).is_some());
+        assert!(browser.csrf_refusal(None).is_some());
         let script = Admin {
             name: "alice".into(),
             csrf: None,
         };
-        assert!(script.check_csrf(None).is_ok());
+        assert!(script.csrf_refusal(None).is_none());
     }
 }

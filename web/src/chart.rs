@@ -71,7 +71,7 @@ pub(crate) fn svg(queue: &str, minutes: &[Minute], now: DateTime<Utc>) -> Markup
         svg class="spark" width=(width) height=(HEIGHT) viewBox={"0 0 " (width) " " (HEIGHT)}
             role="img" aria-label=(label) {
             title { (label) }
-            line x1="0" y1=(HEIGHT - 0) x2=(width) y2=(HEIGHT - 0) stroke="#d0d7de" stroke-width="1" {}
+            line x1="0" y1=(HEIGHT) x2=(width) y2=(HEIGHT) stroke="#d0d7de" stroke-width="1" {}
             @for (i, m) in minutes.iter().enumerate() {
                 @let total = m.completed + m.failed + m.cancelled;
                 @if total > 0 {

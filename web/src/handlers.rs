@@ -15,7 +15,7 @@ use jobs::{JobState, Queue};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::auth::{Admin, CsrfForm};
+use crate::auth::{Admin, csrf_field};
 use crate::{AppState, chart, views};
 
 /// Jobs per page of the list.
@@ -432,9 +432,9 @@ pub(crate) async fn job_action(
     State(state): State<AppState>,
     admin: Admin,
     Path((id, action)): Path<(String, String)>,
-    Form(form): Form<CsrfForm>,
+    body: axum::body::Bytes,
 ) -> PageResult {
-    if let Err(refused) = admin.check_csrf(form.csrf.as_deref()) {
+    if let Some(refused) = admin.csrf_refusal(csrf_field(&body).as_deref()) {
         return Ok(refused);
     }
     let (Ok(id), Some(action)) = (id.parse::<i64>(), repair_action(&action)) else {
@@ -530,7 +530,7 @@ pub(crate) async fn bulk_apply(
     admin: Admin,
     Form(form): Form<BulkForm>,
 ) -> PageResult {
-    if let Err(refused) = admin.check_csrf(form.csrf.as_deref()) {
+    if let Some(refused) = admin.csrf_refusal(form.csrf.as_deref()) {
         return Ok(refused);
     }
     let Some(action) = form.action.as_deref().and_then(repair_action) else {
@@ -583,9 +583,9 @@ pub(crate) async fn queue_action(
     State(state): State<AppState>,
     admin: Admin,
     Path((name, action)): Path<(String, String)>,
-    Form(form): Form<CsrfForm>,
+    body: axum::body::Bytes,
 ) -> PageResult {
-    if let Err(refused) = admin.check_csrf(form.csrf.as_deref()) {
+    if let Some(refused) = admin.csrf_refusal(csrf_field(&body).as_deref()) {
         return Ok(refused);
     }
     let (paused, action) = match action.as_str() {

@@ -1,0 +1,695 @@
+//! The dashboard over real HTTP: a `jobq web` process on a random port, a real worker where
+//! jobs must run, on SQLite and PostgreSQL.
+
+mod support;
+mod web_support;
+
+use std::time::Duration;
+
+use jobs::JobState;
+use jobs::driver::JobFilter;
+use reqwest::StatusCode;
+use reqwest::header::{self, HeaderMap};
+use support::*;
+use web_support::*;
+
+on_both_backends!(
+    every_page_needs_an_admin,
+    state_changes_need_the_csrf_token,
+    a_script_payload_renders_inert,
+    a_failed_job_is_found_retried_and_discarded_with_audit,
+    bulk_discard_by_filter_counts_and_confirms,
+    pause_and_resume_a_queue,
+);
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("http client")
+}
+
+fn location(headers: &HeaderMap) -> String {
+    headers
+        .get(header::LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// Logs in through the form; the session cookie (`name=value`).
+async fn login(server: &WebServer, token: &str) -> String {
+    let response = client()
+        .post(server.url("/login"))
+        .form(&[("token", token), ("next", "/")])
+        .send()
+        .await
+        .expect("POST /login");
+    assert_eq!(response.status(), StatusCode::SEE_OTHER, "login");
+    let cookie = response
+        .headers()
+        .get(header::SET_COOKIE)
+        .and_then(|v| v.to_str().ok())
+        .expect("login sets a cookie")
+        .to_string();
+    for attribute in ["HttpOnly", "SameSite=Strict", "Path=/", "Max-Age="] {
+        assert!(cookie.contains(attribute), "{attribute} missing: {cookie}");
+    }
+    cookie
+        .split(';')
+        .next()
+        .expect("cookie pair")
+        .trim()
+        .to_string()
+}
+
+async fn get_page(server: &WebServer, cookie: &str, path: &str) -> (StatusCode, String) {
+    let response = client()
+        .get(server.url(path))
+        .header(header::COOKIE, cookie)
+        .header(header::ACCEPT, "text/html")
+        .send()
+        .await
+        .expect("GET");
+    let status = response.status();
+    (status, response.text().await.expect("body"))
+}
+
+/// The CSRF token in a page's forms.
+fn csrf_of(html: &str) -> String {
+    let marker = "name=\"csrf\" value=\"";
+    let start = html.find(marker).expect("a form with a CSRF token") + marker.len();
+    html[start..]
+        .split('"')
+        .next()
+        .expect("token value")
+        .to_string()
+}
+
+fn enqueue(db: &TestDb, kind: &str, payload: &str, extra: &[&str]) -> i64 {
+    let mut args = vec!["--json", "enqueue", kind, payload];
+    args.extend_from_slice(extra);
+    let out = json(&db.jobq(&args));
+    out["id"].as_i64().expect("enqueue prints an id")
+}
+
+async fn wait_for_state(db: &TestDb, id: i64, state: JobState) {
+    let queue = db.queue().await;
+    eventually(
+        Duration::from_secs(30),
+        &format!("job {id} to be {state}"),
+        || {
+            let queue = queue.clone();
+            async move {
+                let job = queue.driver().job(id).await.ok().flatten()?;
+                (job.state == state).then_some(())
+            }
+        },
+    )
+    .await;
+}
+
+async fn every_page_needs_an_admin(backend: Backend) {
+    let db = TestDb::with_config(backend, ADMINS_CONFIG).await;
+    let server = WebServer::start(&db);
+    let http = client();
+
+    // A script without a token: 401 naming the way in. A browser: sent to the login form.
+    let response = http.get(server.url("/")).send().await.expect("GET /");
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    assert!(response.headers().contains_key(header::WWW_AUTHENTICATE));
+    for path in ["/jobs?state=failed", "/jobs/1", "/audit", "/api/overview"] {
+        let response = http.get(server.url(path)).send().await.expect("GET");
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{path}");
+    }
+    let response = http
+        .get(server.url("/jobs?state=failed"))
+        .header(header::ACCEPT, "text/html")
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        location(response.headers()),
+        "/login?next=%2Fjobs%3Fstate%3Dfailed"
+    );
+
+    // Security headers on every response, the login page included.
+    let response = http.get(server.url("/login")).send().await.expect("login");
+    assert_eq!(response.status(), StatusCode::OK);
+    let h = response.headers();
+    let csp = h
+        .get(header::CONTENT_SECURITY_POLICY)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    assert!(csp.contains("script-src 'self'"), "{csp}");
+    assert!(!csp.contains("unsafe-inline"), "{csp}");
+    assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
+    assert_eq!(
+        h.get(header::X_FRAME_OPTIONS).map(|v| v.as_bytes()),
+        Some(&b"DENY"[..])
+    );
+    assert_eq!(
+        h.get(header::REFERRER_POLICY).map(|v| v.as_bytes()),
+        Some(&b"no-referrer"[..])
+    );
+
+    // Wrong tokens are refused, by Bearer and by the form, and set no cookie.
+    let response = http
+        .get(server.url("/"))
+        .bearer_auth("admin-token-0123456789abcdeX")
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    let response = http
+        .post(server.url("/login"))
+        .form(&[("token", "not-the-token-at-all"), ("next", "/")])
+        .send()
+        .await
+        .expect("POST /login");
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    assert!(!response.headers().contains_key(header::SET_COOKIE));
+    let body = response.text().await.expect("body");
+    assert!(
+        !body.contains("not-the-token-at-all"),
+        "the token is echoed"
+    );
+    // A forged session cookie is no session.
+    let (status, _) = get_page(&server, "jobq_session=00ff", "/").await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+
+    // The right tokens: Bearer for scripts, the form for browsers; each admin by name.
+    let response = http
+        .get(server.url("/api/overview"))
+        .bearer_auth(ALICE_TOKEN)
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(response.status(), StatusCode::OK);
+    let cookie = login(&server, ALICE_TOKEN).await;
+    let (status, html) = get_page(&server, &cookie, "/").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        html.contains("Signed in as <strong>alice</strong>"),
+        "{html}"
+    );
+    let cookie = login(&server, ADMIN_TOKEN).await;
+    let (status, html) = get_page(&server, &cookie, "/").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("Signed in as <strong>admin</strong>"));
+    // No token is ever rendered.
+    assert!(!html.contains(ADMIN_TOKEN) && !html.contains(ALICE_TOKEN));
+
+    // Logging out ends the session (with its CSRF token).
+    let response = http
+        .post(server.url("/logout"))
+        .header(header::COOKIE, &cookie)
+        .form(&[("csrf", csrf_of(&html).as_str())])
+        .send()
+        .await
+        .expect("logout");
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    let (status, _) = get_page(&server, &cookie, "/").await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "the session outlived logout");
+
+    let log = server.log_text();
+    assert!(
+        !log.contains(ADMIN_TOKEN) && !log.contains(ALICE_TOKEN),
+        "token in the log"
+    );
+}
+
+async fn state_changes_need_the_csrf_token(backend: Backend) {
+    let db = TestDb::with_config(backend, ADMINS_CONFIG).await;
+    let id = enqueue(&db, "test_effect", "{}", &[]);
+    let server = WebServer::start(&db);
+    let http = client();
+    let cookie = login(&server, ALICE_TOKEN).await;
+    let (_, html) = get_page(&server, &cookie, &format!("/jobs/{id}")).await;
+    let csrf = csrf_of(&html);
+
+    for form in [vec![], vec![("csrf", "0".repeat(64))]] {
+        let response = http
+            .post(server.url(&format!("/jobs/{id}/cancel")))
+            .header(header::COOKIE, &cookie)
+            .form(&form)
+            .send()
+            .await
+            .expect("POST");
+        assert_eq!(response.status(), StatusCode::FORBIDDEN, "{form:?}");
+        let response = http
+            .post(server.url("/queues/test/pause"))
+            .header(header::COOKIE, &cookie)
+            .form(&form)
+            .send()
+            .await
+            .expect("POST");
+        assert_eq!(response.status(), StatusCode::FORBIDDEN, "{form:?}");
+    }
+    // Reading pages never changes anything; GET on an action is no action.
+    let response = http
+        .get(server.url(&format!("/jobs/{id}/cancel")))
+        .header(header::COOKIE, &cookie)
+        .send()
+        .await
+        .expect("GET");
+    assert_ne!(response.status(), StatusCode::SEE_OTHER);
+    let queue = db.queue().await;
+    assert_eq!(db.job(&queue, id).await.state, JobState::Available);
+    assert!(
+        queue
+            .driver()
+            .queues()
+            .await
+            .expect("queues")
+            .iter()
+            .all(|q| !q.paused)
+    );
+    assert!(
+        queue
+            .driver()
+            .audit_log(10)
+            .await
+            .expect("audit")
+            .is_empty()
+    );
+
+    // With the session's token it works; a Bearer script needs none.
+    let response = http
+        .post(server.url(&format!("/jobs/{id}/cancel")))
+        .header(header::COOKIE, &cookie)
+        .form(&[("csrf", csrf.as_str())])
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        location(response.headers()),
+        format!("/jobs/{id}?done=cancel&changed=1&skipped=0")
+    );
+    assert_eq!(db.job(&queue, id).await.state, JobState::Cancelled);
+    let response = http
+        .post(server.url(&format!("/jobs/{id}/retry")))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    assert_eq!(db.job(&queue, id).await.state, JobState::Available);
+    let audit = queue.driver().audit_log(10).await.expect("audit");
+    let seen: Vec<(&str, &str, &str)> = audit
+        .iter()
+        .map(|a| (a.actor.as_str(), a.surface.as_str(), a.action.as_str()))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("admin", "dashboard", "retry"),
+            ("alice", "dashboard", "cancel")
+        ]
+    );
+}
+
+async fn a_script_payload_renders_inert(backend: Backend) {
+    let db = TestDb::with_config(backend, ADMINS_CONFIG).await;
+    let evil = "<script>alert(\"pwned\")</script><img src=x onerror=alert(1)>";
+    let payload = serde_json::json!({"user": {"platform": "telegram", "id": 42}, "text": evil});
+    let key = "<b>key</b>\"'";
+    let id = enqueue(&db, "send_dm", &payload.to_string(), &["--key", key]);
+    let unknown = enqueue(
+        &db,
+        "test_fail",
+        r#"{"mode":"permanent"}"#,
+        &["--queue", "evil-queue"],
+    );
+    let server = WebServer::start(&db);
+    let cookie = login(&server, ADMIN_TOKEN).await;
+    for path in [
+        format!("/jobs/{id}"),
+        format!("/jobs/{unknown}"),
+        "/jobs".to_string(),
+        "/".to_string(),
+        format!("/jobs?q={}", "%3Cscript%3Ealert(1)%3C%2Fscript%3E"),
+        format!("/jobs?kind={}", "%3Cscript%3Ealert(2)%3C%2Fscript%3E"),
+    ] {
+        let (status, html) = get_page(&server, &cookie, &path).await;
+        assert_eq!(status, StatusCode::OK, "{path}");
+        assert!(!html.contains("<script>alert"), "{path}: live script");
+        assert!(!html.contains("<img src=x"), "{path}: live image");
+        assert!(!html.contains("<b>key</b>"), "{path}: live markup");
+        assert!(
+            !html.contains("onerror=alert(1)>"),
+            "{path}: live attribute"
+        );
+    }
+    let (_, html) = get_page(&server, &cookie, &format!("/jobs/{id}")).await;
+    assert!(
+        html.contains("&lt;script&gt;alert"),
+        "the payload is shown escaped"
+    );
+    assert!(
+        html.contains("&lt;b&gt;key&lt;/b&gt;"),
+        "the key is shown escaped"
+    );
+    let (_, html) = get_page(
+        &server,
+        &cookie,
+        "/jobs?q=%3Cscript%3Ealert(1)%3C%2Fscript%3E",
+    )
+    .await;
+    assert!(html.contains("&lt;script&gt;alert(1)"), "{html}");
+}
+
+async fn a_failed_job_is_found_retried_and_discarded_with_audit(backend: Backend) {
+    let db = TestDb::with_config(backend, ADMINS_CONFIG).await;
+    let _worker = db.spawn_worker(&[]);
+    let flaky = enqueue(
+        &db,
+        "test_fail",
+        r#"{"mode":"permanent","times":1}"#,
+        &["--key", "order-17"],
+    );
+    let broken = enqueue(&db, "test_fail", r#"{"mode":"permanent","times":0}"#, &[]);
+    let fine = enqueue(&db, "test_effect", "{}", &[]);
+    wait_for_state(&db, flaky, JobState::Failed).await;
+    wait_for_state(&db, broken, JobState::Failed).await;
+    wait_for_state(&db, fine, JobState::Completed).await;
+
+    let server = WebServer::start(&db);
+    let http = client();
+    let cookie = login(&server, ALICE_TOKEN).await;
+    let (status, html) = get_page(&server, &cookie, "/jobs?state=failed&queue=test&kind=").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains(&format!("href=\"/jobs/{flaky}\"")), "{html}");
+    assert!(html.contains(&format!("href=\"/jobs/{broken}\"")));
+    assert!(
+        !html.contains(&format!("href=\"/jobs/{fine}\"")),
+        "a completed job listed as failed"
+    );
+    assert!(html.contains("<strong>2</strong> jobs"), "{html}");
+
+    // Search by key and by id go straight to the job.
+    let (status, _) = get_page(&server, &cookie, "/jobs?q=order-17").await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let response = http
+        .get(server.url(&format!("/jobs?q=%23{flaky}")))
+        .header(header::COOKIE, &cookie)
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(location(response.headers()), format!("/jobs/{flaky}"));
+
+    // The job's page: its attempt with worker, duration and error; its key.
+    let (_, html) = get_page(&server, &cookie, &format!("/jobs/{flaky}")).await;
+    assert!(html.contains("Attempt 1"), "{html}");
+    assert!(html.contains("permanent"), "the error is shown: {html}");
+    assert!(html.contains("order-17"));
+    assert!(html.contains(" ms"));
+    let csrf = csrf_of(&html);
+
+    let response = http
+        .post(server.url(&format!("/jobs/{flaky}/retry")))
+        .header(header::COOKIE, &cookie)
+        .form(&[("csrf", csrf.as_str())])
+        .send()
+        .await
+        .expect("retry");
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    wait_for_state(&db, flaky, JobState::Completed).await;
+    let (_, html) = get_page(
+        &server,
+        &cookie,
+        &format!("/jobs/{flaky}?done=retry&changed=1&skipped=0"),
+    )
+    .await;
+    assert!(html.contains("Retried 1 job."), "{html}");
+    assert!(html.contains("s-completed"), "{html}");
+
+    let response = http
+        .post(server.url(&format!("/jobs/{broken}/discard")))
+        .header(header::COOKIE, &cookie)
+        .form(&[("csrf", csrf.as_str())])
+        .send()
+        .await
+        .expect("discard");
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    let queue = db.queue().await;
+    assert_eq!(db.job(&queue, broken).await.state, JobState::Discarded);
+    // Discarding a completed job changes nothing, and says so.
+    let response = http
+        .post(server.url(&format!("/jobs/{fine}/discard")))
+        .header(header::COOKIE, &cookie)
+        .form(&[("csrf", csrf.as_str())])
+        .send()
+        .await
+        .expect("discard");
+    assert_eq!(
+        location(response.headers()),
+        format!("/jobs/{fine}?done=discard&changed=0&skipped=1")
+    );
+    assert_eq!(db.job(&queue, fine).await.state, JobState::Completed);
+
+    let audit = queue.driver().audit_log(10).await.expect("audit");
+    let seen: Vec<(&str, &str, &str, String, i64)> = audit
+        .iter()
+        .map(|a| {
+            (
+                a.actor.as_str(),
+                a.surface.as_str(),
+                a.action.as_str(),
+                a.target.clone(),
+                a.count,
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("alice", "dashboard", "discard", format!("jobs {fine}"), 0),
+            ("alice", "dashboard", "discard", format!("jobs {broken}"), 1),
+            ("alice", "dashboard", "retry", format!("jobs {flaky}"), 1),
+        ]
+    );
+    // And the audit log is on the page.
+    let (_, html) = get_page(&server, &cookie, "/audit").await;
+    assert!(html.contains(&format!("jobs {broken}")), "{html}");
+    assert!(html.contains("<strong>alice</strong>"));
+}
+
+async fn bulk_discard_by_filter_counts_and_confirms(backend: Backend) {
+    let db = TestDb::with_config(backend, ADMINS_CONFIG).await;
+    let worker = db.spawn_worker(&[]);
+    let failed: Vec<i64> = (0..3)
+        .map(|_| enqueue(&db, "test_fail", r#"{"mode":"permanent"}"#, &[]))
+        .collect();
+    for id in &failed {
+        wait_for_state(&db, *id, JobState::Failed).await;
+    }
+    drop(worker);
+    // Not matched: a job of another queue, and a job of the same queue that is not failed.
+    let other = enqueue(
+        &db,
+        "test_fail",
+        r#"{"mode":"permanent"}"#,
+        &["--queue", "other"],
+    );
+    let waiting = enqueue(&db, "test_effect", "{}", &[]);
+    let queue = db.queue().await;
+    let failed_in_test = JobFilter {
+        state: Some(JobState::Failed),
+        queue: Some("test".into()),
+        ..JobFilter::default()
+    };
+    assert_eq!(
+        queue
+            .driver()
+            .count_matching(&failed_in_test)
+            .await
+            .expect("count"),
+        3
+    );
+    let server = WebServer::start(&db);
+    let http = client();
+    let cookie = login(&server, ADMIN_TOKEN).await;
+
+    // A bulk action needs a filter.
+    let (status, _) = get_page(&server, &cookie, "/jobs/bulk?action=discard").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+
+    let (status, html) = get_page(
+        &server,
+        &cookie,
+        "/jobs/bulk?action=discard&state=failed&queue=test",
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("Discard 3 jobs?"), "{html}");
+    let csrf = csrf_of(&html);
+    let upto = failed.iter().max().copied().unwrap_or_default().to_string();
+
+    // Without the CSRF token: refused, nothing changed.
+    let form = |csrf: Option<&str>| {
+        let mut f = vec![
+            ("action", "discard".to_string()),
+            ("state", "failed".to_string()),
+            ("queue", "test".to_string()),
+            ("upto", upto.clone()),
+        ];
+        if let Some(c) = csrf {
+            f.push(("csrf", c.to_string()));
+        }
+        f
+    };
+    let response = http
+        .post(server.url("/jobs/bulk"))
+        .header(header::COOKIE, &cookie)
+        .form(&form(None))
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    assert_eq!(db.job(&queue, failed[0]).await.state, JobState::Failed);
+
+    // A job failing after the confirmation was shown is not part of it.
+    let late = enqueue(&db, "test_fail", r#"{"mode":"permanent"}"#, &[]);
+    let response = http
+        .post(server.url("/jobs/bulk"))
+        .header(header::COOKIE, &cookie)
+        .form(&form(Some(&csrf)))
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        location(response.headers()),
+        "/jobs?state=failed&queue=test&done=discard&changed=3&skipped=0"
+    );
+    for id in &failed {
+        assert_eq!(db.job(&queue, *id).await.state, JobState::Discarded);
+    }
+    assert_eq!(db.job(&queue, other).await.state, JobState::Available);
+    assert_eq!(db.job(&queue, waiting).await.state, JobState::Available);
+    assert_eq!(db.job(&queue, late).await.state, JobState::Available);
+    assert_eq!(
+        queue
+            .driver()
+            .count_matching(&failed_in_test)
+            .await
+            .expect("count"),
+        0
+    );
+    let audit = queue.driver().audit_log(10).await.expect("audit");
+    assert_eq!(audit.len(), 1, "{audit:?}");
+    assert_eq!(audit[0].actor, "admin");
+    assert_eq!(audit[0].surface, "dashboard");
+    assert_eq!(audit[0].action, "discard");
+    assert_eq!(audit[0].count, 3);
+    assert!(
+        audit[0]
+            .target
+            .starts_with("jobs matching state=failed queue=test kind=*: jobs "),
+        "{}",
+        audit[0].target
+    );
+    let (_, html) = get_page(
+        &server,
+        &cookie,
+        "/jobs?state=failed&queue=test&done=discard&changed=3&skipped=0",
+    )
+    .await;
+    assert!(html.contains("Discarded 3 jobs."), "{html}");
+}
+
+async fn pause_and_resume_a_queue(backend: Backend) {
+    let db = TestDb::with_config(backend, ADMINS_CONFIG).await;
+    let _worker = db.spawn_worker(&[]);
+    let server = WebServer::start(&db);
+    let http = client();
+    let cookie = login(&server, ALICE_TOKEN).await;
+    let (_, html) = get_page(&server, &cookie, "/").await;
+    let csrf = csrf_of(&html);
+    let queue = db.queue().await;
+
+    let response = http
+        .post(server.url("/queues/test/pause"))
+        .header(header::COOKIE, &cookie)
+        .form(&[("csrf", csrf.as_str())])
+        .send()
+        .await
+        .expect("pause");
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    let paused = |queue: jobs::Queue| async move {
+        queue
+            .driver()
+            .queues()
+            .await
+            .expect("queues")
+            .iter()
+            .any(|q| q.name == "test" && q.paused)
+    };
+    assert!(paused(queue.clone()).await);
+    // A paused queue's jobs wait.
+    let id = enqueue(&db, "test_effect", "{}", &[]);
+    let (_, html) = get_page(&server, &cookie, "/").await;
+    assert!(html.contains("Resume"), "{html}");
+    assert!(html.contains("badge s-paused"), "{html}");
+    assert_eq!(db.job(&queue, id).await.state, JobState::Available);
+
+    let response = http
+        .post(server.url("/queues/test/resume"))
+        .header(header::COOKIE, &cookie)
+        .form(&[("csrf", csrf.as_str())])
+        .send()
+        .await
+        .expect("resume");
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    assert!(!paused(queue.clone()).await);
+    wait_for_state(&db, id, JobState::Completed).await;
+
+    let audit = queue.driver().audit_log(10).await.expect("audit");
+    let seen: Vec<(&str, &str, &str)> = audit
+        .iter()
+        .map(|a| (a.actor.as_str(), a.action.as_str(), a.target.as_str()))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("alice", "resume", "queue test"),
+            ("alice", "pause", "queue test")
+        ]
+    );
+    let (_, html) = get_page(&server, &cookie, "/").await;
+    assert!(
+        html.contains("queue test"),
+        "the audit log is on the overview"
+    );
+}
+
+#[test]
+fn refuses_a_public_address_without_a_token() {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let db = runtime.block_on(TestDb::new(Backend::Sqlite));
+    let out = db.jobq(&["web", "--bind", "0.0.0.0:0"]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("not a loopback address"), "{err}");
+    assert!(err.contains("JOBQ_ADMIN_TOKEN"), "{err}");
+    // Nor on loopback: no one could log in.
+    let out = db.jobq(&["web"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("no admin token"), "{}", stderr(&out));
+    // A weak token is refused, naming its variable and not its value.
+    let out = db
+        .command(&["web", "--bind", "127.0.0.1:0"])
+        .env("JOBQ_ADMIN_TOKEN", "short")
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("JOBQ_ADMIN_TOKEN") && err.contains("too weak"),
+        "{err}"
+    );
+    assert!(!err.contains("short"), "{err}");
+}
