@@ -409,6 +409,16 @@ async fn stats_of(queue: &Queue, settings: &Settings, json: bool) -> anyhow::Res
             .entry(c.state.as_str())
             .or_default() += c.count;
     }
+    // Outcomes of the last hour, from the per-minute counts the workers write.
+    let mut last_hour: BTreeMap<String, BTreeMap<String, i64>> = BTreeMap::new();
+    let hour_ago = chrono::Utc::now() - chrono::Duration::hours(1);
+    for o in queue.driver().outcome_series(hour_ago).await? {
+        *last_hour
+            .entry(o.queue)
+            .or_default()
+            .entry(o.outcome)
+            .or_default() += o.count;
+    }
     let rows: Vec<Value> = per_queue
         .iter()
         .map(|(name, states)| {
@@ -418,6 +428,7 @@ async fn stats_of(queue: &Queue, settings: &Settings, json: bool) -> anyhow::Res
                 "paused": info.is_some_and(|i| i.paused),
                 "oldest_available_age_s": info.and_then(|i| i.oldest_available_age_s),
                 "counts": states,
+                "last_hour": last_hour.get(name).cloned().unwrap_or_default(),
             })
         })
         .collect();
@@ -437,6 +448,10 @@ async fn stats_of(queue: &Queue, settings: &Settings, json: bool) -> anyhow::Res
             .unwrap_or_default();
         let states: Vec<String> = states.iter().map(|(s, n)| format!("{s}={n}")).collect();
         println!("{name}{paused}: {}{oldest}", states.join(" "));
+        if let Some(outcomes) = last_hour.get(name) {
+            let outcomes: Vec<String> = outcomes.iter().map(|(o, n)| format!("{o}={n}")).collect();
+            println!("  last hour: {}", outcomes.join(" "));
+        }
     }
     println!("{} live worker(s)", workers.len());
     for w in &workers {

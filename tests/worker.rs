@@ -31,6 +31,7 @@ on_both_backends!(
     a_worker_is_listed_while_running_and_gone_after_shutdown,
     kinds_without_a_handler_here_are_left_for_other_workers,
     a_running_job_cannot_be_cancelled_and_runs_to_completion,
+    stats_show_the_last_hours_outcomes_per_queue,
 );
 
 // ---------------------------------------------------------------------------------------------
@@ -929,4 +930,48 @@ async fn a_running_job_cannot_be_cancelled_and_runs_to_completion(backend: Backe
     .await;
     assert_eq!(job.attempts, 1);
     assert_eq!(db.effects(&queue).await, [(id, 1)]);
+}
+
+async fn stats_show_the_last_hours_outcomes_per_queue(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let queue = db.queue().await;
+    let ok1 = enqueue(&db, "test_effect", "{}", &[]);
+    let ok2 = enqueue(&db, "test_effect", "{}", &[]);
+    let bad = enqueue(&db, "test_fail", r#"{"mode":"permanent"}"#, &[]);
+    let mut worker = db.spawn_worker(&[]);
+    for id in [ok1, ok2] {
+        wait_job(
+            &db,
+            &queue,
+            id,
+            Duration::from_secs(15),
+            "completed",
+            &[&worker],
+            is(JobState::Completed),
+        )
+        .await;
+    }
+    wait_job(
+        &db,
+        &queue,
+        bad,
+        Duration::from_secs(15),
+        "failed",
+        &[&worker],
+        is(JobState::Failed),
+    )
+    .await;
+    // A graceful stop writes the counts still in memory.
+    worker.terminate();
+    assert!(worker.wait_exit(Duration::from_secs(15)).success());
+    let stats = json(&db.jobq(&["--json", "stats"]));
+    let test_queue = stats["queues"]
+        .as_array()
+        .and_then(|queues| queues.iter().find(|q| q["queue"] == "test"))
+        .unwrap_or_else(|| panic!("no test queue in {stats}"));
+    assert_eq!(
+        test_queue["last_hour"],
+        serde_json::json!({"completed": 2, "failed": 1}),
+        "{stats}"
+    );
 }
