@@ -6,7 +6,7 @@ use jobs::driver::OutcomeCount;
 use maud::{Markup, html};
 
 pub(crate) const MINUTES: usize = 60;
-const BAR: usize = 3;
+const BAR: usize = 2;
 const HEIGHT: i64 = 36;
 
 /// One minute of one queue.
@@ -86,9 +86,9 @@ pub(crate) fn svg(queue: &str, minutes: &[Minute], now: DateTime<Utc>) -> Markup
                             (m.failed) " failed attempts"
                             @if m.cancelled > 0 { ", " (m.cancelled) " cancelled" }
                         }
-                        rect x=(x) y=(HEIGHT - ok_h) width=(BAR - 1) height=(ok_h) fill="#2da44e" {}
-                        rect x=(x) y=(HEIGHT - ok_h - bad_h) width=(BAR - 1) height=(bad_h) fill="#cf222e" {}
-                        rect x=(x) y=(HEIGHT - ok_h - bad_h - other_h) width=(BAR - 1) height=(other_h) fill="#8c959f" {}
+                        rect x=(x) y=(HEIGHT - ok_h) width=(BAR) height=(ok_h) fill="#2da44e" {}
+                        rect x=(x) y=(HEIGHT - ok_h - bad_h) width=(BAR) height=(bad_h) fill="#cf222e" {}
+                        rect x=(x) y=(HEIGHT - ok_h - bad_h - other_h) width=(BAR) height=(other_h) fill="#8c959f" {}
                     }
                 }
             }

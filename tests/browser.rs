@@ -1,0 +1,388 @@
+//! The dashboard in a real headless Chromium (driven through chromedriver), against `jobq web`
+//! and a real worker, on SQLite and PostgreSQL: log in, find a failed job by filter, read its
+//! attempts, retry it and see it complete, bulk-discard by filter, pause and resume a queue, and
+//! a `<script>` payload that stays text. Screenshots go to target/screenshots/, and to docs/
+//! when JOBQ_UPDATE_SCREENSHOTS=1.
+//!
+//! Needs Debian's `chromium` and `chromium-driver` (/usr/bin/chromium, /usr/bin/chromedriver);
+//! scripts/test installs them when missing.
+
+mod support;
+mod web_support;
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use jobs::JobState;
+use serde_json::json;
+use support::*;
+use web_support::*;
+
+on_both_backends!(the_dashboard_in_a_browser);
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+
+struct Chromedriver {
+    child: Child,
+    url: String,
+    profile: tempfile::TempDir,
+}
+
+impl Drop for Chromedriver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+async fn start_chromedriver() -> Chromedriver {
+    for path in [CHROMIUM, CHROMEDRIVER] {
+        assert!(
+            std::path::Path::new(path).exists(),
+            "{path} is missing: install Debian's chromium and chromium-driver \
+             (scripts/test does: apt-get install chromium chromium-driver)"
+        );
+    }
+    let port = free_port();
+    let child = Command::new(CHROMEDRIVER)
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start chromedriver");
+    let url = format!("http://127.0.0.1:{port}");
+    let driver = Chromedriver {
+        child,
+        url: url.clone(),
+        profile: tempfile::tempdir().expect("profile dir"),
+    };
+    let http = reqwest::Client::new();
+    eventually(Duration::from_secs(20), "chromedriver to answer", || {
+        let request = http.get(format!("{url}/status")).send();
+        async move { request.await.ok().filter(|r| r.status().is_success()) }
+    })
+    .await;
+    driver
+}
+
+async fn browser(driver: &Chromedriver) -> Client {
+    let args = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-dev-shm-usage",
+        "--window-size=1440,1000",
+        &format!("--user-data-dir={}", driver.profile.path().display()),
+    ];
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "goog:chromeOptions".to_string(),
+        json!({ "binary": CHROMIUM, "args": args }),
+    );
+    let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+    ClientBuilder::new(connector)
+        .capabilities(caps)
+        .connect(&driver.url)
+        .await
+        .expect("a Chromium session")
+}
+
+/// Waits until the page's text contains `text` (the page may still be loading or refreshing).
+async fn wait_for_text(client: &Client, text: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let body = client
+            .find(Locator::Css("body"))
+            .await
+            .ok()
+            .map(|b| async move { b.text().await.ok() });
+        if let Some(fut) = body
+            && let Some(body) = fut.await
+            && body.contains(text)
+        {
+            return body;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {text:?} on {}",
+            client
+                .current_url()
+                .await
+                .map(|u| u.to_string())
+                .unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn screenshot(client: &Client, backend: Backend, name: &str) {
+    let png = client.screenshot().await.expect("screenshot");
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/screenshots");
+    std::fs::create_dir_all(&dir).expect("screenshot dir");
+    std::fs::write(
+        dir.join(format!("{backend:?}-{name}.png").to_lowercase()),
+        &png,
+    )
+    .expect("write screenshot");
+    if backend == Backend::Sqlite && std::env::var("JOBQ_UPDATE_SCREENSHOTS").as_deref() == Ok("1")
+    {
+        let docs = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("docs");
+        std::fs::write(docs.join(format!("{name}.png")), &png).expect("write docs screenshot");
+    }
+}
+
+fn enqueue(db: &TestDb, kind: &str, payload: &str, extra: &[&str]) -> i64 {
+    let mut args = vec!["--json", "enqueue", kind, payload];
+    args.extend_from_slice(extra);
+    json(&db.jobq(&args))["id"]
+        .as_i64()
+        .expect("enqueue prints an id")
+}
+
+async fn wait_for_state(db: &TestDb, id: i64, state: JobState) {
+    let queue = db.queue().await;
+    eventually(
+        Duration::from_secs(30),
+        &format!("job {id} to be {state}"),
+        || {
+            let queue = queue.clone();
+            async move {
+                let job = queue.driver().job(id).await.ok().flatten()?;
+                (job.state == state).then_some(())
+            }
+        },
+    )
+    .await;
+}
+
+async fn click(client: &Client, css: &str) {
+    client
+        .find(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("no {css}: {e}"))
+        .click()
+        .await
+        .unwrap_or_else(|e| panic!("click {css}: {e}"));
+}
+
+async fn the_dashboard_in_a_browser(backend: Backend) {
+    let db = TestDb::with_config(backend, ADMINS_CONFIG).await;
+    let _worker = db.spawn_worker(&[]);
+    // Real work for the chart, a job that fails once for good, three that always fail.
+    let done: Vec<i64> = (0..6)
+        .map(|_| enqueue(&db, "test_effect", "{}", &[]))
+        .collect();
+    let flaky = enqueue(
+        &db,
+        "test_fail",
+        r#"{"mode":"permanent","times":1}"#,
+        &["--key", "order-17"],
+    );
+    let broken: Vec<i64> = (0..3)
+        .map(|_| enqueue(&db, "test_fail", r#"{"mode":"permanent"}"#, &[]))
+        .collect();
+    let evil = enqueue(
+        &db,
+        "send_dm",
+        &json!({"user": {"platform": "telegram", "id": 42},
+                "text": "<script>document.title='pwned'</script><img src=x onerror=\"document.title='pwned'\">"})
+        .to_string(),
+        &[],
+    );
+    for id in &done {
+        wait_for_state(&db, *id, JobState::Completed).await;
+    }
+    wait_for_state(&db, flaky, JobState::Failed).await;
+    for id in &broken {
+        wait_for_state(&db, *id, JobState::Failed).await;
+    }
+    // The completer writes outcome counts every few seconds: wait for them, for the chart.
+    let stats = db.queue().await;
+    eventually(
+        Duration::from_secs(30),
+        "outcome counts for the chart",
+        || {
+            let stats = stats.clone();
+            async move {
+                let since = chrono::Utc::now() - chrono::Duration::hours(1);
+                let rows = stats.driver().outcome_series(since).await.ok()?;
+                let completed: i64 = rows
+                    .iter()
+                    .filter(|r| r.outcome == "completed")
+                    .map(|r| r.count)
+                    .sum();
+                let failed: i64 = rows
+                    .iter()
+                    .filter(|r| r.outcome == "failed")
+                    .map(|r| r.count)
+                    .sum();
+                (completed >= 6 && failed >= 4).then_some(())
+            }
+        },
+    )
+    .await;
+    let server = WebServer::start(&db);
+    let driver = start_chromedriver().await;
+    let client = browser(&driver).await;
+
+    // Log in: the overview sends us to the form, the form back to the overview.
+    client.goto(&server.url("/")).await.expect("open");
+    wait_for_text(&client, "Admin token").await;
+    client
+        .find(Locator::Css("#token"))
+        .await
+        .expect("token field")
+        .send_keys(ALICE_TOKEN)
+        .await
+        .expect("type token");
+    click(&client, "form button[type=submit]").await;
+    let overview = wait_for_text(&client, "Signed in as alice").await;
+    assert!(overview.contains("Queues"), "{overview}");
+    assert!(overview.to_lowercase().contains("live workers"));
+    assert!(
+        overview.contains("6 done") || overview.contains("6\ndone"),
+        "the last hour's completions: {overview}"
+    );
+    let bars = client
+        .execute(
+            "return document.querySelectorAll('svg.spark rect').length",
+            vec![],
+        )
+        .await
+        .expect("js");
+    assert!(bars.as_u64().unwrap_or(0) > 0, "the chart has bars");
+    let cookies = client.get_all_cookies().await.expect("cookies");
+    let session = cookies
+        .iter()
+        .find(|c| c.name() == "jobq_session")
+        .expect("session cookie");
+    assert_eq!(session.http_only(), Some(true), "the cookie is HttpOnly");
+    assert_eq!(
+        client
+            .execute("return document.cookie", vec![])
+            .await
+            .expect("js"),
+        json!(""),
+        "scripts cannot read the session cookie"
+    );
+    screenshot(&client, backend, "dashboard-overview").await;
+
+    // Find the failed job with the filter form, open it, read its attempt.
+    click(&client, "header nav a[href='/jobs']").await;
+    wait_for_text(&client, "Find a job").await;
+    client
+        .find(Locator::Css("select[name=state]"))
+        .await
+        .expect("state select")
+        .select_by_value("failed")
+        .await
+        .expect("choose failed");
+    client
+        .find(Locator::Css("select[name=queue]"))
+        .await
+        .expect("queue select")
+        .select_by_value("test")
+        .await
+        .expect("choose test");
+    click(&client, "form.filters button.primary").await;
+    let list = wait_for_text(&client, "4 jobs matching").await;
+    assert!(list.contains(&format!("#{flaky}")), "{list}");
+    click(&client, &format!("a[href='/jobs/{flaky}']")).await;
+    let page = wait_for_text(&client, "Attempt 1").await;
+    assert!(page.contains("permanent"), "the error is shown: {page}");
+    assert!(page.contains("order-17"), "the key is shown");
+    assert!(page.contains("Failed after 1 attempt"), "{page}");
+    screenshot(&client, backend, "dashboard-failed-job").await;
+
+    // Retry it: the worker runs it again and it completes.
+    click(
+        &client,
+        &format!("form[action='/jobs/{flaky}/retry'] button"),
+    )
+    .await;
+    wait_for_text(&client, "Retried 1 job.").await;
+    wait_for_state(&db, flaky, JobState::Completed).await;
+    client.refresh().await.expect("reload");
+    let page = wait_for_text(&client, "Completed on attempt 2").await;
+    assert!(page.contains("completed"), "{page}");
+
+    // Bulk-discard the three that always fail: the count, the confirmation, the result.
+    client
+        .goto(&server.url("/jobs?state=failed&queue=test"))
+        .await
+        .expect("open list");
+    wait_for_text(&client, "3 jobs matching").await;
+    click(&client, "a.button.danger").await;
+    wait_for_text(&client, "Discard 3 jobs?").await;
+    click(&client, "form.confirm button[type=submit]").await;
+    wait_for_text(&client, "Discarded 3 jobs.").await;
+    let queue = db.queue().await;
+    for id in &broken {
+        assert_eq!(db.job(&queue, *id).await.state, JobState::Discarded);
+    }
+
+    // Pause the queue from the overview, then resume it.
+    client.goto(&server.url("/")).await.expect("overview");
+    wait_for_text(&client, "Queues").await;
+    click(&client, "form[action='/queues/test/pause'] button").await;
+    wait_for_text(&client, "Queue paused").await;
+    let paused = |queue: jobs::Queue| async move {
+        queue
+            .driver()
+            .queues()
+            .await
+            .expect("queues")
+            .iter()
+            .any(|q| q.name == "test" && q.paused)
+    };
+    assert!(paused(queue.clone()).await);
+    click(&client, "form[action='/queues/test/resume'] button").await;
+    wait_for_text(&client, "Queue resumed").await;
+    assert!(!paused(queue.clone()).await);
+
+    // The audit log names alice for each action.
+    client.goto(&server.url("/audit")).await.expect("audit");
+    let audit = wait_for_text(&client, "Audit log").await;
+    for action in ["retry", "discard", "pause", "resume"] {
+        assert!(audit.contains(action), "{action} missing: {audit}");
+    }
+    assert!(audit.contains("alice"));
+
+    // The <script> payload is text: shown, not run.
+    client
+        .goto(&server.url(&format!("/jobs/{evil}")))
+        .await
+        .expect("evil job");
+    let page = wait_for_text(&client, "Payload").await;
+    assert!(
+        page.contains("<script>document.title='pwned'</script>"),
+        "{page}"
+    );
+    let title = client.title().await.expect("title");
+    assert_ne!(title, "pwned", "the payload's script ran");
+    let injected = client
+        .execute(
+            "return document.querySelectorAll('main script, main img').length",
+            vec![],
+        )
+        .await
+        .expect("js");
+    assert_eq!(injected, json!(0), "the payload became markup");
+
+    client.close().await.expect("close the browser");
+}
