@@ -3,7 +3,7 @@
 //! 1. `config/default.toml`, compiled into the binary: every setting has a default there;
 //! 2. an optional config file (`--config` / `JOBQ_CONFIG`, read by the caller);
 //! 3. environment variables `JOBQ_<SECTION>_<KEY>` for the sections `database`, `worker`,
-//!    `maintenance` and `log` (e.g. `JOBQ_DATABASE_URL` → `database.url`,
+//!    `maintenance`, `log`, `web`, `telegram` and `discord` (e.g. `JOBQ_DATABASE_URL` → `database.url`,
 //!    `JOBQ_WORKER_SHUTDOWN_GRACE` → `worker.shutdown_grace`); any other `JOBQ_` variable is
 //!    ignored, as is a variable naming a key its section does not have;
 //! 4. overrides from command-line flags, as `("worker.concurrency", "8")` pairs.
@@ -52,6 +52,17 @@ pub struct Settings {
     /// their token (tokens never live in a file).
     #[serde(default)]
     pub admins: Vec<AdminSettings>,
+    /// `[[panels]]`: the VPN panels clients are provisioned on. Their credentials live in the
+    /// environment variables each entry names (see [`Settings::panel_credentials`]).
+    #[serde(default)]
+    pub panels: Vec<PanelSettings>,
+    /// `[[plans]]`: what a subscription buys.
+    #[serde(default)]
+    pub plans: Vec<PlanSettings>,
+    /// `[telegram]`: the Bot API endpoint (the token comes from `JOBQ_TELEGRAM_TOKEN`).
+    pub telegram: TelegramSettings,
+    /// `[discord]`: the REST API endpoint (the token comes from `JOBQ_DISCORD_TOKEN`).
+    pub discord: DiscordSettings,
 }
 
 /// `[web]`: where the dashboard listens.
@@ -95,6 +106,193 @@ pub const MIN_TOKEN_LEN: usize = 16;
 pub struct AdminToken {
     pub name: String,
     pub token: SecretString,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Panels, plans, chat endpoints
+
+/// A `[[panels]]` entry: one VPN panel.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PanelSettings {
+    /// How jobs and subscriptions name the panel; unique.
+    pub name: String,
+    /// The panel software; only `"s-ui"` for now.
+    pub kind: PanelKind,
+    /// The base URL including the panel's web path, e.g. `http://127.0.0.1:2095/app/` (a
+    /// missing final `/` is added, so relative API paths join below it).
+    pub url: BaseUrl,
+    /// The environment variable holding the panel's API token (S-UI 1.2+: `/apiv2`).
+    #[serde(default)]
+    pub token_env: Option<String>,
+    /// Instead of a token: the variables holding a login user and password (cookie session).
+    #[serde(default)]
+    pub login_user_env: Option<String>,
+    #[serde(default)]
+    pub login_password_env: Option<String>,
+    /// Calls to this panel at once, across all worker processes.
+    #[serde(default = "default_panel_concurrency")]
+    pub concurrency: u32,
+    /// At most this many calls a second to this panel, across all worker processes; none when
+    /// absent.
+    #[serde(default)]
+    pub requests_per_second: Option<f64>,
+    /// Timeout of each call to the panel.
+    #[serde(with = "humantime_serde", default = "default_panel_timeout")]
+    pub timeout: Duration,
+}
+
+fn default_panel_concurrency() -> u32 {
+    4
+}
+
+fn default_panel_timeout() -> Duration {
+    Duration::from_secs(15)
+}
+
+/// The panel software a [`PanelSettings`] entry talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum PanelKind {
+    #[serde(rename = "s-ui")]
+    SUi,
+}
+
+impl PanelKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PanelKind::SUi => "s-ui",
+        }
+    }
+}
+
+impl fmt::Display for PanelKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A `[[plans]]` entry: what a subscription buys.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlanSettings {
+    /// How jobs name the plan; unique.
+    pub name: String,
+    /// Traffic allowance in GiB (1024³ bytes); 0 is unlimited.
+    pub volume_gb: i64,
+    /// Length of the subscription (and of each renewal) in days.
+    pub days: i64,
+    /// The panel's inbound ids the client is attached to.
+    pub inbounds: Vec<i64>,
+    /// Whether a renewal starts the traffic count again from zero.
+    #[serde(default = "default_true")]
+    pub reset_usage_on_renew: bool,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// Bytes in one GiB, the unit of [`PlanSettings::volume_gb`] (as S-UI's UI counts it).
+pub const GIB: i64 = 1024 * 1024 * 1024;
+
+impl PlanSettings {
+    /// The allowance in bytes, as the panel stores it; 0 is unlimited.
+    pub fn volume_bytes(&self) -> i64 {
+        self.volume_gb.saturating_mul(GIB)
+    }
+
+    /// The length of the subscription.
+    pub fn duration(&self) -> Duration {
+        Duration::from_secs(u64::try_from(self.days).unwrap_or(0) * 86_400)
+    }
+}
+
+/// `[telegram]`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TelegramSettings {
+    /// The Bot API server: Telegram's, a self-hosted one, or a test fake.
+    pub api_url: BaseUrl,
+}
+
+/// `[discord]`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DiscordSettings {
+    /// The REST API server: Discord's, or a test fake.
+    pub api_url: BaseUrl,
+}
+
+/// An `http://` or `https://` base URL whose path ends in `/`, without user info, query or
+/// fragment (credentials never go in a URL here: they come from the environment).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BaseUrl(url::Url);
+
+impl BaseUrl {
+    pub fn parse(text: &str) -> Result<BaseUrl, String> {
+        let mut url = url::Url::parse(text.trim()).map_err(|e| {
+            format!("is not a valid URL ({e}): use e.g. \"http://127.0.0.1:2095/app/\"")
+        })?;
+        if !matches!(url.scheme(), "http" | "https") || !url.has_host() {
+            return Err("is not an http:// or https:// address".to_string());
+        }
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(
+                "must not hold a user or password: credentials come from the environment \
+                 variables the entry names"
+                    .to_string(),
+            );
+        }
+        if url.query().is_some() || url.fragment().is_some() {
+            return Err(
+                "must not have a query or fragment: give the base address only".to_string(),
+            );
+        }
+        if !url.path().ends_with('/') {
+            let path = format!("{}/", url.path());
+            url.set_path(&path);
+        }
+        Ok(BaseUrl(url))
+    }
+
+    pub fn as_url(&self) -> &url::Url {
+        &self.0
+    }
+
+    pub fn as_str(&self) -> &str {
+        self.0.as_str()
+    }
+
+    /// `path` (relative, e.g. `"apiv2/clients"`) below this base.
+    pub fn join(&self, path: &str) -> Result<url::Url, url::ParseError> {
+        self.0.join(path.trim_start_matches('/'))
+    }
+}
+
+impl fmt::Display for BaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for BaseUrl {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        BaseUrl::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+/// How jobq signs in to a panel, with the secrets read from the environment. `Debug` shows
+/// `[REDACTED]` for every secret.
+#[derive(Debug, Clone)]
+pub enum PanelAuth {
+    /// `Token: <token>` on the token API.
+    Token(SecretString),
+    /// A login form, then the session cookie.
+    Login {
+        user: SecretString,
+        password: SecretString,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -598,6 +796,14 @@ const COMPLETED_RETENTION: Allowed = Allowed::Dur(ms(MIN, "1m"), ms(3650 * DAY, 
 const STATS_RETENTION: Allowed = Allowed::Dur(ms(DAY, "24h"), ms(3650 * DAY, "3650d"));
 const PERIODIC_EVERY: Allowed = Allowed::Dur(ms(SEC, "1s"), ms(3650 * DAY, "3650d"));
 const PRIORITY: Allowed = Allowed::Int(-100, 100);
+const PANEL_CONCURRENCY: Allowed = Allowed::Int(1, 64);
+const PANEL_TIMEOUT: Allowed = Allowed::Dur(ms(SEC, "1s"), ms(10 * MIN, "10m"));
+const PLAN_VOLUME_GB: Allowed = Allowed::Int(0, 1_000_000);
+const PLAN_DAYS: Allowed = Allowed::Int(1, 3650);
+/// Inbound ids are S-UI's `uint` row ids.
+const INBOUND_ID: Allowed = Allowed::Int(1, u32::MAX as i64);
+const ENV_NAME_RULE: &str = "is not an environment variable name: use A-Z, 0-9 and _ (the secret \
+                             itself never goes in a file)";
 
 const NAME_RULE: &str = "use 1 to 64 characters of a-z, 0-9, _ and -";
 
@@ -618,17 +824,35 @@ fn hint(generic_key: &str) -> Option<String> {
         "maintenance.stats_retention" => STATS_RETENTION,
         "periodic.every" => PERIODIC_EVERY,
         "periodic.priority" => PRIORITY,
+        "panels.concurrency" => PANEL_CONCURRENCY,
+        "panels.timeout" => PANEL_TIMEOUT,
+        "plans.volume_gb" => PLAN_VOLUME_GB,
+        "plans.days" => PLAN_DAYS,
+        "panels.kind" => return Some("the only kind is \"s-ui\"".to_string()),
+        "panels.url" | "telegram.api_url" | "discord.api_url" => {
+            return Some(
+                "an http:// or https:// base URL such as \"http://127.0.0.1:2095/app/\""
+                    .to_string(),
+            );
+        }
         "database.url" => return Some(ALLOWED_SCHEMES.to_string()),
         "worker.queues" => {
             return Some("each queue name 1 to 64 characters of a-z, 0-9, _ and -".to_string());
         }
-        "periodic.name" | "periodic.queue" | "admins.name" => {
+        "periodic.name" | "periodic.queue" | "admins.name" | "panels.name" | "plans.name" => {
             return Some(NAME_RULE.to_string());
         }
         "web.bind" => return Some("an ADDR:PORT such as \"127.0.0.1:8080\"".to_string()),
         _ => return None,
     };
     Some(allowed.to_string())
+}
+
+fn valid_env_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
 }
 
 fn valid_name(name: &str) -> bool {
@@ -697,6 +921,8 @@ const ENV_KEYS: &[(&str, &[(&str, ValueKind)])] = &[
             ("public_base_url", ValueKind::Text),
         ],
     ),
+    ("telegram", &[("api_url", ValueKind::Text)]),
+    ("discord", &[("api_url", ValueKind::Text)]),
 ];
 
 fn known_kind(section: &str, key: &str) -> Option<ValueKind> {
@@ -1079,7 +1305,193 @@ impl Settings {
                 );
             }
         }
+        self.check_panels(&mut c);
+        self.check_plans(&mut c);
         c.problems
+    }
+
+    fn check_panels(&self, c: &mut Checker<'_, '_>) {
+        let mut names = BTreeSet::new();
+        for (i, p) in self.panels.iter().enumerate() {
+            let key = |field: &str| format!("panels.{i}.{field}");
+            if !valid_name(&p.name) {
+                c.problem(
+                    &key("name"),
+                    true,
+                    format!("is not a valid panel name: {NAME_RULE}"),
+                );
+            } else if !names.insert(p.name.as_str()) {
+                c.problem(
+                    &key("name"),
+                    true,
+                    "is used by more than one [[panels]] entry: names must be unique".to_string(),
+                );
+            }
+            let vars = [
+                ("token_env", &p.token_env),
+                ("login_user_env", &p.login_user_env),
+                ("login_password_env", &p.login_password_env),
+            ];
+            for (field, var) in vars {
+                if let Some(var) = var
+                    && !valid_env_name(var)
+                {
+                    c.problem(&key(field), true, ENV_NAME_RULE.to_string());
+                }
+            }
+            match (&p.token_env, &p.login_user_env, &p.login_password_env) {
+                (Some(_), None, None) | (None, Some(_), Some(_)) => {}
+                (Some(_), _, _) => c.problem(
+                    &key("token_env"),
+                    false,
+                    "and login_user_env/login_password_env are both set: give either a token \
+                     or a login, not both"
+                        .to_string(),
+                ),
+                (None, None, None) => c.problem(
+                    &format!("panels.{i}"),
+                    false,
+                    format!(
+                        "(panel {:?}) has no credentials: set token_env, or login_user_env and \
+                         login_password_env, to the environment variables holding them",
+                        p.name
+                    ),
+                ),
+                (None, Some(_), None) => c.problem(
+                    &key("login_password_env"),
+                    false,
+                    "is missing: login_user_env needs login_password_env too".to_string(),
+                ),
+                (None, None, Some(_)) => c.problem(
+                    &key("login_user_env"),
+                    false,
+                    "is missing: login_password_env needs login_user_env too".to_string(),
+                ),
+            }
+            c.int(
+                &key("concurrency"),
+                i64::from(p.concurrency),
+                PANEL_CONCURRENCY,
+            );
+            if let Some(rps) = p.requests_per_second
+                && !(rps.is_finite() && rps > 0.0 && rps <= 10_000.0)
+            {
+                c.problem(
+                    &key("requests_per_second"),
+                    true,
+                    "is out of range: allowed more than 0, at most 10000 (leave it out for no \
+                     limit)"
+                        .to_string(),
+                );
+            }
+            c.duration(&key("timeout"), p.timeout, PANEL_TIMEOUT);
+        }
+    }
+
+    fn check_plans(&self, c: &mut Checker<'_, '_>) {
+        let mut names = BTreeSet::new();
+        for (i, p) in self.plans.iter().enumerate() {
+            let key = |field: &str| format!("plans.{i}.{field}");
+            if !valid_name(&p.name) {
+                c.problem(
+                    &key("name"),
+                    true,
+                    format!("is not a valid plan name: {NAME_RULE}"),
+                );
+            } else if !names.insert(p.name.as_str()) {
+                c.problem(
+                    &key("name"),
+                    true,
+                    "is used by more than one [[plans]] entry: names must be unique".to_string(),
+                );
+            }
+            c.int(&key("volume_gb"), p.volume_gb, PLAN_VOLUME_GB);
+            c.int(&key("days"), p.days, PLAN_DAYS);
+            if p.inbounds.is_empty() {
+                c.problem(
+                    &key("inbounds"),
+                    false,
+                    "is empty: list the panel inbound ids the client joins, e.g. [1]".to_string(),
+                );
+            }
+            let mut seen = BTreeSet::new();
+            for (j, inbound) in p.inbounds.iter().enumerate() {
+                let key = key(&format!("inbounds.{j}"));
+                if !(1..=i64::from(u32::MAX)).contains(inbound) {
+                    c.problem(&key, true, format!("is not an inbound id: {INBOUND_ID}"));
+                } else if !seen.insert(*inbound) {
+                    c.problem(&key, true, "is listed twice".to_string());
+                }
+            }
+        }
+    }
+
+    /// The `[[panels]]` entry named `name`.
+    pub fn panel(&self, name: &str) -> Option<&PanelSettings> {
+        self.panels.iter().find(|p| p.name == name)
+    }
+
+    /// The `[[plans]]` entry named `name`.
+    pub fn plan(&self, name: &str) -> Option<&PlanSettings> {
+        self.plans.iter().find(|p| p.name == name)
+    }
+
+    /// Every panel's credentials, by panel name, read from the environment variables its entry
+    /// names. An unset or empty variable is an error naming the panel and the variable (never
+    /// a value); all such problems are reported together.
+    pub fn panel_credentials(&self) -> Result<BTreeMap<String, PanelAuth>, ConfigError> {
+        self.panel_credentials_from(|name| std::env::var(name).ok())
+    }
+
+    /// [`Settings::panel_credentials`] with the environment given as a lookup (for tests).
+    pub fn panel_credentials_from(
+        &self,
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<BTreeMap<String, PanelAuth>, ConfigError> {
+        let mut problems = Vec::new();
+        let mut found = BTreeMap::new();
+        for (i, p) in self.panels.iter().enumerate() {
+            let mut read = |field: &str, var: &str| {
+                let value = lookup(var).filter(|v| !v.trim().is_empty());
+                if value.is_none() {
+                    problems.push(ConfigProblem {
+                        setting: Some(format!("panels[{i}].{field}")),
+                        value: None,
+                        origin: None,
+                        message: format!(
+                            "names the environment variable `{var}`, which is not set: set it \
+                             to panel {}'s {}",
+                            p.name,
+                            match field {
+                                "token_env" => "API token",
+                                "login_user_env" => "login user",
+                                _ => "login password",
+                            }
+                        ),
+                    });
+                }
+                value.map(SecretString::from)
+            };
+            let auth = match (&p.token_env, &p.login_user_env, &p.login_password_env) {
+                (Some(var), _, _) => read("token_env", var).map(PanelAuth::Token),
+                (None, Some(user), Some(password)) => {
+                    let user = read("login_user_env", user);
+                    let password = read("login_password_env", password);
+                    user.zip(password)
+                        .map(|(user, password)| PanelAuth::Login { user, password })
+                }
+                // Refused when the settings were loaded.
+                _ => None,
+            };
+            if let Some(auth) = auth {
+                found.insert(p.name.clone(), auth);
+            }
+        }
+        if problems.is_empty() {
+            Ok(found)
+        } else {
+            Err(ConfigError { problems })
+        }
     }
 
     /// The dashboard's admins with their tokens from the process environment: each
@@ -1266,6 +1678,40 @@ impl Settings {
                 a.token_env
             );
         }
+        for p in &self.panels {
+            let _ = writeln!(out, "\n[[panels]]");
+            let _ = writeln!(out, "name = {:?}", p.name);
+            let _ = writeln!(out, "kind = \"{}\"", p.kind);
+            let _ = writeln!(out, "url = {:?}", p.url.as_str());
+            let vars = [
+                ("token_env", &p.token_env),
+                ("login_user_env", &p.login_user_env),
+                ("login_password_env", &p.login_password_env),
+            ];
+            for (field, var) in vars {
+                if let Some(var) = var {
+                    let _ = writeln!(out, "{field} = {var:?}  # the secret itself is never shown");
+                }
+            }
+            let _ = writeln!(out, "concurrency = {}", p.concurrency);
+            if let Some(rps) = p.requests_per_second {
+                let _ = writeln!(out, "requests_per_second = {rps:?}");
+            }
+            let _ = writeln!(out, "timeout = \"{}\"", d(p.timeout));
+        }
+        for p in &self.plans {
+            let _ = writeln!(out, "\n[[plans]]");
+            let _ = writeln!(out, "name = {:?}", p.name);
+            let _ = writeln!(out, "volume_gb = {}", p.volume_gb);
+            let _ = writeln!(out, "days = {}", p.days);
+            let inbounds: Vec<String> = p.inbounds.iter().map(i64::to_string).collect();
+            let _ = writeln!(out, "inbounds = [{}]", inbounds.join(", "));
+            let _ = writeln!(out, "reset_usage_on_renew = {}", p.reset_usage_on_renew);
+        }
+        let _ = writeln!(out, "\n[telegram]");
+        let _ = writeln!(out, "api_url = {:?}", self.telegram.api_url.as_str());
+        let _ = writeln!(out, "\n[discord]");
+        let _ = writeln!(out, "api_url = {:?}", self.discord.api_url.as_str());
         out
     }
 }
@@ -1386,7 +1832,7 @@ impl<'a> Origins<'a> {
 
     fn value(&self, path: &[String]) -> Option<String> {
         let value = self.node(path)?;
-        if generic_key(path) == "database.url" {
+        if is_url_key(&generic_key(path)) {
             return value.as_str().map(|url| format!("{:?}", mask_url(url)));
         }
         render_value(value)
@@ -1462,9 +1908,9 @@ impl<'a> Origins<'a> {
             Kind::Message(message) => message.clone(),
             other => other.to_string(),
         };
-        // A key an [[admins]] entry does not have may be a token written in the file by
-        // mistake: never echo it.
-        let hide_value = path.first().map(String::as_str) == Some("admins")
+        // A key an [[admins]] or [[panels]] entry does not have may be a token written in the
+        // file by mistake: never echo it.
+        let hide_value = matches!(path.first().map(String::as_str), Some("admins" | "panels"))
             && matches!(error.kind, Kind::UnknownField(..));
         let mut problem = self.problem(&path, !hide_value, message);
         if problem.value.is_none() && !hide_value {
@@ -1493,12 +1939,22 @@ fn generic_key(path: &[String]) -> String {
     let mut parts: Vec<&str> = path.iter().map(String::as_str).collect();
     match parts.first() {
         Some(&"queues") if parts.len() > 1 => parts[1] = "*",
-        Some(&"periodic") if parts.len() > 1 && parts[1].parse::<usize>().is_ok() => {
+        Some(&("periodic" | "panels" | "plans"))
+            if parts.len() > 1 && parts[1].parse::<usize>().is_ok() =>
+        {
             parts.remove(1);
         }
         _ => {}
     }
     parts.join(".")
+}
+
+/// Settings holding URLs: their values are shown with any password masked.
+fn is_url_key(generic_key: &str) -> bool {
+    matches!(
+        generic_key,
+        "database.url" | "panels.url" | "telegram.api_url" | "discord.api_url"
+    )
 }
 
 fn describe_origin(metadata: &Metadata) -> String {
@@ -1534,7 +1990,7 @@ fn render_value(value: &Value) -> Option<String> {
 
 fn actual_value(kind: &figment::error::Kind, path: &[String]) -> Option<String> {
     use figment::error::{Actual, Kind};
-    if generic_key(path) == "database.url" {
+    if is_url_key(&generic_key(path)) {
         return None;
     }
     let actual = match kind {
@@ -1682,6 +2138,290 @@ mod tests {
         );
         assert_eq!(s.admins.len(), 1);
         assert_eq!(s.admins[0].token_env, "JOBQ_TOKEN_ALICE");
+        // The shape of issue 3's example.
+        let panel = s.panel("main").expect("panel main");
+        assert_eq!(panel.kind, PanelKind::SUi);
+        assert_eq!(panel.url.as_str(), "http://127.0.0.1:2095/app/");
+        assert_eq!(panel.token_env.as_deref(), Some("JOBQ_PANEL_MAIN_TOKEN"));
+        let plan = s.plan("basic").expect("plan basic");
+        assert_eq!(plan.volume_gb, 10);
+        assert_eq!(plan.volume_bytes(), 10 * 1024 * 1024 * 1024);
+        assert_eq!(plan.days, 30);
+        assert_eq!(plan.inbounds, [1]);
+        assert!(plan.reset_usage_on_renew);
+        assert_eq!(s.telegram.api_url.as_str(), "https://api.telegram.org/");
+        assert_eq!(s.discord.api_url.as_str(), "https://discord.com/");
+    }
+
+    const PANEL_AND_PLAN: &str = r#"
+        [[panels]]
+        name = "main"
+        kind = "s-ui"
+        url = "http://127.0.0.1:2095/app"
+        token_env = "PANEL_MAIN_TOKEN"
+
+        [[panels]]
+        name = "backup"
+        kind = "s-ui"
+        url = "https://backup.example.com:8443/secret-path/"
+        login_user_env = "BACKUP_USER"
+        login_password_env = "BACKUP_PASS"
+        concurrency = 2
+        requests_per_second = 0.5
+        timeout = "30s"
+
+        [[plans]]
+        name = "basic"
+        volume_gb = 10
+        days = 30
+        inbounds = [1]
+
+        [[plans]]
+        name = "unlimited"
+        volume_gb = 0
+        days = 365
+        inbounds = [1, 3]
+        reset_usage_on_renew = false
+    "#;
+
+    #[test]
+    fn panels_and_plans_load_with_defaults_and_lookups() {
+        let none = load(None, &[], &[]).expect("defaults");
+        assert!(none.panels.is_empty() && none.plans.is_empty());
+        assert!(none.panel("main").is_none() && none.plan("basic").is_none());
+        assert_eq!(none.telegram.api_url.as_str(), "https://api.telegram.org/");
+        assert_eq!(none.discord.api_url.as_str(), "https://discord.com/");
+
+        let file = config_file(PANEL_AND_PLAN);
+        let s = load(Some(&file), &[], &[]).expect("loads");
+        let main = s.panel("main").expect("main");
+        // The final slash is added, so API paths join below the web path.
+        assert_eq!(main.url.as_str(), "http://127.0.0.1:2095/app/");
+        assert_eq!(
+            main.url.join("apiv2/clients").expect("joins").as_str(),
+            "http://127.0.0.1:2095/app/apiv2/clients"
+        );
+        assert_eq!(main.concurrency, 4, "default concurrency");
+        assert_eq!(main.requests_per_second, None);
+        assert_eq!(main.timeout, Duration::from_secs(15), "default timeout");
+        let backup = s.panel("backup").expect("backup");
+        assert_eq!(backup.concurrency, 2);
+        assert_eq!(backup.requests_per_second, Some(0.5));
+        assert_eq!(backup.timeout, Duration::from_secs(30));
+        assert_eq!(backup.login_user_env.as_deref(), Some("BACKUP_USER"));
+        assert!(s.panel("nope").is_none());
+
+        let unlimited = s.plan("unlimited").expect("unlimited");
+        assert_eq!(unlimited.volume_bytes(), 0);
+        assert_eq!(unlimited.duration(), Duration::from_secs(365 * 86_400));
+        assert!(!unlimited.reset_usage_on_renew);
+        assert!(s.plan("basic").expect("basic").reset_usage_on_renew);
+        assert!(s.plan("nope").is_none());
+
+        // describe lists them, and its output loads to the same settings.
+        let text = s.describe();
+        assert!(text.contains("[[panels]]"), "{text}");
+        assert!(
+            text.contains("login_password_env = \"BACKUP_PASS\""),
+            "{text}"
+        );
+        assert!(text.contains("inbounds = [1, 3]"), "{text}");
+        let again = config_file(&text);
+        assert_eq!(load(Some(&again), &[], &[]).expect("reloads"), s);
+    }
+
+    #[test]
+    fn chat_api_urls_come_from_file_and_environment() {
+        let file = config_file("[telegram]\napi_url = \"http://127.0.0.1:8081\"\n");
+        let s = load(
+            Some(&file),
+            &[("JOBQ_DISCORD_API_URL", "http://127.0.0.1:9000/fake")],
+            &[],
+        )
+        .expect("loads");
+        assert_eq!(s.telegram.api_url.as_str(), "http://127.0.0.1:8081/");
+        assert_eq!(s.discord.api_url.as_str(), "http://127.0.0.1:9000/fake/");
+        // Token variables are not settings: ignored here, read by the chat clients.
+        let s = load(None, &[("JOBQ_TELEGRAM_TOKEN", "123:abc")], &[]).expect("loads");
+        assert_eq!(s.telegram.api_url.as_str(), "https://api.telegram.org/");
+        let err = load_err(None, &[("JOBQ_TELEGRAM_API_URL", "ftp://x.example")], &[]);
+        assert!(err.contains("telegram.api_url"), "{err}");
+        assert!(err.contains("JOBQ_TELEGRAM_API_URL"), "{err}");
+    }
+
+    #[test]
+    fn bad_panels_are_refused_naming_the_setting() {
+        let case = |body: &str| load_err(Some(&config_file(body)), &[], &[]);
+        let panel = |extra: &str| {
+            format!(
+                "[[panels]]\nname = \"main\"\nkind = \"s-ui\"\nurl = \"http://p.example/app/\"\n{extra}\n"
+            )
+        };
+
+        let err = case(&panel("token_env = \"T\"").replace("s-ui", "x-ui"));
+        assert!(err.contains("panels[0].kind"), "{err}");
+        assert!(err.contains("x-ui"), "{err}");
+        assert!(err.contains("s-ui"), "{err}");
+
+        for bad in [
+            "127.0.0.1:2095/app/",
+            "ftp://p.example/",
+            "not a url",
+            "http://p.example/?a=1",
+        ] {
+            let err = case(&panel("token_env = \"T\"").replace("http://p.example/app/", bad));
+            assert!(err.contains("panels[0].url"), "{bad}: {err}");
+        }
+        let err = case(&panel("token_env = \"T\"").replace(
+            "http://p.example/app/",
+            "http://admin:hunter2@p.example/app/",
+        ));
+        assert!(err.contains("panels[0].url"), "{err}");
+        assert!(!err.contains("hunter2"), "the password leaked: {err}");
+
+        let err = case(&panel(""));
+        assert!(err.contains("panels[0]"), "{err}");
+        assert!(err.contains("no credentials"), "{err}");
+        let err = case(&panel(
+            "token_env = \"T\"\nlogin_user_env = \"U\"\nlogin_password_env = \"P\"",
+        ));
+        assert!(err.contains("panels[0].token_env"), "{err}");
+        assert!(err.contains("not both"), "{err}");
+        let err = case(&panel("login_user_env = \"U\""));
+        assert!(err.contains("panels[0].login_password_env"), "{err}");
+        let err = case(&panel("token_env = \"my-token\""));
+        assert!(err.contains("panels[0].token_env"), "{err}");
+        let err = case(&panel("token_env = \"T\"\nconcurrency = 65"));
+        assert!(
+            err.contains("panels[0].concurrency = 65 is out of range: allowed 1 to 64"),
+            "{err}"
+        );
+        let err = case(&panel("token_env = \"T\"\nconcurrency = 0"));
+        assert!(err.contains("panels[0].concurrency"), "{err}");
+        for rps in ["0", "-1", "0.0"] {
+            let err = case(&panel(&format!(
+                "token_env = \"T\"\nrequests_per_second = {rps}"
+            )));
+            assert!(
+                err.contains("panels[0].requests_per_second"),
+                "{rps}: {err}"
+            );
+        }
+        let err = case(&panel("token_env = \"T\"\ntimeout = \"100ms\""));
+        assert!(err.contains("panels[0].timeout"), "{err}");
+        assert!(err.contains("allowed 1s to 10m"), "{err}");
+        // A token written into the file by mistake is refused without being echoed.
+        let err = case(&panel("token = \"s3cr3t-token-value\""));
+        assert!(err.contains("token"), "{err}");
+        assert!(!err.contains("s3cr3t"), "the token leaked: {err}");
+
+        let twice = format!(
+            "{}{}",
+            panel("token_env = \"T\""),
+            panel("token_env = \"T\"")
+        );
+        let err = case(&twice);
+        assert!(err.contains("panels[1].name"), "{err}");
+        assert!(err.contains("unique"), "{err}");
+        let err = case(&panel("token_env = \"T\"").replace("\"main\"", "\"Main Panel\""));
+        assert!(err.contains("panels[0].name"), "{err}");
+    }
+
+    #[test]
+    fn bad_plans_are_refused_naming_the_setting() {
+        let case = |body: &str| load_err(Some(&config_file(body)), &[], &[]);
+        let plan = |volume: &str, days: &str, inbounds: &str| {
+            format!(
+                "[[plans]]\nname = \"basic\"\nvolume_gb = {volume}\ndays = {days}\ninbounds = {inbounds}\n"
+            )
+        };
+        let err = case(&plan("-1", "30", "[1]"));
+        assert!(
+            err.contains("plans[0].volume_gb = -1 is out of range"),
+            "{err}"
+        );
+        let err = case(&plan("10", "0", "[1]"));
+        assert!(
+            err.contains("plans[0].days = 0 is out of range: allowed 1 to 3650"),
+            "{err}"
+        );
+        let err = case(&plan("10", "3651", "[1]"));
+        assert!(err.contains("plans[0].days"), "{err}");
+        let err = case(&plan("10", "30", "[]"));
+        assert!(err.contains("plans[0].inbounds"), "{err}");
+        assert!(err.contains("empty"), "{err}");
+        let err = case(&plan("10", "30", "[1, 0, -2, 1]"));
+        assert!(err.contains("plans[0].inbounds[1] = 0"), "{err}");
+        assert!(err.contains("plans[0].inbounds[2] = -2"), "{err}");
+        assert!(
+            err.contains("plans[0].inbounds[3] = 1 is listed twice"),
+            "{err}"
+        );
+        let err = case(&format!(
+            "{}{}",
+            plan("1", "1", "[1]"),
+            plan("2", "2", "[2]")
+        ));
+        assert!(err.contains("plans[1].name"), "{err}");
+        let err = case("[[plans]]\nname = \"basic\"\ndays = 30\ninbounds = [1]\n");
+        assert!(err.contains("plans[0].volume_gb"), "{err}");
+        assert!(err.contains("missing"), "{err}");
+        // Zero volume is unlimited, not an error.
+        let s = load(Some(&config_file(&plan("0", "30", "[7]"))), &[], &[]).expect("unlimited");
+        assert_eq!(s.plans[0].volume_bytes(), 0);
+    }
+
+    #[test]
+    fn panel_credentials_come_from_the_environment_and_never_show() {
+        let file = config_file(PANEL_AND_PLAN);
+        let s = load(Some(&file), &[], &[]).expect("loads");
+        let env = |vars: &'static [(&'static str, &'static str)]| {
+            move |name: &str| {
+                vars.iter()
+                    .find(|(k, _)| *k == name)
+                    .map(|(_, v)| v.to_string())
+            }
+        };
+        let creds = s
+            .panel_credentials_from(env(&[
+                ("PANEL_MAIN_TOKEN", "tok-0123456789abcdef"),
+                ("BACKUP_USER", "backup-admin"),
+                ("BACKUP_PASS", "backup-password-42"),
+            ]))
+            .expect("credentials");
+        match creds.get("main") {
+            Some(PanelAuth::Token(t)) => assert_eq!(t.expose_secret(), "tok-0123456789abcdef"),
+            other => panic!("main: {other:?}"),
+        }
+        match creds.get("backup") {
+            Some(PanelAuth::Login { user, password }) => {
+                assert_eq!(user.expose_secret(), "backup-admin");
+                assert_eq!(password.expose_secret(), "backup-password-42");
+            }
+            other => panic!("backup: {other:?}"),
+        }
+        let debug = format!("{creds:?}");
+        for secret in ["tok-0123", "backup-admin", "backup-password"] {
+            assert!(!debug.contains(secret), "{secret} leaked: {debug}");
+        }
+
+        let err = s
+            .panel_credentials_from(env(&[("BACKUP_USER", "backup-admin"), ("BACKUP_PASS", "")]))
+            .expect_err("missing variables")
+            .to_string();
+        assert!(err.contains("panels[0].token_env"), "{err}");
+        assert!(err.contains("PANEL_MAIN_TOKEN"), "{err}");
+        assert!(err.contains("panel main"), "{err}");
+        assert!(err.contains("panels[1].login_password_env"), "{err}");
+        assert!(err.contains("BACKUP_PASS"), "{err}");
+        assert!(!err.contains("backup-admin"), "a value leaked: {err}");
+
+        let none = load(None, &[], &[]).expect("defaults");
+        assert!(
+            none.panel_credentials_from(|_| None)
+                .expect("none")
+                .is_empty()
+        );
     }
 
     #[test]
