@@ -96,14 +96,45 @@ pub async fn enqueue(config: Option<&Path>, args: EnqueueArgs, json: bool) -> an
     }
 }
 
-#[derive(Args)]
-pub struct ListArgs {
+/// Which jobs: every flag narrows.
+#[derive(Args, Clone)]
+pub struct FilterArgs {
     #[arg(long)]
     state: Option<JobState>,
     #[arg(long)]
     queue: Option<String>,
     #[arg(long)]
     kind: Option<String>,
+}
+
+impl FilterArgs {
+    fn is_empty(&self) -> bool {
+        self.state.is_none() && self.queue.is_none() && self.kind.is_none()
+    }
+
+    fn to_filter(&self) -> JobFilter {
+        JobFilter {
+            state: self.state,
+            queue: self.queue.clone(),
+            kind: self.kind.clone(),
+            before_id: None,
+        }
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "jobs matching state={} queue={} kind={}",
+            self.state.map(|s| s.as_str()).unwrap_or("*"),
+            self.queue.as_deref().unwrap_or("*"),
+            self.kind.as_deref().unwrap_or("*")
+        )
+    }
+}
+
+#[derive(Args)]
+pub struct ListArgs {
+    #[command(flatten)]
+    filter: FilterArgs,
     #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     limit: u32,
     /// Only jobs with an id below this one (the next page).
@@ -115,12 +146,8 @@ pub struct ListArgs {
 pub struct RepairArgs {
     /// Job ids; without ids, every job matching the filter.
     ids: Vec<i64>,
-    #[arg(long)]
-    state: Option<JobState>,
-    #[arg(long)]
-    queue: Option<String>,
-    #[arg(long)]
-    kind: Option<String>,
+    #[command(flatten)]
+    filter: FilterArgs,
 }
 
 /// A job as listed: the columns scripts rely on.
@@ -180,10 +207,8 @@ pub async fn jobs(config: Option<&Path>, command: JobsCommand, json: bool) -> an
 
 async fn list(queue: &Queue, args: ListArgs, json: bool) -> anyhow::Result<()> {
     let filter = JobFilter {
-        state: args.state,
-        queue: args.queue,
-        kind: args.kind,
         before_id: args.before,
+        ..args.filter.to_filter()
     };
     let found = queue.driver().list_jobs(&filter, args.limit).await?;
     if json {
@@ -258,10 +283,10 @@ async fn repair(
     json: bool,
 ) -> anyhow::Result<()> {
     let by_filter = args.ids.is_empty();
-    if by_filter && args.state.is_none() && args.queue.is_none() && args.kind.is_none() {
+    if by_filter && args.filter.is_empty() {
         bail!("{action} needs job ids, or a filter (--state, --queue, --kind) naming the jobs");
     }
-    if !by_filter && (args.state.is_some() || args.queue.is_some() || args.kind.is_some()) {
+    if !by_filter && !args.filter.is_empty() {
         bail!("{action} takes job ids or a filter, not both");
     }
     let total = if by_filter {
@@ -313,18 +338,8 @@ async fn repair_matching(
     args: &RepairArgs,
 ) -> anyhow::Result<Repair> {
     const PAGE: u32 = 1_000;
-    let filter = JobFilter {
-        state: args.state,
-        queue: args.queue.clone(),
-        kind: args.kind.clone(),
-        before_id: None,
-    };
-    let target = format!(
-        "jobs matching state={} queue={} kind={}",
-        args.state.map(|s| s.as_str()).unwrap_or("*"),
-        args.queue.as_deref().unwrap_or("*"),
-        args.kind.as_deref().unwrap_or("*")
-    );
+    let filter = args.filter.to_filter();
+    let target = args.filter.describe();
     let progress = if std::io::stderr().is_terminal() {
         let bar = ProgressBar::new_spinner();
         bar.set_style(
