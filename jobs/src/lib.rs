@@ -6,6 +6,8 @@
 //! - [`driver`]: one module per database, behind the [`driver::Driver`] trait.
 //! - [`metrics`]: the enqueue and outside-call counters every process shares, and rendering.
 //! - [`configuration`]: settings from `config/default.toml`, a config file, `JOBQ_*` variables.
+//! - [`subscriptions`]: the subscriptions sold (one table, both backends); [`secret_key`]: the key
+//!   their unguessable client names derive from.
 
 pub mod audit;
 pub mod configuration;
@@ -17,7 +19,9 @@ pub mod queue;
 pub mod redact;
 pub mod retry;
 pub mod schema;
+pub mod secret_key;
 pub mod state;
+pub mod subscriptions;
 
 pub use job::{EnqueueOptions, Job, JobSpec, NewJob};
 pub use queue::{Enqueued, Queue};
