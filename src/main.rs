@@ -50,6 +50,24 @@ enum Command {
     Config(ConfigCommand),
     /// Measure insert, drain and pickup latency against JOBQ_DATABASE_URL.
     Bench(bench::BenchArgs),
+    /// Run a fake S-UI panel on 127.0.0.1 for developing without a real one.
+    DevPanel(DevPanelArgs),
+}
+
+#[derive(Args)]
+pub struct DevPanelArgs {
+    /// The panel's port (S-UI's default is 2095).
+    #[arg(long, default_value_t = 2095)]
+    port: u16,
+    /// The API token (default: fakes::sui::DEV_TOKEN).
+    #[arg(long)]
+    token: Option<String>,
+    /// The subscription listener's port (0: any free port).
+    #[arg(long, default_value_t = 0)]
+    sub_port: u16,
+    /// The S-UI version to behave as (1.1.x, 1.2.x, 1.4.x, 1.5.x).
+    #[arg(long, default_value = "1.5.1")]
+    panel_version: String,
 }
 
 #[derive(Args, Clone)]
@@ -158,5 +176,30 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Stats => admin::stats(config, json).await,
         Command::Config(ConfigCommand::Check) => startup::config_check(config, json),
         Command::Bench(args) => bench::run(config, args, json).await,
+        Command::DevPanel(args) => dev_panel(args).await,
     }
+}
+
+async fn dev_panel(args: DevPanelArgs) -> anyhow::Result<()> {
+    use fakes::sui::{DEV_TOKEN, FakeSui, SuiOptions};
+    let token = args.token.unwrap_or_else(|| DEV_TOKEN.to_owned());
+    let options = SuiOptions {
+        bind: ([127, 0, 0, 1], args.port).into(),
+        sub_bind: Some(([127, 0, 0, 1], args.sub_port).into()),
+        version: args.panel_version,
+        token: Some(token.clone()),
+        ..SuiOptions::default()
+    };
+    let panel = FakeSui::start(options).await?;
+    println!("fake S-UI panel at {}", panel.url());
+    println!("token: {token}  (login admin/admin)");
+    if let Some(sub) = panel.sub_addr() {
+        println!("subscriptions at http://{sub}/sub/NAME");
+    }
+    println!(
+        "faults: POST {}fault, see fakes/src/sui.rs",
+        panel.admin_url()
+    );
+    tokio::signal::ctrl_c().await?;
+    Ok(())
 }

@@ -17,6 +17,7 @@ pub mod handler;
 pub mod leases;
 pub mod maintenance;
 pub mod metrics;
+pub mod panel;
 pub mod periodic;
 pub mod producer;
 pub mod runtime;
