@@ -487,6 +487,50 @@ async fn writes_inside_a_job_tx_commit_or_roll_back_with_its_jobs(backend: Backe
     assert!(record.is_some(), "the job committed with the subscription");
 }
 
+async fn expiry_applies_only_to_the_expiry_it_was_scheduled_for(backend: Backend) {
+    let (_db, _queue, subs) = setup(backend).await;
+    let s = create(&subs, &new_sub(Platform::Telegram, 42, "main", None)).await;
+    let first = at(30);
+    let activate = |expiry| Activation {
+        link: link_of(&s),
+        volume_bytes: GIB,
+        expiry,
+        plan: None,
+        reset_usage: false,
+    };
+    // Not active yet: nothing to expire.
+    assert!(!subs.expire_if_unchanged(s.id, first).await.expect("expire"));
+    subs.mark_active(s.id, &activate(first))
+        .await
+        .expect("activate");
+    // Renewed before the expiry job ran: the old expiry no longer applies.
+    let renewed = at(60);
+    subs.mark_active(s.id, &activate(renewed))
+        .await
+        .expect("renew");
+    assert!(!subs.expire_if_unchanged(s.id, first).await.expect("expire"));
+    assert_eq!(
+        subs.get(s.id).await.expect("get").map(|s| s.status),
+        Some(SubscriptionStatus::Active)
+    );
+    // The current one does, once.
+    assert!(
+        subs.expire_if_unchanged(s.id, renewed)
+            .await
+            .expect("expire")
+    );
+    assert_eq!(
+        subs.get(s.id).await.expect("get").map(|s| s.status),
+        Some(SubscriptionStatus::Expired)
+    );
+    assert!(
+        !subs
+            .expire_if_unchanged(s.id, renewed)
+            .await
+            .expect("again")
+    );
+}
+
 async fn sqlite_times_are_integer_microseconds(backend: Backend) {
     let (_db, queue, subs) = setup(backend).await;
     let s = create(&subs, &new_sub(Platform::Telegram, 42, "main", None)).await;
@@ -532,5 +576,6 @@ on_both_backends!(
     sync_usage_updates_one_panel_in_one_batch,
     status_and_flags,
     writes_inside_a_job_tx_commit_or_roll_back_with_its_jobs,
+    expiry_applies_only_to_the_expiry_it_was_scheduled_for,
     sqlite_times_are_integer_microseconds,
 );

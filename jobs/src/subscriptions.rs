@@ -435,6 +435,24 @@ impl Subscriptions {
         }
     }
 
+    /// Marks the subscription `expired` only if its expiry is still `expiry` and it is `active`
+    /// or `disabled`: a renewal that moved the expiry (even one landing while the caller was
+    /// disabling the client) wins. `true` when it was marked.
+    pub async fn expire_if_unchanged(
+        &self,
+        id: SubscriptionId,
+        expiry: DateTime<Utc>,
+    ) -> Result<bool, SubscriptionError> {
+        match &self.pool {
+            Pool::Postgres(pool) => {
+                postgres::expire_if_unchanged(&mut *pool.acquire().await?, id.get(), expiry).await
+            }
+            Pool::Sqlite(pool) => {
+                sqlite::expire_if_unchanged(&mut *pool.acquire().await?, id.get(), expiry).await
+            }
+        }
+    }
+
     /// Replaces the reconciliation flags; `false` when there is no such subscription.
     pub async fn set_flags(
         &self,
@@ -509,6 +527,17 @@ impl InTx<'_> {
         match self.conn()? {
             Conn::Postgres(c) => postgres::set_status(c, id.get(), status).await,
             Conn::Sqlite(c) => sqlite::set_status(c, id.get(), status).await,
+        }
+    }
+
+    pub async fn expire_if_unchanged(
+        &mut self,
+        id: SubscriptionId,
+        expiry: DateTime<Utc>,
+    ) -> Result<bool, SubscriptionError> {
+        match self.conn()? {
+            Conn::Postgres(c) => postgres::expire_if_unchanged(c, id.get(), expiry).await,
+            Conn::Sqlite(c) => sqlite::expire_if_unchanged(c, id.get(), expiry).await,
         }
     }
 

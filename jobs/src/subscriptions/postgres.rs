@@ -219,6 +219,22 @@ pub(super) async fn set_status(
     Ok(done.rows_affected() == 1)
 }
 
+pub(super) async fn expire_if_unchanged(
+    c: &mut PgConnection,
+    id: i64,
+    expiry: DateTime<Utc>,
+) -> Result<bool, SubscriptionError> {
+    let done = sqlx::query(
+        "UPDATE jobq_subscriptions SET status = 'expired', updated_at = now()
+         WHERE id = $1 AND expiry = $2 AND status IN ('active', 'disabled')",
+    )
+    .bind(id)
+    .bind(expiry)
+    .execute(c)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
 pub(super) async fn set_flags(
     c: &mut PgConnection,
     id: i64,

@@ -248,6 +248,23 @@ pub(super) async fn set_status(
     Ok(done.rows_affected() == 1)
 }
 
+pub(super) async fn expire_if_unchanged(
+    c: &mut SqliteConnection,
+    id: i64,
+    expiry: DateTime<Utc>,
+) -> Result<bool, SubscriptionError> {
+    let done = sqlx::query(
+        "UPDATE jobq_subscriptions SET status = 'expired', updated_at = ?3
+         WHERE id = ?1 AND expiry = ?2 AND status IN ('active', 'disabled')",
+    )
+    .bind(id)
+    .bind(expiry.timestamp_micros())
+    .bind(now())
+    .execute(c)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
 pub(super) async fn set_flags(
     c: &mut SqliteConnection,
     id: i64,
