@@ -2,6 +2,7 @@
 
 mod admin;
 mod bench;
+mod panels;
 mod startup;
 mod telemetry;
 
@@ -52,6 +53,14 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Run a fake S-UI panel on 127.0.0.1 for developing without a real one.
     DevPanel(DevPanelArgs),
+    /// The panels of the config: check each one's reachability, version, credentials, inbounds.
+    #[command(subcommand)]
+    Panels(PanelsCommand),
+}
+
+#[derive(Subcommand)]
+pub enum PanelsCommand {
+    Check,
 }
 
 #[derive(Args)]
@@ -177,6 +186,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Config(ConfigCommand::Check) => startup::config_check(config, json),
         Command::Bench(args) => bench::run(config, args, json).await,
         Command::DevPanel(args) => dev_panel(args).await,
+        Command::Panels(PanelsCommand::Check) => panels::check(config, json).await,
     }
 }
 

@@ -1,0 +1,69 @@
+//! `jobq panels check`: each configured panel's reachability, version, credentials, inbounds
+//! and latency. Exits non-zero when any panel fails, naming it and why (never its secrets).
+
+use std::path::Path;
+
+use anyhow::bail;
+use serde_json::json;
+use workers::panel::health;
+
+pub async fn check(config: Option<&Path>, json: bool) -> anyhow::Result<()> {
+    let settings = crate::startup::settings(config, &[])?;
+    if settings.panels.is_empty() {
+        bail!(
+            "no panels configured: add [[panels]] entries to the config file (see config/example.toml)"
+        );
+    }
+    let credentials = settings.panel_credentials()?;
+    let mut rows = Vec::new();
+    let mut failed = Vec::new();
+    for panel in &settings.panels {
+        let Some(auth) = credentials.get(&panel.name) else {
+            failed.push(format!("{}: no credentials", panel.name));
+            continue;
+        };
+        let result = match health::connect(panel, auth) {
+            Ok(client) => health::check(&client).await,
+            Err(error) => Err(error),
+        };
+        match result {
+            Ok(found) => {
+                if !json {
+                    let inbounds: Vec<String> = found
+                        .inbounds
+                        .iter()
+                        .map(|i| format!("{} {} {}:{}", i.id, i.kind, i.tag, i.port))
+                        .collect();
+                    println!(
+                        "{}: ok, S-UI {}, {:.1} ms, {} inbound(s): {}",
+                        panel.name,
+                        found.version,
+                        found.latency_ms,
+                        inbounds.len(),
+                        inbounds.join(", ")
+                    );
+                }
+                rows.push(json!({"panel": panel.name, "ok": true, "url": panel.url.to_string(), "health": found}));
+            }
+            Err(error) => {
+                if !json {
+                    println!("{}: FAILED: {error}", panel.name);
+                }
+                rows.push(json!({"panel": panel.name, "ok": false, "url": panel.url.to_string(), "error": error.to_string()}));
+                failed.push(format!("{}: {error}", panel.name));
+            }
+        }
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+    }
+    if !failed.is_empty() {
+        bail!(
+            "{} of {} panel(s) failed the check: {}",
+            failed.len(),
+            settings.panels.len(),
+            failed.join("; ")
+        );
+    }
+    Ok(())
+}
