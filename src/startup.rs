@@ -7,6 +7,8 @@ use std::time::Duration;
 use anyhow::Context;
 use jobs::Queue;
 use jobs::configuration::Settings;
+use jobs::secret_key::SecretKey;
+use workers::handlers::{self, Panels, Product};
 use workers::metrics::WorkerMetrics;
 use workers::{Registry, Runtime, RuntimeOptions, testkit};
 
@@ -43,8 +45,8 @@ pub async fn migrate(config: Option<&Path>) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The kinds this binary runs. The product kinds' handlers arrive with their own issue; until
-/// then their jobs wait in their queues for a worker that has them.
+/// The engine's own kinds this binary runs (benchmark, and the test kinds when asked). The
+/// product kinds are added by [`worker_registry`], which needs the settings.
 pub fn registry(test_kinds: bool) -> Registry {
     let mut registry = Registry::new();
     testkit::register_bench(&mut registry);
@@ -52,6 +54,32 @@ pub fn registry(test_kinds: bool) -> Registry {
         testkit::register_tests(&mut registry);
     }
     registry
+}
+
+/// What a worker runs: [`registry`] and the product kinds with handlers so far
+/// (`provision_client`). Other product kinds wait in their queues for a worker that has them.
+pub fn worker_registry(settings: &Settings, test_kinds: bool) -> anyhow::Result<Registry> {
+    let mut registry = registry(test_kinds);
+    handlers::register(&mut registry, product(settings)?);
+    Ok(registry)
+}
+
+/// The panels of the settings, and the secret key, which is loaded only when a panel is
+/// configured (nothing else needs it yet).
+fn product(settings: &Settings) -> anyhow::Result<Product> {
+    let panels = Panels::from_settings(settings)?;
+    let key = if settings.panels.is_empty() {
+        None
+    } else {
+        let (key, _source) = SecretKey::load(&settings.database)
+            .context("the secret key is needed to name panel clients ([[panels]] is configured)")?;
+        Some(Arc::new(key))
+    };
+    Ok(Product {
+        settings: Arc::new(settings.clone()),
+        panels,
+        key,
+    })
 }
 
 pub async fn worker(config: Option<&Path>, args: &WorkerArgs, migrate: bool) -> anyhow::Result<()> {
@@ -82,7 +110,7 @@ pub async fn worker(config: Option<&Path>, args: &WorkerArgs, migrate: bool) -> 
     }
     // A handler's panic is caught and recorded on its job; log it once, without a backtrace.
     std::panic::set_hook(Box::new(|info| tracing::error!(panic = %info, "panic")));
-    let registry = registry(args.test_kinds);
+    let registry = worker_registry(&settings, args.test_kinds)?;
     let options = RuntimeOptions::from_settings(&settings, &registry);
     tracing::info!(database = %settings.database.url, "starting worker");
     let metrics = Arc::new(WorkerMetrics::new());

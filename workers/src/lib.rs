@@ -14,6 +14,7 @@
 pub mod completer;
 pub mod executor;
 pub mod handler;
+pub mod handlers;
 pub mod leases;
 pub mod maintenance;
 pub mod metrics;

@@ -1,0 +1,103 @@
+//! The product kinds' handlers, and what they share: the configured panels ([`Panels`]) and
+//! the settings and secret key a worker loads at start ([`Product`]).
+
+pub mod provision_client;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+
+use jobs::configuration::Settings;
+use jobs::secret_key::SecretKey;
+
+use crate::Registry;
+use crate::handler::JobError;
+use crate::panel::{Panel, PanelError, health};
+
+pub use provision_client::ProvisionClientHandler;
+
+/// The configured panels by name, one client (and connection pool) each, built once per
+/// worker process.
+#[derive(Clone, Default)]
+pub struct Panels {
+    by_name: BTreeMap<String, Arc<dyn Panel>>,
+}
+
+impl fmt::Debug for Panels {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.by_name.keys()).finish()
+    }
+}
+
+/// Why the panels of the settings could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum PanelsError {
+    #[error(transparent)]
+    Credentials(#[from] jobs::configuration::ConfigError),
+    #[error("panel {name}: {source}")]
+    Client { name: String, source: PanelError },
+}
+
+impl Panels {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A client per `[[panels]]` entry, with the credentials its variables hold.
+    pub fn from_settings(settings: &Settings) -> Result<Panels, PanelsError> {
+        let credentials = settings.panel_credentials()?;
+        let mut panels = Panels::new();
+        for entry in &settings.panels {
+            let Some(auth) = credentials.get(&entry.name) else {
+                continue;
+            };
+            let client = health::connect(entry, auth).map_err(|source| PanelsError::Client {
+                name: entry.name.clone(),
+                source,
+            })?;
+            panels.insert(entry.name.clone(), Arc::new(client));
+        }
+        Ok(panels)
+    }
+
+    pub fn insert(&mut self, name: impl Into<String>, panel: Arc<dyn Panel>) -> &mut Self {
+        self.by_name.insert(name.into(), panel);
+        self
+    }
+
+    pub fn get(&self, name: &str) -> Option<Arc<dyn Panel>> {
+        self.by_name.get(name).cloned()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_name.is_empty()
+    }
+}
+
+/// What the product handlers need from start-up: the settings (plans, panels), the panel
+/// clients, and the secret key (`None` when no panel is configured: then no job can reach a
+/// panel, and each fails naming its missing panel before the key would be needed).
+#[derive(Clone)]
+pub struct Product {
+    pub settings: Arc<Settings>,
+    pub panels: Panels,
+    pub key: Option<Arc<SecretKey>>,
+}
+
+/// Registers the product kinds that have handlers so far (`provision_client`).
+pub fn register(registry: &mut Registry, product: Product) {
+    registry.register(ProvisionClientHandler::new(product));
+}
+
+/// A panel's error as a job outcome: transport, timeouts, 5xx and 429 retry (no sooner than a
+/// Retry-After); the rest are permanent, with the panel's message.
+pub fn panel_job_error(panel: &str, error: &PanelError) -> JobError {
+    let reason = format!("panel {panel}: {error}");
+    if !error.is_retryable() {
+        return JobError::Permanent(reason);
+    }
+    match error.retry_after() {
+        Some(after) => JobError::RetryAfter { after, reason },
+        None => JobError::Retry(reason),
+    }
+}

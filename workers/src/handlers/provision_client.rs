@@ -1,0 +1,324 @@
+//! `provision_client`: a subscription row in `provisioning` → its client on the panel exactly
+//! once → the row `active` with link, volume and expiry, and in the same transaction the DM
+//! with the link (`provision_dm:<subscription>`) and the expiry job at the expiry time.
+//!
+//! Every step survives a retry after a crash anywhere:
+//! - the row is created idempotently by origin key (the job's idempotency key, else `job:<id>`),
+//!   so a retry finds the same subscription, and so the same derived client name;
+//! - the panel is asked for clients of that name before one is created (a create whose answer
+//!   was lost is found, not repeated); if the panel holds two (two workers, or a create that
+//!   was applied twice), the extra rows are deleted, keeping the oldest, and the worker's log
+//!   says so at `warn`;
+//! - marking `active` and enqueueing the follow-ups commit together; both follow-ups are keyed.
+//!
+//! Renewals (`"renew"`) are not handled yet: such a job fails permanently, saying so.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use jobs::EnqueueOptions;
+use jobs::configuration::PlanSettings;
+use jobs::kinds::{ExpireSubscription, ProvisionClient, SendDm, SubscriptionId, Timestamp};
+use jobs::secret_key::SecretKey;
+use jobs::subscriptions::{
+    Activation, NewSubscription, SubscriptionError, SubscriptionLink, SubscriptionStatus,
+    Subscriptions,
+};
+
+use super::{Product, panel_job_error};
+use crate::handler::{Handler, JobContext, JobError};
+use crate::panel::{NewClient, Panel, PanelClient};
+
+const GIB: i64 = 1024 * 1024 * 1024;
+
+pub struct ProvisionClientHandler {
+    product: Product,
+}
+
+impl ProvisionClientHandler {
+    pub fn new(product: Product) -> Self {
+        ProvisionClientHandler { product }
+    }
+}
+
+/// The key of the DM that hands out a subscription's link.
+pub fn dm_key(subscription: SubscriptionId) -> String {
+    format!("provision_dm:{subscription}")
+}
+
+/// The origin key of the subscription a job creates.
+pub fn origin_key(ctx: &JobContext) -> String {
+    ctx.key.clone().unwrap_or_else(|| format!("job:{}", ctx.id))
+}
+
+#[async_trait]
+impl Handler<ProvisionClient> for ProvisionClientHandler {
+    async fn handle(&self, job: ProvisionClient, ctx: &JobContext) -> Result<(), JobError> {
+        if let Some(id) = job.renew {
+            return Err(JobError::permanent(format!(
+                "renewals are not supported yet (renew of subscription {id})"
+            )));
+        }
+        let panel_name = job.panel.as_str();
+        let plan_name = job.plan.as_str();
+        let Some(panel) = self.product.panels.get(panel_name) else {
+            return Err(JobError::permanent(format!(
+                "panel {panel_name:?} is not configured (no [[panels]] entry with that name)"
+            )));
+        };
+        let Some(plan) = self.product.settings.plan(plan_name) else {
+            return Err(JobError::permanent(format!(
+                "plan {plan_name:?} is not configured (no [[plans]] entry with that name)"
+            )));
+        };
+        let Some(key) = self.product.key.clone() else {
+            return Err(JobError::permanent(
+                "no secret key was loaded at start (JOBQ_SECRET_KEY)",
+            ));
+        };
+        let terms = Terms::of(plan)?;
+        Provision {
+            job: &job,
+            ctx,
+            panel,
+            panel_name,
+            key,
+            terms,
+        }
+        .run()
+        .await
+    }
+}
+
+/// What a plan gives, in the panel's units.
+struct Terms {
+    plan: String,
+    volume_bytes: i64,
+    days: i64,
+    inbounds: Vec<u64>,
+}
+
+impl Terms {
+    fn of(plan: &PlanSettings) -> Result<Terms, JobError> {
+        let bad = |what: &str| {
+            JobError::permanent(format!("plan {:?}: {what} is out of range", plan.name))
+        };
+        let volume_bytes = plan
+            .volume_gb
+            .checked_mul(GIB)
+            .filter(|v| *v >= 0)
+            .ok_or_else(|| bad("volume_gb"))?;
+        if plan.days <= 0 || plan.days > 100 * 366 {
+            return Err(bad("days"));
+        }
+        let inbounds = plan
+            .inbounds
+            .iter()
+            .map(|&i| u64::try_from(i).map_err(|_| bad("inbounds")))
+            .collect::<Result<_, _>>()?;
+        Ok(Terms {
+            plan: plan.name.clone(),
+            volume_bytes,
+            days: plan.days,
+            inbounds,
+        })
+    }
+}
+
+struct Provision<'a> {
+    job: &'a ProvisionClient,
+    ctx: &'a JobContext,
+    panel: Arc<dyn Panel>,
+    panel_name: &'a str,
+    key: Arc<SecretKey>,
+    terms: Terms,
+}
+
+impl Provision<'_> {
+    async fn run(self) -> Result<(), JobError> {
+        let subscriptions = Subscriptions::new(&self.ctx.queue).map_err(db_error)?;
+        let new = NewSubscription {
+            platform: self.job.user.platform,
+            user_id: self.job.user.id,
+            panel: self.panel_name.to_string(),
+            plan: self.terms.plan.clone(),
+            volume_bytes: self.terms.volume_bytes,
+            origin_key: Some(origin_key(self.ctx)),
+        };
+        let created = subscriptions
+            .create(&self.key, &new)
+            .await
+            .map_err(db_error)?;
+        let subscription = created.subscription;
+        if subscription.panel != new.panel
+            || subscription.platform != new.platform
+            || subscription.user_id != new.user_id
+        {
+            return Err(JobError::permanent(format!(
+                "subscription {} (origin key {:?}) belongs to another user or panel: \
+                 the job's key was used for a different order",
+                subscription.id,
+                new.origin_key.as_deref().unwrap_or_default()
+            )));
+        }
+        if subscription.status != SubscriptionStatus::Provisioning {
+            // Activated (with its follow-ups, in one transaction) by an earlier attempt.
+            tracing::info!(
+                subscription = %subscription.id,
+                status = %subscription.status,
+                "subscription already provisioned"
+            );
+            return Ok(());
+        }
+        let name = subscription.client_name.expose();
+        let client = self.client_once(subscription.id, name).await?;
+        let expiry = match client.expiry {
+            // The client is on the panel already: its expiry is the subscription's.
+            e if e > 0 => DateTime::from_timestamp(e, 0),
+            _ => None,
+        }
+        .unwrap_or_else(|| self.expiry_from_now());
+        let link = self
+            .panel
+            .subscription_link(name)
+            .await
+            .map_err(|e| panel_job_error(self.panel_name, &e))?;
+        self.activate(
+            subscription.id,
+            SubscriptionLink::new(link.expose()),
+            expiry,
+        )
+        .await
+    }
+
+    /// Now plus the plan's days, to the second (the expiry job's key is to the second).
+    fn expiry_from_now(&self) -> DateTime<Utc> {
+        let at = Utc::now() + chrono::Duration::days(self.terms.days);
+        DateTime::from_timestamp(at.timestamp(), 0).unwrap_or(at)
+    }
+
+    /// The one client of this name on the panel: found, or created and read back; extra rows
+    /// of the name are deleted.
+    async fn client_once(&self, id: SubscriptionId, name: &str) -> Result<PanelClient, JobError> {
+        let fail = |e| panel_job_error(self.panel_name, &e);
+        let mut rows = self.panel.find_by_name(name).await.map_err(fail)?;
+        if rows.is_empty() {
+            let expiry = self.expiry_from_now().timestamp();
+            let client = NewClient {
+                name: name.to_string(),
+                enable: true,
+                volume: self.terms.volume_bytes,
+                expiry,
+                inbounds: self.terms.inbounds.clone(),
+            };
+            rows = self.panel.create_client(&client).await.map_err(fail)?;
+            tracing::info!(subscription = %id, panel = self.panel_name, "created the panel client");
+        }
+        rows.sort_by_key(|c| c.id);
+        let Some(kept) = rows.first().cloned() else {
+            return Err(JobError::retry(format!(
+                "panel {}: the client of subscription {id} is not listed after its creation",
+                self.panel_name
+            )));
+        };
+        if rows.len() > 1 {
+            let extra: Vec<u64> = rows[1..].iter().map(|c| c.id).collect();
+            tracing::warn!(
+                subscription = %id,
+                panel = self.panel_name,
+                kept = kept.id,
+                deleted = ?extra,
+                "the panel held {} clients of this subscription's name: deleting the extra rows",
+                rows.len()
+            );
+            for row in &extra {
+                self.panel.delete_client(*row).await.map_err(fail)?;
+            }
+        }
+        // Read back the row we keep, in full.
+        self.panel
+            .get_client(kept.id)
+            .await
+            .map_err(fail)?
+            .ok_or_else(|| {
+                JobError::retry(format!(
+                    "panel {}: client {} of subscription {id} vanished while being read back",
+                    self.panel_name, kept.id
+                ))
+            })
+    }
+
+    /// Marks the row active and enqueues the DM and the expiry job, in one transaction.
+    async fn activate(
+        &self,
+        id: SubscriptionId,
+        link: SubscriptionLink,
+        expiry: DateTime<Utc>,
+    ) -> Result<(), JobError> {
+        let text = format!(
+            "Your subscription ({}) is ready: {}\nValid until {} UTC, {}.",
+            self.terms.plan,
+            link.expose(),
+            expiry.format("%Y-%m-%d %H:%M"),
+            match self.terms.volume_bytes / GIB {
+                0 => "unlimited traffic".to_string(),
+                gb => format!("{gb} GB of traffic"),
+            }
+        );
+        let dm = SendDm::new(self.job.user, text).map_err(JobError::permanent)?;
+        let expire = ExpireSubscription {
+            subscription: id,
+            expiry: Timestamp::from(expiry),
+            force: false,
+        };
+        let mut tx = self.ctx.queue.begin().await.map_err(queue_error)?;
+        let activation = Activation {
+            link,
+            volume_bytes: self.terms.volume_bytes,
+            expiry,
+            plan: None,
+            reset_usage: false,
+        };
+        let marked = Subscriptions::in_tx(&mut tx)
+            .mark_active(id, &activation)
+            .await
+            .map_err(db_error)?;
+        if marked.is_none() {
+            let _ = tx.rollback().await;
+            return Err(JobError::Cancel(format!("subscription {id} was deleted")));
+        }
+        let dm_options = EnqueueOptions {
+            key: Some(dm_key(id)),
+            ..EnqueueOptions::default()
+        };
+        tx.enqueue(&dm, dm_options).await.map_err(queue_error)?;
+        let expire_options = EnqueueOptions {
+            run_at: Some(expiry),
+            ..EnqueueOptions::default()
+        };
+        tx.enqueue(&expire, expire_options)
+            .await
+            .map_err(queue_error)?;
+        tx.commit().await.map_err(queue_error)?;
+        tracing::info!(subscription = %id, expiry = %expiry, "subscription active");
+        Ok(())
+    }
+}
+
+fn db_error(error: SubscriptionError) -> JobError {
+    match error {
+        SubscriptionError::Invalid(_) | SubscriptionError::Corrupt { .. } => {
+            JobError::permanent(format!("subscription: {error}"))
+        }
+        other => JobError::retry(format!("subscription: {other}")),
+    }
+}
+
+fn queue_error(error: jobs::queue::QueueError) -> JobError {
+    if error.is_bad_data() {
+        JobError::permanent(error)
+    } else {
+        JobError::retry(error)
+    }
+}
