@@ -218,12 +218,22 @@ RETURNING j.id, j.kind, j.queue, j.payload::text, j.attempt, j.max_attempts, j.i
 "#;
 
 const COMPLETE: &str = r#"
+-- Rows are locked in id order first: every statement that updates a set of running jobs
+-- (completion, lease extension, release) locks the same way, so they cannot deadlock.
+WITH u AS (SELECT * FROM unnest($1::bigint[], $2::int[]) AS u(id, attempt)),
+locked AS (SELECT j.id FROM jobq_jobs j JOIN u ON j.id = u.id
+           WHERE j.attempt = u.attempt AND j.state = 'running' ORDER BY j.id FOR UPDATE OF j)
 UPDATE jobq_jobs j SET state = 'completed', finalized_at = now(), locked_until = NULL
-FROM unnest($1::bigint[], $2::int[]) AS u(id, attempt)
-WHERE j.id = u.id AND j.attempt = u.attempt AND j.state = 'running'
+FROM locked WHERE j.id = locked.id
 "#;
 
 const FINISH_WITH_ERROR: &str = r#"
+-- Rows are locked in id order first: every statement that updates a set of running jobs
+-- (completion, lease extension, release) locks the same way, so they cannot deadlock.
+WITH u AS (SELECT * FROM unnest($1::bigint[], $2::int[], $3::text[], $4::bigint[], $5::text[])
+                AS u(id, attempt, state, delay_ms, error)),
+locked AS (SELECT j.id FROM jobq_jobs j JOIN u ON j.id = u.id
+           WHERE j.attempt = u.attempt AND j.state = 'running' ORDER BY j.id FOR UPDATE OF j)
 UPDATE jobq_jobs j
 SET state = u.state,
     run_at = CASE WHEN u.state = 'retrying' THEN now() + u.delay_ms * interval '1 millisecond'
@@ -231,9 +241,8 @@ SET state = u.state,
     finalized_at = CASE WHEN u.state = 'retrying' THEN NULL ELSE now() END,
     locked_until = NULL,
     errors = j.errors || jsonb_build_array(u.error::jsonb)
-FROM unnest($1::bigint[], $2::int[], $3::text[], $4::bigint[], $5::text[])
-     AS u(id, attempt, state, delay_ms, error)
-WHERE j.id = u.id AND j.attempt = u.attempt AND j.state = 'running'
+FROM u, locked
+WHERE j.id = u.id AND j.id = locked.id
 "#;
 
 async fn finish_with_error(
@@ -477,9 +486,13 @@ impl Driver for PostgresDriver {
             return Ok(Vec::new());
         }
         let held = sqlx::query_scalar(
-            "UPDATE jobq_jobs j SET locked_until = now() + $3 * interval '1 millisecond'
-             FROM unnest($1::bigint[], $2::int[]) AS u(id, attempt)
-             WHERE j.id = u.id AND j.attempt = u.attempt AND j.state = 'running'
+            "WITH locked AS (
+                 SELECT j.id FROM jobq_jobs j
+                 JOIN unnest($1::bigint[], $2::int[]) AS u(id, attempt) ON j.id = u.id
+                 WHERE j.attempt = u.attempt AND j.state = 'running'
+                 ORDER BY j.id FOR UPDATE OF j)
+             UPDATE jobq_jobs j SET locked_until = now() + $3 * interval '1 millisecond'
+             FROM locked WHERE j.id = locked.id
              RETURNING j.id",
         )
         .bind(jobs.iter().map(|j| j.0).collect::<Vec<_>>())
@@ -495,11 +508,15 @@ impl Driver for PostgresDriver {
             return Ok(0);
         }
         let done: i64 = sqlx::query_scalar(
-            "WITH released AS (
+            "WITH locked AS (
+                 SELECT j.id FROM jobq_jobs j
+                 JOIN unnest($1::bigint[], $2::int[]) AS u(id, attempt) ON j.id = u.id
+                 WHERE j.attempt = u.attempt AND j.state = 'running'
+                 ORDER BY j.id FOR UPDATE OF j),
+             released AS (
                  UPDATE jobq_jobs j SET state = 'available', attempt = j.attempt - 1,
                         locked_until = NULL, run_at = now()
-                 FROM unnest($1::bigint[], $2::int[]) AS u(id, attempt)
-                 WHERE j.id = u.id AND j.attempt = u.attempt AND j.state = 'running'
+                 FROM locked WHERE j.id = locked.id
                  RETURNING j.queue)
              , notified AS (SELECT count(pg_notify('jobq_jobs', q)) AS n
                             FROM (SELECT DISTINCT queue AS q FROM released) d)
