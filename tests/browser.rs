@@ -146,30 +146,6 @@ async fn screenshot(client: &Client, backend: Backend, name: &str) {
     }
 }
 
-fn enqueue(db: &TestDb, kind: &str, payload: &str, extra: &[&str]) -> i64 {
-    let mut args = vec!["--json", "enqueue", kind, payload];
-    args.extend_from_slice(extra);
-    json(&db.jobq(&args))["id"]
-        .as_i64()
-        .expect("enqueue prints an id")
-}
-
-async fn wait_for_state(db: &TestDb, id: i64, state: JobState) {
-    let queue = db.queue().await;
-    eventually(
-        Duration::from_secs(30),
-        &format!("job {id} to be {state}"),
-        || {
-            let queue = queue.clone();
-            async move {
-                let job = queue.driver().job(id).await.ok().flatten()?;
-                (job.state == state).then_some(())
-            }
-        },
-    )
-    .await;
-}
-
 async fn click(client: &Client, css: &str) {
     client
         .find(Locator::Css(css))
@@ -185,31 +161,28 @@ async fn the_dashboard_in_a_browser(backend: Backend) {
     let _worker = db.spawn_worker(&[]);
     // Real work for the chart, a job that fails once for good, three that always fail.
     let done: Vec<i64> = (0..6)
-        .map(|_| enqueue(&db, "test_effect", "{}", &[]))
+        .map(|_| db.enqueue("test_effect", "{}", &[]))
         .collect();
-    let flaky = enqueue(
-        &db,
+    let flaky = db.enqueue(
         "test_fail",
         r#"{"mode":"permanent","times":1}"#,
         &["--key", "order-17"],
     );
     let broken: Vec<i64> = (0..3)
-        .map(|_| enqueue(&db, "test_fail", r#"{"mode":"permanent"}"#, &[]))
+        .map(|_| db.enqueue("test_fail", r#"{"mode":"permanent"}"#, &[]))
         .collect();
-    let evil = enqueue(
-        &db,
-        "send_dm",
+    let evil = db.enqueue("send_dm",
         &json!({"user": {"platform": "telegram", "id": 42},
                 "text": "<script>document.title='pwned'</script><img src=x onerror=\"document.title='pwned'\">"})
         .to_string(),
         &[],
     );
     for id in &done {
-        wait_for_state(&db, *id, JobState::Completed).await;
+        db.wait_for_state(*id, JobState::Completed).await;
     }
-    wait_for_state(&db, flaky, JobState::Failed).await;
+    db.wait_for_state(flaky, JobState::Failed).await;
     for id in &broken {
-        wait_for_state(&db, *id, JobState::Failed).await;
+        db.wait_for_state(*id, JobState::Failed).await;
     }
     // The completer writes outcome counts every few seconds: wait for them, for the chart.
     let stats = db.queue().await;
@@ -316,7 +289,7 @@ async fn the_dashboard_in_a_browser(backend: Backend) {
     )
     .await;
     wait_for_text(&client, "Retried 1 job.").await;
-    wait_for_state(&db, flaky, JobState::Completed).await;
+    db.wait_for_state(flaky, JobState::Completed).await;
     client.refresh().await.expect("reload");
     let page = wait_for_text(&client, "Completed on attempt 2").await;
     assert!(page.contains("completed"), "{page}");

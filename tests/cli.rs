@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use jobs::audit::AuditRecord;
 use jobs::{JobState, Queue};
 use serde_json::{Value, json};
-use support::{Backend, TestDb, eventually, json, path_str, stderr, stdout};
+use support::{Backend, TestDb, json, path_str, stderr, stdout};
 
 const DM: &str = r#"{"user":{"platform":"telegram","id":42},"text":"hi"}"#;
 const SYNC: &str = r#"{"panel":"de-1"}"#;
@@ -98,21 +98,6 @@ fn assert_fails_saying(out: &Output, what: &str, needles: &[&str]) {
 
 async fn audit_log(queue: &Queue) -> Vec<AuditRecord> {
     queue.driver().audit_log(10).await.expect("audit log")
-}
-
-async fn wait_for_state(queue: &Queue, id: i64, state: JobState) {
-    eventually(
-        Duration::from_secs(20),
-        &format!("job {id} {state}"),
-        || {
-            let queue = queue.clone();
-            async move {
-                let job = queue.driver().job(id).await.ok()??;
-                (job.state == state).then_some(())
-            }
-        },
-    )
-    .await;
 }
 
 async fn bad_input_is_refused_and_nothing_is_written(backend: Backend) {
@@ -429,7 +414,7 @@ async fn retry_by_filter_is_audited(backend: Backend) {
     {
         let _worker = db.spawn_worker(&[]);
         for id in [f1, f2, other_kind] {
-            wait_for_state(&queue, id, JobState::Failed).await;
+            db.wait_for_state(id, JobState::Failed).await;
         }
     }
     let failed = listed(&db, &["--state", "failed", "--kind", "test_fail"]);

@@ -4,8 +4,6 @@
 mod support;
 mod web_support;
 
-use std::time::Duration;
-
 use jobs::JobState;
 use jobs::driver::JobFilter;
 use reqwest::StatusCode;
@@ -84,29 +82,6 @@ fn csrf_of(html: &str) -> String {
         .next()
         .expect("token value")
         .to_string()
-}
-
-fn enqueue(db: &TestDb, kind: &str, payload: &str, extra: &[&str]) -> i64 {
-    let mut args = vec!["--json", "enqueue", kind, payload];
-    args.extend_from_slice(extra);
-    let out = json(&db.jobq(&args));
-    out["id"].as_i64().expect("enqueue prints an id")
-}
-
-async fn wait_for_state(db: &TestDb, id: i64, state: JobState) {
-    let queue = db.queue().await;
-    eventually(
-        Duration::from_secs(30),
-        &format!("job {id} to be {state}"),
-        || {
-            let queue = queue.clone();
-            async move {
-                let job = queue.driver().job(id).await.ok().flatten()?;
-                (job.state == state).then_some(())
-            }
-        },
-    )
-    .await;
 }
 
 async fn every_page_needs_an_admin(backend: Backend) {
@@ -222,7 +197,7 @@ async fn every_page_needs_an_admin(backend: Backend) {
 
 async fn state_changes_need_the_csrf_token(backend: Backend) {
     let db = TestDb::with_config(backend, ADMINS_CONFIG).await;
-    let id = enqueue(&db, "test_effect", "{}", &[]);
+    let id = db.enqueue("test_effect", "{}", &[]);
     let server = WebServer::start(&db);
     let http = client();
     let cookie = login(&server, ALICE_TOKEN).await;
@@ -316,9 +291,8 @@ async fn a_script_payload_renders_inert(backend: Backend) {
     let evil = "<script>alert(\"pwned\")</script><img src=x onerror=alert(1)>";
     let payload = serde_json::json!({"user": {"platform": "telegram", "id": 42}, "text": evil});
     let key = "<b>key</b>\"'";
-    let id = enqueue(&db, "send_dm", &payload.to_string(), &["--key", key]);
-    let unknown = enqueue(
-        &db,
+    let id = db.enqueue("send_dm", &payload.to_string(), &["--key", key]);
+    let unknown = db.enqueue(
         "test_fail",
         r#"{"mode":"permanent"}"#,
         &["--queue", "evil-queue"],
@@ -364,17 +338,16 @@ async fn a_script_payload_renders_inert(backend: Backend) {
 async fn a_failed_job_is_found_retried_and_discarded_with_audit(backend: Backend) {
     let db = TestDb::with_config(backend, ADMINS_CONFIG).await;
     let _worker = db.spawn_worker(&[]);
-    let flaky = enqueue(
-        &db,
+    let flaky = db.enqueue(
         "test_fail",
         r#"{"mode":"permanent","times":1}"#,
         &["--key", "order-17"],
     );
-    let broken = enqueue(&db, "test_fail", r#"{"mode":"permanent","times":0}"#, &[]);
-    let fine = enqueue(&db, "test_effect", "{}", &[]);
-    wait_for_state(&db, flaky, JobState::Failed).await;
-    wait_for_state(&db, broken, JobState::Failed).await;
-    wait_for_state(&db, fine, JobState::Completed).await;
+    let broken = db.enqueue("test_fail", r#"{"mode":"permanent","times":0}"#, &[]);
+    let fine = db.enqueue("test_effect", "{}", &[]);
+    db.wait_for_state(flaky, JobState::Failed).await;
+    db.wait_for_state(broken, JobState::Failed).await;
+    db.wait_for_state(fine, JobState::Completed).await;
 
     let server = WebServer::start(&db);
     let http = client();
@@ -416,7 +389,7 @@ async fn a_failed_job_is_found_retried_and_discarded_with_audit(backend: Backend
         .await
         .expect("retry");
     assert_eq!(response.status(), StatusCode::SEE_OTHER);
-    wait_for_state(&db, flaky, JobState::Completed).await;
+    db.wait_for_state(flaky, JobState::Completed).await;
     let (_, html) = get_page(
         &server,
         &cookie,
@@ -481,20 +454,19 @@ async fn bulk_discard_by_filter_counts_and_confirms(backend: Backend) {
     let db = TestDb::with_config(backend, ADMINS_CONFIG).await;
     let worker = db.spawn_worker(&[]);
     let failed: Vec<i64> = (0..3)
-        .map(|_| enqueue(&db, "test_fail", r#"{"mode":"permanent"}"#, &[]))
+        .map(|_| db.enqueue("test_fail", r#"{"mode":"permanent"}"#, &[]))
         .collect();
     for id in &failed {
-        wait_for_state(&db, *id, JobState::Failed).await;
+        db.wait_for_state(*id, JobState::Failed).await;
     }
     drop(worker);
     // Not matched: a job of another queue, and a job of the same queue that is not failed.
-    let other = enqueue(
-        &db,
+    let other = db.enqueue(
         "test_fail",
         r#"{"mode":"permanent"}"#,
         &["--queue", "other"],
     );
-    let waiting = enqueue(&db, "test_effect", "{}", &[]);
+    let waiting = db.enqueue("test_effect", "{}", &[]);
     let queue = db.queue().await;
     let failed_in_test = JobFilter {
         state: Some(JobState::Failed),
@@ -552,7 +524,7 @@ async fn bulk_discard_by_filter_counts_and_confirms(backend: Backend) {
     assert_eq!(db.job(&queue, failed[0]).await.state, JobState::Failed);
 
     // A job failing after the confirmation was shown is not part of it.
-    let late = enqueue(&db, "test_fail", r#"{"mode":"permanent"}"#, &[]);
+    let late = db.enqueue("test_fail", r#"{"mode":"permanent"}"#, &[]);
     let response = http
         .post(server.url("/jobs/bulk"))
         .header(header::COOKIE, &cookie)
@@ -630,7 +602,7 @@ async fn pause_and_resume_a_queue(backend: Backend) {
     };
     assert!(paused(queue.clone()).await);
     // A paused queue's jobs wait.
-    let id = enqueue(&db, "test_effect", "{}", &[]);
+    let id = db.enqueue("test_effect", "{}", &[]);
     let (_, html) = get_page(&server, &cookie, "/").await;
     assert!(html.contains("Resume"), "{html}");
     assert!(html.contains("badge s-paused"), "{html}");
@@ -645,7 +617,7 @@ async fn pause_and_resume_a_queue(backend: Backend) {
         .expect("resume");
     assert_eq!(response.status(), StatusCode::SEE_OTHER);
     assert!(!paused(queue.clone()).await);
-    wait_for_state(&db, id, JobState::Completed).await;
+    db.wait_for_state(id, JobState::Completed).await;
 
     let audit = queue.driver().audit_log(10).await.expect("audit");
     let seen: Vec<(&str, &str, &str)> = audit

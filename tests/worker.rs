@@ -37,15 +37,6 @@ on_both_backends!(
 // ---------------------------------------------------------------------------------------------
 // Helpers
 
-/// `jobq --json enqueue KIND PAYLOAD EXTRA...`: the new job's id.
-fn enqueue(db: &TestDb, kind: &str, payload: &str, extra: &[&str]) -> i64 {
-    let mut args = vec!["--json", "enqueue", kind, payload];
-    args.extend_from_slice(extra);
-    let out = json(&db.jobq(&args));
-    assert_eq!(out["created"], true, "enqueue {kind} {payload}: {out}");
-    out["id"].as_i64().expect("enqueue prints an id")
-}
-
 /// Polls job `id` until `check` holds; on timeout shows the job and the workers' logs.
 async fn wait_job(
     db: &TestDb,
@@ -153,7 +144,7 @@ fn ms_between(from: DateTime<Utc>, to: DateTime<Utc>) -> i64 {
 async fn backoff_is_persisted_and_survives_a_killed_worker(backend: Backend) {
     let db = TestDb::new(backend).await;
     let queue = db.queue().await;
-    let id = enqueue(&db, "test_fail", r#"{"mode":"retry","times":2}"#, &[]);
+    let id = db.enqueue("test_fail", r#"{"mode":"retry","times":2}"#, &[]);
 
     let mut a = db.spawn_worker(&[]);
     let first = wait_job(
@@ -234,8 +225,7 @@ async fn backoff_is_persisted_and_survives_a_killed_worker(backend: Backend) {
 async fn retry_after_is_honoured(backend: Backend) {
     let db = TestDb::new(backend).await;
     let queue = db.queue().await;
-    let id = enqueue(
-        &db,
+    let id = db.enqueue(
         "test_fail",
         r#"{"mode":"retry_after","times":1,"retry_after_ms":1500}"#,
         &[],
@@ -287,7 +277,7 @@ async fn retry_after_is_honoured(backend: Backend) {
 async fn a_permanent_failure_is_kept_until_an_admin_discards_it(backend: Backend) {
     let db = TestDb::new(backend).await;
     let queue = db.queue().await;
-    let id = enqueue(&db, "test_fail", r#"{"mode":"permanent","times":0}"#, &[]);
+    let id = db.enqueue("test_fail", r#"{"mode":"permanent","times":0}"#, &[]);
     let worker = db.spawn_worker(&[]);
     let failed = wait_permanently_failed(&db, &queue, id, &worker).await;
 
@@ -306,7 +296,7 @@ async fn a_failed_job_runs_again_when_an_admin_retries_it(backend: Backend) {
     let db = TestDb::new(backend).await;
     let queue = db.queue().await;
     // Fails permanently once, so the admin's retry succeeds.
-    let id = enqueue(&db, "test_fail", r#"{"mode":"permanent","times":1}"#, &[]);
+    let id = db.enqueue("test_fail", r#"{"mode":"permanent","times":1}"#, &[]);
     let worker = db.spawn_worker(&[]);
     let failed = wait_permanently_failed(&db, &queue, id, &worker).await;
 
@@ -362,8 +352,7 @@ async fn wait_permanently_failed(
 async fn exhausted_attempts_fail_the_job_with_every_error(backend: Backend) {
     let db = TestDb::new(backend).await;
     let queue = db.queue().await;
-    let id = enqueue(
-        &db,
+    let id = db.enqueue(
         "test_fail",
         r#"{"mode":"retry","times":0}"#,
         &["--max-attempts", "2"],
@@ -393,8 +382,8 @@ async fn exhausted_attempts_fail_the_job_with_every_error(backend: Backend) {
 async fn panics_and_timeouts_are_retried_and_the_worker_keeps_running(backend: Backend) {
     let db = TestDb::new(backend).await;
     let queue = db.queue().await;
-    let panics = enqueue(&db, "test_fail", r#"{"mode":"panic","times":1}"#, &[]);
-    let times_out = enqueue(&db, "test_fail", r#"{"mode":"timeout","times":1}"#, &[]);
+    let panics = db.enqueue("test_fail", r#"{"mode":"panic","times":1}"#, &[]);
+    let times_out = db.enqueue("test_fail", r#"{"mode":"timeout","times":1}"#, &[]);
     let mut worker = db.spawn_worker(&[]);
     for (id, says) in [(panics, "panicked"), (times_out, "timed out")] {
         let done = wait_job(
@@ -416,7 +405,7 @@ async fn panics_and_timeouts_are_retried_and_the_worker_keeps_running(backend: B
         );
     }
     assert_alive(&mut worker);
-    let next = enqueue(&db, "test_effect", "{}", &[]);
+    let next = db.enqueue("test_effect", "{}", &[]);
     wait_job(
         &db,
         &queue,
@@ -436,7 +425,7 @@ async fn panics_and_timeouts_are_retried_and_the_worker_keeps_running(backend: B
 async fn a_job_whose_worker_is_killed_runs_again_once(backend: Backend) {
     let db = TestDb::new(backend).await;
     let queue = db.queue().await;
-    let id = enqueue(&db, "test_effect", r#"{"sleep_ms":3000}"#, &[]);
+    let id = db.enqueue("test_effect", r#"{"sleep_ms":3000}"#, &[]);
     let mut a = db.spawn_worker(&[]);
     let running = wait_job(
         &db,
@@ -498,7 +487,7 @@ async fn a_job_whose_worker_is_killed_runs_again_once(backend: Backend) {
 async fn graceful_shutdown_lets_the_running_job_finish(backend: Backend) {
     let db = TestDb::new(backend).await;
     let queue = db.queue().await;
-    let id = enqueue(&db, "test_effect", r#"{"sleep_ms":1000}"#, &[]);
+    let id = db.enqueue("test_effect", r#"{"sleep_ms":1000}"#, &[]);
     let mut worker = db.spawn_worker(&[]);
     wait_job(
         &db,
@@ -533,7 +522,7 @@ async fn shutdown_past_the_grace_returns_the_job_without_spending_an_attempt(bac
         r#"shutdown_grace = "10s""#,
         r#"shutdown_grace = "500ms""#,
     );
-    let id = enqueue(&db, "test_effect", r#"{"sleep_ms":5000}"#, &[]);
+    let id = db.enqueue("test_effect", r#"{"sleep_ms":5000}"#, &[]);
     let mut worker = spawn_worker_with_config(&db, &config, &[]);
     wait_job(
         &db,
@@ -577,7 +566,7 @@ async fn a_paused_queue_is_not_fetched_until_resumed(backend: Backend) {
     let queue = db.queue().await;
     let out = db.jobq(&["queues", "pause", "test"]);
     assert!(out.status.success(), "pause failed: {}", stderr(&out));
-    let id = enqueue(&db, "test_effect", "{}", &[]);
+    let id = db.enqueue("test_effect", "{}", &[]);
     let mut worker = db.spawn_worker(&[]);
     wait_registered(&queue, &worker).await;
 
@@ -779,7 +768,7 @@ async fn garbage_rows_fail_alone_and_the_worker_keeps_running(backend: Backend) 
         };
         bad.push((id, says));
     }
-    let good = enqueue(&db, "test_effect", "{}", &[]);
+    let good = db.enqueue("test_effect", "{}", &[]);
 
     let mut worker = db.spawn_worker(&[]);
     for (id, says) in &bad {
@@ -812,7 +801,7 @@ async fn garbage_rows_fail_alone_and_the_worker_keeps_running(backend: Backend) 
     )
     .await;
     assert_alive(&mut worker);
-    let later = enqueue(&db, "test_effect", "{}", &[]);
+    let later = db.enqueue("test_effect", "{}", &[]);
     wait_job(
         &db,
         &queue,
@@ -872,13 +861,12 @@ async fn kinds_without_a_handler_here_are_left_for_other_workers(backend: Backen
     let queue = db.queue().await;
     // A product kind in the test queue: this worker has no handler for it (no panel, no chat
     // API in this binary yet), so it must wait for a worker that has one, not fail.
-    let foreign = enqueue(
-        &db,
+    let foreign = db.enqueue(
         "send_dm",
         r#"{"user":{"platform":"telegram","id":42},"text":"hi"}"#,
         &["--queue", "test"],
     );
-    let garbage = enqueue(&db, "test_effect", "{}", &[]);
+    let garbage = db.enqueue("test_effect", "{}", &[]);
     let worker = db.spawn_worker(&[]);
     wait_job(
         &db,
@@ -899,7 +887,7 @@ async fn kinds_without_a_handler_here_are_left_for_other_workers(backend: Backen
 async fn a_running_job_cannot_be_cancelled_and_runs_to_completion(backend: Backend) {
     let db = TestDb::new(backend).await;
     let queue = db.queue().await;
-    let id = enqueue(&db, "test_effect", r#"{"sleep_ms":1000}"#, &[]);
+    let id = db.enqueue("test_effect", r#"{"sleep_ms":1000}"#, &[]);
     let worker = db.spawn_worker(&[]);
     wait_job(
         &db,
@@ -935,9 +923,9 @@ async fn a_running_job_cannot_be_cancelled_and_runs_to_completion(backend: Backe
 async fn stats_show_the_last_hours_outcomes_per_queue(backend: Backend) {
     let db = TestDb::new(backend).await;
     let queue = db.queue().await;
-    let ok1 = enqueue(&db, "test_effect", "{}", &[]);
-    let ok2 = enqueue(&db, "test_effect", "{}", &[]);
-    let bad = enqueue(&db, "test_fail", r#"{"mode":"permanent"}"#, &[]);
+    let ok1 = db.enqueue("test_effect", "{}", &[]);
+    let ok2 = db.enqueue("test_effect", "{}", &[]);
+    let bad = db.enqueue("test_fail", r#"{"mode":"permanent"}"#, &[]);
     let mut worker = db.spawn_worker(&[]);
     for id in [ok1, ok2] {
         wait_job(

@@ -167,6 +167,32 @@ impl TestDb {
         Worker { child, log }
     }
 
+    /// `jobq --json enqueue KIND PAYLOAD EXTRA...`: the new job's id.
+    pub fn enqueue(&self, kind: &str, payload: &str, extra: &[&str]) -> i64 {
+        let mut args = vec!["--json", "enqueue", kind, payload];
+        args.extend_from_slice(extra);
+        let out = json(&self.jobq(&args));
+        assert_eq!(out["created"], true, "enqueue {kind} {payload}: {out}");
+        out["id"].as_i64().expect("enqueue prints an id")
+    }
+
+    /// Waits until job `id` is in `state`.
+    pub async fn wait_for_state(&self, id: i64, state: jobs::JobState) {
+        let queue = self.queue().await;
+        eventually(
+            Duration::from_secs(30),
+            &format!("job {id} to be {state}"),
+            || {
+                let queue = queue.clone();
+                async move {
+                    let job = queue.driver().job(id).await.ok()??;
+                    (job.state == state).then_some(())
+                }
+            },
+        )
+        .await;
+    }
+
     pub async fn job(&self, queue: &Queue, id: i64) -> JobRecord {
         queue
             .driver()
