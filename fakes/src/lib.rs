@@ -5,6 +5,26 @@
 //!   `shared/reference/panel-api.md`, with fault injection from tests (a handle) and from other
 //!   processes (an admin HTTP endpoint).
 //!
+//! - [`discord`]: Discord's REST API v10 (DM channels, sending, a seeded channel history), for
+//!   serenity's proxy setting, with closed DMs, 429s and dropped connections.
+//!
 //! This crate depends on no crate of jobq's: it stands for the outside world.
 
+pub mod discord;
 pub mod sui;
+
+/// Serves `app` on `listener` until the returned sender is dropped.
+pub(crate) fn serve(
+    listener: tokio::net::TcpListener,
+    app: axum::Router,
+) -> tokio::sync::oneshot::Sender<()> {
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = stopped.await;
+            })
+            .await;
+    });
+    stop
+}
