@@ -7,11 +7,15 @@
 //!
 //! - [`discord`]: Discord's REST API v10 (DM channels, sending, a seeded channel history), for
 //!   serenity's proxy setting, with closed DMs, 429s and dropped connections.
+//! - [`telegram`]: the Telegram Bot API (`/bot{token}/{method}`, sends recorded, `getUpdates`
+//!   long polling of pushed updates), for teloxide's `set_api_url`, with blocked users,
+//!   deactivated and unknown chats, 429s and dropped connections.
 //!
 //! This crate depends on no crate of jobq's: it stands for the outside world.
 
 pub mod discord;
 pub mod sui;
+pub mod telegram;
 
 /// Serves `app` on `listener` until the returned sender is dropped.
 pub(crate) fn serve(

@@ -9,8 +9,10 @@
 //! - [`metrics`]: this process's counters, gauges and histograms, and `GET /metrics`.
 //! - [`maintenance`]: rescuer (expired leases), scheduler, cleaner, heartbeat.
 //! - [`periodic`]: enqueues the periodic jobs of the config, once per period across processes.
+//! - [`chat`]: Telegram and Discord DMs behind `Messenger`, with classified errors.
 //! - [`testkit`]: job kinds for the engine's own tests and benchmarks.
 
+pub mod chat;
 pub mod completer;
 pub mod executor;
 pub mod handler;
