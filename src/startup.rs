@@ -64,8 +64,9 @@ pub fn worker_registry(settings: &Settings, test_kinds: bool) -> anyhow::Result<
     Ok(registry)
 }
 
-/// The panels of the settings, and the secret key, which is loaded only when a panel is
-/// configured (nothing else needs it yet).
+/// The panels of the settings, the secret key, which is loaded here only when a panel is
+/// configured (the transcript store loads it on first use), and the transcript store (S3
+/// settings without their credentials stop start-up, naming what is missing).
 fn product(settings: &Settings) -> anyhow::Result<Product> {
     let panels = Panels::from_settings(settings)?;
     let key = if settings.panels.is_empty() {
@@ -75,10 +76,13 @@ fn product(settings: &Settings) -> anyhow::Result<Product> {
             .context("the secret key is needed to name panel clients ([[panels]] is configured)")?;
         Some(Arc::new(key))
     };
+    let transcripts = workers::transcripts::Transcripts::from_settings(settings, key.clone())
+        .context("cannot set up the transcript store ([transcripts])")?;
     Ok(Product {
         settings: Arc::new(settings.clone()),
         panels,
         key,
+        transcripts: Some(Arc::new(transcripts)),
     })
 }
 
@@ -215,7 +219,9 @@ pub async fn web(config: Option<&Path>, args: &WebArgs) -> anyhow::Result<()> {
     // Refuse an unprotected address before touching the database.
     web::check_bind(options.bind, &options.admins)?;
     let queue = open(&settings).await?;
-    let dashboard = web::Dashboard::bind(queue, &options).await?;
+    let dashboard = web::Dashboard::bind(queue, &options)
+        .await?
+        .with_transcript_links(web::transcripts::TranscriptLinks::from_settings(&settings));
     announce(&settings, &options, dashboard.local_addr()?);
     dashboard.serve(shutdown_signal()).await?;
     tracing::info!("dashboard stopped");
@@ -254,7 +260,9 @@ impl DashboardTask {
             tracing::info!("dashboard skipped: no admin token");
             return Ok(None);
         }
-        let dashboard = web::Dashboard::bind(queue.clone(), &options).await?;
+        let dashboard = web::Dashboard::bind(queue.clone(), &options)
+            .await?
+            .with_transcript_links(web::transcripts::TranscriptLinks::from_settings(settings));
         announce(settings, &options, dashboard.local_addr()?);
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(dashboard.serve(async {

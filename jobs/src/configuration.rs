@@ -3,7 +3,7 @@
 //! 1. `config/default.toml`, compiled into the binary: every setting has a default there;
 //! 2. an optional config file (`--config` / `JOBQ_CONFIG`, read by the caller);
 //! 3. environment variables `JOBQ_<SECTION>_<KEY>` for the sections `database`, `worker`,
-//!    `maintenance`, `log`, `web`, `telegram` and `discord` (e.g. `JOBQ_DATABASE_URL` → `database.url`,
+//!    `maintenance`, `log`, `web`, `telegram`, `discord` and `transcripts` (e.g. `JOBQ_DATABASE_URL` → `database.url`,
 //!    `JOBQ_WORKER_SHUTDOWN_GRACE` → `worker.shutdown_grace`); any other `JOBQ_` variable is
 //!    ignored, as is a variable naming a key its section does not have;
 //! 4. overrides from command-line flags, as `("worker.concurrency", "8")` pairs.
@@ -63,6 +63,8 @@ pub struct Settings {
     pub telegram: TelegramSettings,
     /// `[discord]`: the REST API endpoint (the token comes from `JOBQ_DISCORD_TOKEN`).
     pub discord: DiscordSettings,
+    /// `[transcripts]`: where ticket transcripts are stored and how their links are made.
+    pub transcripts: TranscriptSettings,
 }
 
 /// `[web]`: where the dashboard listens.
@@ -213,6 +215,10 @@ impl PlanSettings {
 pub struct TelegramSettings {
     /// The Bot API server: Telegram's, a self-hosted one, or a test fake.
     pub api_url: BaseUrl,
+    /// Telegram user ids of the admins: alerted by DM when jobs fail for good or a panel
+    /// disagrees with our records.
+    #[serde(default)]
+    pub admins: Vec<i64>,
 }
 
 /// `[discord]`.
@@ -221,6 +227,57 @@ pub struct TelegramSettings {
 pub struct DiscordSettings {
     /// The REST API server: Discord's, or a test fake.
     pub api_url: BaseUrl,
+    /// Discord user ids of the admins: alerted by DM like the Telegram admins.
+    #[serde(default)]
+    pub admins: Vec<i64>,
+}
+
+/// `[transcripts]`: the object store ticket transcripts go to, and their links.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TranscriptSettings {
+    /// `"local"` (files under `local_dir`, links served by `jobq web`) or `"s3"`.
+    pub store: TranscriptStoreKind,
+    /// The local store's directory.
+    pub local_dir: PathBuf,
+    /// The S3 (or S3-compatible) server; `""` is AWS itself (from `s3_region`).
+    pub s3_endpoint: String,
+    pub s3_bucket: String,
+    pub s3_region: String,
+    /// The environment variables holding the S3 access key id and secret key.
+    pub s3_access_key_env: String,
+    pub s3_secret_key_env: String,
+    /// How long a transcript's link works.
+    #[serde(with = "humantime_serde")]
+    pub link_ttl: Duration,
+    /// The address local links start with (where `jobq web` is reached); `""` is
+    /// `web.public_base_url`, else `http://` + `web.bind`.
+    pub public_base_url: String,
+}
+
+/// Where transcripts are stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TranscriptStoreKind {
+    Local,
+    S3,
+}
+
+impl TranscriptStoreKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TranscriptStoreKind::Local => "local",
+            TranscriptStoreKind::S3 => "s3",
+        }
+    }
+}
+
+/// The S3 credentials of `[transcripts]`, read from the variables it names. `Debug` shows
+/// `[REDACTED]`.
+#[derive(Debug, Clone)]
+pub struct S3Credentials {
+    pub access_key_id: SecretString,
+    pub secret_access_key: SecretString,
 }
 
 /// An `http://` or `https://` base URL whose path ends in `/`, without user info, query or
@@ -802,6 +859,8 @@ const PLAN_VOLUME_GB: Allowed = Allowed::Int(0, 1_000_000);
 const PLAN_DAYS: Allowed = Allowed::Int(1, 3650);
 /// Inbound ids are S-UI's `uint` row ids.
 const INBOUND_ID: Allowed = Allowed::Int(1, u32::MAX as i64);
+/// S3 presigned URLs live at most 7 days (SigV4).
+const LINK_TTL: Allowed = Allowed::Dur(ms(MIN, "1m"), ms(7 * DAY, "7d"));
 const ENV_NAME_RULE: &str = "is not an environment variable name: use A-Z, 0-9 and _ (the secret \
                              itself never goes in a file)";
 
@@ -828,6 +887,8 @@ fn hint(generic_key: &str) -> Option<String> {
         "panels.timeout" => PANEL_TIMEOUT,
         "plans.volume_gb" => PLAN_VOLUME_GB,
         "plans.days" => PLAN_DAYS,
+        "transcripts.link_ttl" => LINK_TTL,
+        "transcripts.store" => return Some("\"local\" or \"s3\"".to_string()),
         "panels.kind" => return Some("the only kind is \"s-ui\"".to_string()),
         "panels.url" | "telegram.api_url" | "discord.api_url" => {
             return Some(
@@ -923,6 +984,20 @@ const ENV_KEYS: &[(&str, &[(&str, ValueKind)])] = &[
     ),
     ("telegram", &[("api_url", ValueKind::Text)]),
     ("discord", &[("api_url", ValueKind::Text)]),
+    (
+        "transcripts",
+        &[
+            ("store", ValueKind::Text),
+            ("local_dir", ValueKind::Text),
+            ("s3_endpoint", ValueKind::Text),
+            ("s3_bucket", ValueKind::Text),
+            ("s3_region", ValueKind::Text),
+            ("s3_access_key_env", ValueKind::Text),
+            ("s3_secret_key_env", ValueKind::Text),
+            ("link_ttl", ValueKind::Text),
+            ("public_base_url", ValueKind::Text),
+        ],
+    ),
 ];
 
 fn known_kind(section: &str, key: &str) -> Option<ValueKind> {
@@ -1307,7 +1382,130 @@ impl Settings {
         }
         self.check_panels(&mut c);
         self.check_plans(&mut c);
+        self.check_admin_ids(&mut c);
+        self.check_transcripts(&mut c);
         c.problems
+    }
+
+    /// With `store = "s3"`, every setting S3 needs is given: never a silent fallback to local
+    /// files.
+    fn check_transcripts(&self, c: &mut Checker<'_, '_>) {
+        let t = &self.transcripts;
+        c.duration("transcripts.link_ttl", t.link_ttl, LINK_TTL);
+        let http_or_empty = |url: &str| {
+            url.is_empty()
+                || url::Url::parse(url)
+                    .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.has_host())
+        };
+        if !http_or_empty(&t.public_base_url) {
+            c.problem(
+                "transcripts.public_base_url",
+                true,
+                "is not an http:// or https:// address (or \"\" for web.public_base_url)"
+                    .to_string(),
+            );
+        }
+        if t.local_dir.as_os_str().is_empty() {
+            c.problem(
+                "transcripts.local_dir",
+                true,
+                "must not be empty".to_string(),
+            );
+        }
+        if t.store != TranscriptStoreKind::S3 {
+            return;
+        }
+        if !http_or_empty(&t.s3_endpoint) {
+            c.problem(
+                "transcripts.s3_endpoint",
+                true,
+                "is not an http:// or https:// address (or \"\" for AWS)".to_string(),
+            );
+        }
+        for (field, value) in [("s3_bucket", &t.s3_bucket), ("s3_region", &t.s3_region)] {
+            if value.trim().is_empty() {
+                c.problem(
+                    &format!("transcripts.{field}"),
+                    false,
+                    "is missing: store = \"s3\" needs it".to_string(),
+                );
+            }
+        }
+        for (field, var) in [
+            ("s3_access_key_env", &t.s3_access_key_env),
+            ("s3_secret_key_env", &t.s3_secret_key_env),
+        ] {
+            if var.is_empty() {
+                c.problem(
+                    &format!("transcripts.{field}"),
+                    false,
+                    "is missing: store = \"s3\" needs the name of the environment variable \
+                     holding it"
+                        .to_string(),
+                );
+            } else if !valid_env_name(var) {
+                c.problem(
+                    &format!("transcripts.{field}"),
+                    true,
+                    ENV_NAME_RULE.to_string(),
+                );
+            }
+        }
+    }
+
+    /// The S3 credentials from the variables `[transcripts]` names; an unset or empty one is
+    /// an error naming the setting and the variable (never a value).
+    pub fn transcript_s3_credentials(&self) -> Result<S3Credentials, ConfigError> {
+        self.transcript_s3_credentials_from(|name| std::env::var(name).ok())
+    }
+
+    /// [`Settings::transcript_s3_credentials`] with the environment given as a lookup.
+    pub fn transcript_s3_credentials_from(
+        &self,
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<S3Credentials, ConfigError> {
+        let t = &self.transcripts;
+        let mut problems = Vec::new();
+        let mut read = |field: &str, var: &str| {
+            let value = lookup(var).filter(|v| !v.trim().is_empty());
+            if value.is_none() {
+                problems.push(ConfigProblem {
+                    setting: Some(format!("transcripts.{field}")),
+                    value: None,
+                    origin: None,
+                    message: format!(
+                        "names the environment variable `{var}`, which is not set: set it to the \
+                         S3 {}",
+                        if field == "s3_access_key_env" {
+                            "access key id"
+                        } else {
+                            "secret access key"
+                        }
+                    ),
+                });
+            }
+            value.map(SecretString::from)
+        };
+        let access = read("s3_access_key_env", &t.s3_access_key_env);
+        let secret = read("s3_secret_key_env", &t.s3_secret_key_env);
+        match (access, secret) {
+            (Some(access_key_id), Some(secret_access_key)) => Ok(S3Credentials {
+                access_key_id,
+                secret_access_key,
+            }),
+            _ => Err(ConfigError { problems }),
+        }
+    }
+
+    /// Where local transcript links point: `transcripts.public_base_url`, else
+    /// `web.public_base_url`, else the dashboard's own address.
+    pub fn transcript_base_url(&self) -> String {
+        let chosen = [&self.transcripts.public_base_url, &self.web.public_base_url]
+            .into_iter()
+            .find(|u| !u.is_empty())
+            .cloned()
+            .unwrap_or_else(|| format!("http://{}", self.web.bind));
+        chosen.trim_end_matches('/').to_string()
     }
 
     fn check_panels(&self, c: &mut Checker<'_, '_>) {
@@ -1386,6 +1584,46 @@ impl Settings {
             }
             c.duration(&key("timeout"), p.timeout, PANEL_TIMEOUT);
         }
+    }
+
+    /// Admin ids are user ids: positive.
+    fn check_admin_ids(&self, c: &mut Checker<'_, '_>) {
+        let lists = [
+            ("telegram", &self.telegram.admins),
+            ("discord", &self.discord.admins),
+        ];
+        for (section, ids) in lists {
+            if let Some(i) = ids.iter().position(|id| *id <= 0) {
+                c.problem(
+                    &format!("{section}.admins.{i}"),
+                    true,
+                    "is not a user id: ids are positive integers".to_string(),
+                );
+            }
+        }
+    }
+
+    /// Every admin to alert, on either platform.
+    pub fn admin_recipients(&self) -> Vec<crate::kinds::Recipient> {
+        use crate::kinds::{Platform, Recipient, UserId};
+        let telegram = self
+            .telegram
+            .admins
+            .iter()
+            .map(|id| (Platform::Telegram, *id));
+        let discord = self
+            .discord
+            .admins
+            .iter()
+            .map(|id| (Platform::Discord, *id));
+        telegram
+            .chain(discord)
+            .filter_map(|(platform, id)| {
+                UserId::try_from(id)
+                    .ok()
+                    .map(|id| Recipient::new(platform, id))
+            })
+            .collect()
     }
 
     fn check_plans(&self, c: &mut Checker<'_, '_>) {
@@ -1712,6 +1950,17 @@ impl Settings {
         let _ = writeln!(out, "api_url = {:?}", self.telegram.api_url.as_str());
         let _ = writeln!(out, "\n[discord]");
         let _ = writeln!(out, "api_url = {:?}", self.discord.api_url.as_str());
+        let t = &self.transcripts;
+        let _ = writeln!(out, "\n[transcripts]");
+        let _ = writeln!(out, "store = \"{}\"", t.store.as_str());
+        let _ = writeln!(out, "local_dir = {:?}", t.local_dir.display().to_string());
+        let _ = writeln!(out, "s3_endpoint = {:?}", t.s3_endpoint);
+        let _ = writeln!(out, "s3_bucket = {:?}", t.s3_bucket);
+        let _ = writeln!(out, "s3_region = {:?}", t.s3_region);
+        let _ = writeln!(out, "s3_access_key_env = {:?}", t.s3_access_key_env);
+        let _ = writeln!(out, "s3_secret_key_env = {:?}", t.s3_secret_key_env);
+        let _ = writeln!(out, "link_ttl = \"{}\"", d(t.link_ttl));
+        let _ = writeln!(out, "public_base_url = {:?}", t.public_base_url);
         out
     }
 }

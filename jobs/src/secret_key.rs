@@ -247,6 +247,14 @@ impl SecretKey {
         name.push_str(&base32(&digest, CLIENT_NAME_HASH_CHARS));
         ClientName::new(name)
     }
+
+    /// The signature of a local transcript link: HMAC of the object's key and the link's
+    /// expiry (Unix seconds), so neither can be changed without the key. Compare it in
+    /// constant time.
+    pub fn transcript_link_mac(&self, object_key: &str, expires: i64) -> [u8; 32] {
+        let message = format!("{object_key}\n{expires}");
+        self.mac("transcript-link/v1", message.as_bytes())
+    }
 }
 
 fn read_key_file(path: &Path) -> Result<SecretKey, SecretKeyError> {

@@ -10,11 +10,13 @@
 //! - [`metrics`]: queue-level figures from the database for `GET /metrics`.
 //! - `handlers`: the routes.
 //! - `views`: the HTML, `chart`: the inline SVG throughput chart.
+//! - [`transcripts`]: the signed, expiring links to ticket transcripts on the local store.
 
 pub mod auth;
 mod chart;
 mod handlers;
 pub mod metrics;
+pub mod transcripts;
 mod views;
 
 use std::future::Future;
@@ -159,6 +161,15 @@ impl Dashboard {
             listener,
             router: router(queue, options),
         })
+    }
+
+    /// Also serves the local store's transcript links (`GET /transcripts/...`, no login: the
+    /// signed link is the credential), when there are any.
+    pub fn with_transcript_links(mut self, links: Option<transcripts::TranscriptLinks>) -> Self {
+        if let Some(links) = links {
+            self.router = self.router.merge(links.router());
+        }
+        self
     }
 
     /// The address it listens on (the real port when bound to port 0).

@@ -11,6 +11,7 @@
 //! - [`periodic`]: enqueues the periodic jobs of the config, once per period across processes.
 //! - [`chat`]: Telegram and Discord DMs behind `Messenger`, with classified errors.
 //! - [`testkit`]: job kinds for the engine's own tests and benchmarks.
+//! - [`transcripts`]: Discord history → escaped HTML → object store, for `upload_transcript`.
 
 pub mod chat;
 pub mod completer;
@@ -25,6 +26,7 @@ pub mod periodic;
 pub mod producer;
 pub mod runtime;
 pub mod testkit;
+pub mod transcripts;
 
 pub use handler::{Handler, JobContext, JobError, Registry};
 pub use runtime::{Runtime, RuntimeOptions};

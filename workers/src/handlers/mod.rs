@@ -2,6 +2,7 @@
 //! the settings and secret key a worker loads at start ([`Product`]).
 
 pub mod provision_client;
+pub mod upload_transcript;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -82,10 +83,15 @@ pub struct Product {
     pub settings: Arc<Settings>,
     pub panels: Panels,
     pub key: Option<Arc<SecretKey>>,
+    /// The transcript store and Discord reader (`upload_transcript`); `None` only in tests.
+    pub transcripts: Option<Arc<crate::transcripts::Transcripts>>,
 }
 
 /// Registers the product kinds that have handlers so far (`provision_client`).
 pub fn register(registry: &mut Registry, product: Product) {
+    registry.register(upload_transcript::UploadTranscriptHandler::new(
+        product.transcripts.clone(),
+    ));
     registry.register(ProvisionClientHandler::new(product));
 }
 
