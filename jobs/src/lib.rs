@@ -6,6 +6,8 @@
 //! - [`driver`]: one module per database, behind the [`driver::Driver`] trait.
 //! - [`metrics`]: the enqueue and outside-call counters every process shares, and rendering.
 //! - [`configuration`]: settings from `config/default.toml`, a config file, `JOBQ_*` variables.
+//! - [`limits`]: rate and concurrency limits shared by every worker process, in the database.
+//! - [`ledger`]: the messages sent, by job key, so a retried send does not send again.
 //! - [`subscriptions`]: the subscriptions sold (one table, both backends); [`secret_key`]: the key
 //!   their unguessable client names derive from.
 
@@ -14,6 +16,8 @@ pub mod configuration;
 pub mod driver;
 pub mod job;
 pub mod kinds;
+pub mod ledger;
+pub mod limits;
 pub mod metrics;
 pub mod queue;
 pub mod redact;

@@ -188,6 +188,8 @@ pub struct Subscription {
     pub panel_enabled: Option<bool>,
     pub last_synced_at: Option<DateTime<Utc>>,
     pub flags: BTreeSet<Flag>,
+    /// The highest usage warning (0, 80 or 100 percent) sent for the current term.
+    pub usage_warned_percent: i32,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -237,6 +239,33 @@ pub struct Activation {
     pub plan: Option<String>,
     /// Start the usage count again from zero (a renewal whose plan says so).
     pub reset_usage: bool,
+}
+
+/// A renewal or upgrade of a subscription, its terms fixed at the first attempt (see
+/// [`Subscriptions::plan_renewal`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Renewal {
+    /// The request's key (the job's idempotency key, else `job:<id>`).
+    pub origin_key: String,
+    pub subscription: SubscriptionId,
+    pub plan: String,
+    /// Bytes; 0 is unlimited.
+    pub volume_bytes: i64,
+    /// The new expiry.
+    pub expiry: DateTime<Utc>,
+    /// Whether the subscription row has been updated with it (the follow-ups enqueued).
+    pub applied: bool,
+}
+
+/// A stored renewal as read back: it must be of the subscription the caller names.
+fn renewal(origin_key: &str, stored_id: i64, read: Renewal) -> Result<Renewal, SubscriptionError> {
+    if stored_id != read.subscription.get() {
+        return Err(SubscriptionError::Invalid(format!(
+            "renewal key {origin_key:?} was used for subscription {stored_id}, not {}",
+            read.subscription
+        )));
+    }
+    Ok(read)
 }
 
 /// What a panel listing says of one client, for [`Subscriptions::sync_usage`].
@@ -453,6 +482,22 @@ impl Subscriptions {
         }
     }
 
+    /// Records the terms of a renewal under its origin key, unless that key already has
+    /// terms: then those are returned, so every retry of one renewal applies the same expiry.
+    pub async fn plan_renewal(&self, planned: &Renewal) -> Result<Renewal, SubscriptionError> {
+        match &self.pool {
+            Pool::Postgres(pool) => {
+                postgres::plan_renewal(&mut *pool.acquire().await?, planned).await
+            }
+            Pool::Sqlite(pool) => {
+                let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+                let renewal = sqlite::plan_renewal(&mut tx, planned).await?;
+                tx.commit().await?;
+                Ok(renewal)
+            }
+        }
+    }
+
     /// Replaces the reconciliation flags; `false` when there is no such subscription.
     pub async fn set_flags(
         &self,
@@ -550,6 +595,29 @@ impl InTx<'_> {
         match self.conn()? {
             Conn::Postgres(c) => postgres::set_flags(c, id.get(), &flags).await,
             Conn::Sqlite(c) => sqlite::set_flags(c, id.get(), &flags).await,
+        }
+    }
+}
+
+impl InTx<'_> {
+    /// Records that a usage warning of `percent` was given for the current term; `false` when
+    /// one as high was given already (then send nothing).
+    pub async fn mark_warned(
+        &mut self,
+        id: SubscriptionId,
+        percent: i32,
+    ) -> Result<bool, SubscriptionError> {
+        match self.conn()? {
+            Conn::Postgres(c) => postgres::mark_warned(c, id.get(), percent).await,
+            Conn::Sqlite(c) => sqlite::mark_warned(c, id.get(), percent).await,
+        }
+    }
+
+    /// Marks a planned renewal applied; `false` when an earlier attempt applied it.
+    pub async fn apply_renewal(&mut self, origin_key: &str) -> Result<bool, SubscriptionError> {
+        match self.conn()? {
+            Conn::Postgres(c) => postgres::apply_renewal(c, origin_key).await,
+            Conn::Sqlite(c) => sqlite::apply_renewal(c, origin_key).await,
         }
     }
 }
@@ -703,7 +771,7 @@ fn parse_flags(id: i64, json: &str) -> Result<BTreeSet<Flag>, SubscriptionError>
 /// The columns every read selects, in this order.
 const COLUMNS: &str = "id, platform, user_id, panel, plan, client_name, origin_key, volume_bytes, \
                        expiry, status, subscription_link, usage_up, usage_down, panel_enabled, \
-                       last_synced_at, flags, created_at, updated_at";
+                       last_synced_at, flags, usage_warned_percent, created_at, updated_at";
 
 /// A row's fields once read, before checking.
 struct RawRow {
@@ -723,6 +791,7 @@ struct RawRow {
     panel_enabled: Option<bool>,
     last_synced_at: Option<DateTime<Utc>>,
     flags: String,
+    usage_warned_percent: i32,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
 }
@@ -750,6 +819,7 @@ impl RawRow {
             panel_enabled: self.panel_enabled,
             last_synced_at: self.last_synced_at,
             flags: parse_flags(id, &self.flags)?,
+            usage_warned_percent: self.usage_warned_percent,
             created_at: self.created_at,
             updated_at: self.updated_at,
         })

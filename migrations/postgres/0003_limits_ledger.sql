@@ -38,6 +38,18 @@ CREATE TABLE jobq_cursors (
     updated_at TIMESTAMPTZ NOT NULL DEFAULT now()
 );
 
+-- Renewals and upgrades, keyed by the request that asked for one (the job's key, else
+-- `job:<id>`): the new terms are fixed at the first attempt, so a retried renewal extends once.
+CREATE TABLE jobq_renewals (
+    origin_key      TEXT        PRIMARY KEY,
+    subscription_id BIGINT      NOT NULL REFERENCES jobq_subscriptions (id),
+    plan            TEXT        NOT NULL,
+    volume_bytes    BIGINT      NOT NULL CHECK (volume_bytes >= 0),
+    expiry          TIMESTAMPTZ NOT NULL,
+    applied_at      TIMESTAMPTZ,
+    created_at      TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+
 -- The highest usage warning (80, 100) given for the subscription's current term; a renewal that
 -- resets usage resets it.
 ALTER TABLE jobq_subscriptions

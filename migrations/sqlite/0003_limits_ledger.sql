@@ -29,6 +29,16 @@ CREATE TABLE jobq_cursors (
     updated_at INTEGER NOT NULL
 );
 
+CREATE TABLE jobq_renewals (
+    origin_key      TEXT    PRIMARY KEY,
+    subscription_id INTEGER NOT NULL REFERENCES jobq_subscriptions (id),
+    plan            TEXT    NOT NULL,
+    volume_bytes    INTEGER NOT NULL CHECK (volume_bytes >= 0),
+    expiry          INTEGER NOT NULL,
+    applied_at      INTEGER,
+    created_at      INTEGER NOT NULL
+);
+
 ALTER TABLE jobq_subscriptions
     ADD COLUMN usage_warned_percent INTEGER NOT NULL DEFAULT 0
         CHECK (usage_warned_percent IN (0, 80, 100));

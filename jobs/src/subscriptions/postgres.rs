@@ -5,8 +5,8 @@ use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, Row};
 
 use super::{
-    Activation, COLUMNS, NewSubscription, RawRow, Subscription, SubscriptionError,
-    SubscriptionStatus, UsageUpdate,
+    Activation, COLUMNS, NewSubscription, RawRow, Renewal, Subscription, SubscriptionError,
+    SubscriptionStatus, UsageUpdate, renewal,
 };
 use crate::kinds::Platform;
 
@@ -28,6 +28,7 @@ fn row(r: &PgRow) -> Result<Subscription, SubscriptionError> {
         usage_down: r.try_get("usage_down")?,
         panel_enabled: r.try_get("panel_enabled")?,
         last_synced_at: r.try_get("last_synced_at")?,
+        usage_warned_percent: r.try_get("usage_warned_percent")?,
         flags: flags.to_string(),
         created_at: r.try_get("created_at")?,
         updated_at: r.try_get("updated_at")?,
@@ -156,6 +157,8 @@ pub(super) async fn mark_active(
              plan = COALESCE($5, plan),
              usage_up = CASE WHEN $6 THEN 0 ELSE usage_up END,
              usage_down = CASE WHEN $6 THEN 0 ELSE usage_down END,
+             usage_warned_percent =
+                 CASE WHEN $6 OR volume_bytes <> $3 THEN 0 ELSE usage_warned_percent END,
              updated_at = now()
          WHERE id = $1
          RETURNING {COLUMNS}"
@@ -245,6 +248,72 @@ pub(super) async fn set_flags(
     )
     .bind(id)
     .bind(flags)
+    .execute(c)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+pub(super) async fn mark_warned(
+    c: &mut PgConnection,
+    id: i64,
+    percent: i32,
+) -> Result<bool, SubscriptionError> {
+    let done = sqlx::query(
+        "UPDATE jobq_subscriptions SET usage_warned_percent = $2, updated_at = now()
+         WHERE id = $1 AND usage_warned_percent < $2",
+    )
+    .bind(id)
+    .bind(percent)
+    .execute(c)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+pub(super) async fn plan_renewal(
+    c: &mut PgConnection,
+    r: &Renewal,
+) -> Result<Renewal, SubscriptionError> {
+    sqlx::query(
+        "INSERT INTO jobq_renewals (origin_key, subscription_id, plan, volume_bytes, expiry)
+         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (origin_key) DO NOTHING",
+    )
+    .bind(&r.origin_key)
+    .bind(r.subscription.get())
+    .bind(&r.plan)
+    .bind(r.volume_bytes)
+    .bind(r.expiry)
+    .execute(&mut *c)
+    .await?;
+    let row = sqlx::query(
+        "SELECT subscription_id, plan, volume_bytes, expiry, applied_at IS NOT NULL AS applied
+         FROM jobq_renewals WHERE origin_key = $1",
+    )
+    .bind(&r.origin_key)
+    .fetch_one(c)
+    .await?;
+    renewal(
+        &r.origin_key,
+        row.try_get("subscription_id")?,
+        Renewal {
+            origin_key: r.origin_key.clone(),
+            subscription: r.subscription,
+            plan: row.try_get("plan")?,
+            volume_bytes: row.try_get("volume_bytes")?,
+            expiry: row.try_get("expiry")?,
+            applied: row.try_get("applied")?,
+        },
+    )
+}
+
+pub(super) async fn apply_renewal(
+    c: &mut PgConnection,
+    origin_key: &str,
+) -> Result<bool, SubscriptionError> {
+    let done = sqlx::query(
+        "UPDATE jobq_renewals SET applied_at = now()
+         WHERE origin_key = $1 AND applied_at IS NULL",
+    )
+    .bind(origin_key)
     .execute(c)
     .await?;
     Ok(done.rows_affected() == 1)

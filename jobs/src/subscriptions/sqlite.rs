@@ -7,8 +7,8 @@ use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, SqliteConnection};
 
 use super::{
-    Activation, COLUMNS, NewSubscription, RawRow, Subscription, SubscriptionError,
-    SubscriptionStatus, UsageUpdate,
+    Activation, COLUMNS, NewSubscription, RawRow, Renewal, Subscription, SubscriptionError,
+    SubscriptionStatus, UsageUpdate, renewal,
 };
 use crate::kinds::Platform;
 
@@ -50,6 +50,7 @@ fn row(r: &SqliteRow) -> Result<Subscription, SubscriptionError> {
         usage_down: r.try_get("usage_down")?,
         panel_enabled: r.try_get("panel_enabled")?,
         last_synced_at: optional_time(id, "last_synced_at", r.try_get("last_synced_at")?)?,
+        usage_warned_percent: r.try_get("usage_warned_percent")?,
         flags: r.try_get("flags")?,
         created_at: time(id, "created_at", r.try_get("created_at")?)?,
         updated_at: time(id, "updated_at", r.try_get("updated_at")?)?,
@@ -179,6 +180,8 @@ pub(super) async fn mark_active(
              plan = COALESCE(?5, plan),
              usage_up = CASE WHEN ?6 THEN 0 ELSE usage_up END,
              usage_down = CASE WHEN ?6 THEN 0 ELSE usage_down END,
+             usage_warned_percent =
+                 CASE WHEN ?6 OR volume_bytes <> ?3 THEN 0 ELSE usage_warned_percent END,
              updated_at = ?7
          WHERE id = ?1
          RETURNING {COLUMNS}"
@@ -277,5 +280,75 @@ pub(super) async fn set_flags(
             .bind(now())
             .execute(c)
             .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+pub(super) async fn mark_warned(
+    c: &mut SqliteConnection,
+    id: i64,
+    percent: i32,
+) -> Result<bool, SubscriptionError> {
+    let done = sqlx::query(
+        "UPDATE jobq_subscriptions SET usage_warned_percent = ?2, updated_at = ?3
+         WHERE id = ?1 AND usage_warned_percent < ?2",
+    )
+    .bind(id)
+    .bind(percent)
+    .bind(now())
+    .execute(c)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+pub(super) async fn plan_renewal(
+    c: &mut SqliteConnection,
+    r: &Renewal,
+) -> Result<Renewal, SubscriptionError> {
+    sqlx::query(
+        "INSERT INTO jobq_renewals
+             (origin_key, subscription_id, plan, volume_bytes, expiry, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (origin_key) DO NOTHING",
+    )
+    .bind(&r.origin_key)
+    .bind(r.subscription.get())
+    .bind(&r.plan)
+    .bind(r.volume_bytes)
+    .bind(r.expiry.timestamp_micros())
+    .bind(now())
+    .execute(&mut *c)
+    .await?;
+    let row = sqlx::query(
+        "SELECT subscription_id, plan, volume_bytes, expiry, applied_at IS NOT NULL AS applied
+         FROM jobq_renewals WHERE origin_key = ?1",
+    )
+    .bind(&r.origin_key)
+    .fetch_one(c)
+    .await?;
+    let id: i64 = row.try_get("subscription_id")?;
+    renewal(
+        &r.origin_key,
+        id,
+        Renewal {
+            origin_key: r.origin_key.clone(),
+            subscription: r.subscription,
+            plan: row.try_get("plan")?,
+            volume_bytes: row.try_get("volume_bytes")?,
+            expiry: time(id, "renewal expiry", row.try_get("expiry")?)?,
+            applied: row.try_get("applied")?,
+        },
+    )
+}
+
+pub(super) async fn apply_renewal(
+    c: &mut SqliteConnection,
+    origin_key: &str,
+) -> Result<bool, SubscriptionError> {
+    let done = sqlx::query(
+        "UPDATE jobq_renewals SET applied_at = ?2 WHERE origin_key = ?1 AND applied_at IS NULL",
+    )
+    .bind(origin_key)
+    .bind(now())
+    .execute(c)
+    .await?;
     Ok(done.rows_affected() == 1)
 }

@@ -11,7 +11,16 @@
 //!   says so at `warn`;
 //! - marking `active` and enqueueing the follow-ups commit together; both follow-ups are keyed.
 //!
-//! Renewals (`"renew"`) are not handled yet: such a job fails permanently, saying so.
+//! With `"renew": ID` the job renews (or, with another plan, upgrades) that subscription:
+//! - its terms (plan, volume, new expiry = the later of now and the old expiry, plus the plan's
+//!   days) are recorded first under the job's key (`jobq_renewals`), so every retry applies the
+//!   same expiry and a renewal extends once however often it runs;
+//! - the client is found (re-created with the new terms if an admin deleted it) and edited in
+//!   one read-modify-write: enabled, new expiry, volume and inbounds, usage reset if the plan
+//!   says so;
+//! - marking the renewal applied, the row `active` with the new terms, the DM
+//!   (`renew_dm:<key>`) and the expiry job at the new expiry commit together. The old expiry
+//!   job then finds its expiry changed and does nothing.
 
 use std::sync::Arc;
 
@@ -22,13 +31,13 @@ use jobs::configuration::PlanSettings;
 use jobs::kinds::{ExpireSubscription, ProvisionClient, SendDm, SubscriptionId, Timestamp};
 use jobs::secret_key::SecretKey;
 use jobs::subscriptions::{
-    Activation, NewSubscription, SubscriptionError, SubscriptionLink, SubscriptionStatus,
+    Activation, NewSubscription, Renewal, Subscription, SubscriptionLink, SubscriptionStatus,
     Subscriptions,
 };
 
-use super::{Product, panel_job_error};
+use super::{Product, db_error, panel_job_error, queue_error};
 use crate::handler::{Handler, JobContext, JobError};
-use crate::panel::{NewClient, Panel, PanelClient};
+use crate::panel::{ClientChange, NewClient, Panel, PanelClient};
 
 const GIB: i64 = 1024 * 1024 * 1024;
 
@@ -55,11 +64,6 @@ pub fn origin_key(ctx: &JobContext) -> String {
 #[async_trait]
 impl Handler<ProvisionClient> for ProvisionClientHandler {
     async fn handle(&self, job: ProvisionClient, ctx: &JobContext) -> Result<(), JobError> {
-        if let Some(id) = job.renew {
-            return Err(JobError::permanent(format!(
-                "renewals are not supported yet (renew of subscription {id})"
-            )));
-        }
         let panel_name = job.panel.as_str();
         let plan_name = job.plan.as_str();
         let Some(panel) = self.product.panels.get(panel_name) else {
@@ -78,16 +82,18 @@ impl Handler<ProvisionClient> for ProvisionClientHandler {
             ));
         };
         let terms = Terms::of(plan)?;
-        Provision {
+        let provision = Provision {
             job: &job,
             ctx,
             panel,
             panel_name,
             key,
             terms,
+        };
+        match job.renew {
+            Some(id) => provision.renew(id).await,
+            None => provision.run().await,
         }
-        .run()
-        .await
     }
 }
 
@@ -97,6 +103,7 @@ struct Terms {
     volume_bytes: i64,
     days: i64,
     inbounds: Vec<u64>,
+    reset_usage_on_renew: bool,
 }
 
 impl Terms {
@@ -122,6 +129,7 @@ impl Terms {
             volume_bytes,
             days: plan.days,
             inbounds,
+            reset_usage_on_renew: plan.reset_usage_on_renew,
         })
     }
 }
@@ -172,7 +180,9 @@ impl Provision<'_> {
             return Ok(());
         }
         let name = subscription.client_name.expose();
-        let client = self.client_once(subscription.id, name).await?;
+        let client = self
+            .client_once(subscription.id, name, self.expiry_from_now())
+            .await?;
         let expiry = match client.expiry {
             // The client is on the panel already: its expiry is the subscription's.
             e if e > 0 => DateTime::from_timestamp(e, 0),
@@ -200,11 +210,16 @@ impl Provision<'_> {
 
     /// The one client of this name on the panel: found, or created and read back; extra rows
     /// of the name are deleted.
-    async fn client_once(&self, id: SubscriptionId, name: &str) -> Result<PanelClient, JobError> {
+    async fn client_once(
+        &self,
+        id: SubscriptionId,
+        name: &str,
+        expiry: DateTime<Utc>,
+    ) -> Result<PanelClient, JobError> {
         let fail = |e| panel_job_error(self.panel_name, &e);
         let mut rows = self.panel.find_by_name(name).await.map_err(fail)?;
         if rows.is_empty() {
-            let expiry = self.expiry_from_now().timestamp();
+            let expiry = expiry.timestamp();
             let client = NewClient {
                 name: name.to_string(),
                 enable: true,
@@ -261,10 +276,7 @@ impl Provision<'_> {
             self.terms.plan,
             link.expose(),
             expiry.format("%Y-%m-%d %H:%M"),
-            match self.terms.volume_bytes / GIB {
-                0 => "unlimited traffic".to_string(),
-                gb => format!("{gb} GB of traffic"),
-            }
+            traffic(self.terms.volume_bytes)
         );
         let dm = SendDm::new(self.job.user, text).map_err(JobError::permanent)?;
         let expire = ExpireSubscription {
@@ -306,19 +318,157 @@ impl Provision<'_> {
     }
 }
 
-fn db_error(error: SubscriptionError) -> JobError {
-    match error {
-        SubscriptionError::Invalid(_) | SubscriptionError::Corrupt { .. } => {
-            JobError::permanent(format!("subscription: {error}"))
+impl Provision<'_> {
+    /// Renews or upgrades subscription `id` to this job's plan: see the module doc.
+    async fn renew(self, id: SubscriptionId) -> Result<(), JobError> {
+        let subscriptions = Subscriptions::new(&self.ctx.queue).map_err(db_error)?;
+        let Some(subscription) = subscriptions.get(id).await.map_err(db_error)? else {
+            return Err(JobError::permanent(format!(
+                "renewal of subscription {id}: there is no such subscription"
+            )));
+        };
+        self.check_renewable(&subscription)?;
+        let origin_key = origin_key(self.ctx);
+        let planned = Renewal {
+            origin_key: origin_key.clone(),
+            subscription: id,
+            plan: self.terms.plan.clone(),
+            volume_bytes: self.terms.volume_bytes,
+            expiry: self.renewed_expiry(subscription.expiry),
+            applied: false,
+        };
+        let renewal = subscriptions
+            .plan_renewal(&planned)
+            .await
+            .map_err(db_error)?;
+        if renewal.applied {
+            tracing::info!(subscription = %id, "renewal already applied");
+            return Ok(());
         }
-        other => JobError::retry(format!("subscription: {other}")),
+        let name = subscription.client_name.expose();
+        let client = self.client_once(id, name, renewal.expiry).await?;
+        let change = ClientChange {
+            enable: Some(true),
+            expiry: Some(renewal.expiry.timestamp()),
+            volume: Some(renewal.volume_bytes),
+            inbounds: Some(self.terms.inbounds.clone()),
+            reset_usage: self.terms.reset_usage_on_renew,
+        };
+        self.panel
+            .edit_client(client.id, &change)
+            .await
+            .map_err(|e| panel_job_error(self.panel_name, &e))?;
+        let link = self
+            .panel
+            .subscription_link(name)
+            .await
+            .map_err(|e| panel_job_error(self.panel_name, &e))?;
+        self.apply_renewal(&renewal, SubscriptionLink::new(link.expose()))
+            .await
+    }
+
+    /// The subscription must be this job's user's, on this job's panel, and past provisioning.
+    fn check_renewable(&self, subscription: &Subscription) -> Result<(), JobError> {
+        let id = subscription.id;
+        if subscription.platform != self.job.user.platform
+            || subscription.user_id != self.job.user.id
+        {
+            return Err(JobError::permanent(format!(
+                "renewal of subscription {id}: it belongs to another user"
+            )));
+        }
+        if subscription.panel != self.panel_name {
+            return Err(JobError::permanent(format!(
+                "renewal of subscription {id}: it is on panel {:?}, not {:?}",
+                subscription.panel, self.panel_name
+            )));
+        }
+        match subscription.status {
+            SubscriptionStatus::Provisioning => Err(JobError::retry(format!(
+                "renewal of subscription {id}: it is still being provisioned"
+            ))),
+            SubscriptionStatus::Failed => Err(JobError::permanent(format!(
+                "renewal of subscription {id}: its provisioning failed; provision a new one"
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    /// The plan's days from the old expiry, or from now if that has passed; to the second.
+    fn renewed_expiry(&self, old: Option<DateTime<Utc>>) -> DateTime<Utc> {
+        let from = old.map_or_else(Utc::now, |old| old.max(Utc::now()));
+        let at = from + chrono::Duration::days(self.terms.days);
+        DateTime::from_timestamp(at.timestamp(), 0).unwrap_or(at)
+    }
+
+    /// Marks the renewal applied and the row active with its terms, and enqueues the DM and
+    /// the new expiry job, in one transaction.
+    async fn apply_renewal(
+        &self,
+        renewal: &Renewal,
+        link: SubscriptionLink,
+    ) -> Result<(), JobError> {
+        let id = renewal.subscription;
+        let text = format!(
+            "Your subscription ({}) is renewed: valid until {} UTC, {}.",
+            renewal.plan,
+            renewal.expiry.format("%Y-%m-%d %H:%M"),
+            traffic(renewal.volume_bytes)
+        );
+        let dm = SendDm::new(self.job.user, text).map_err(JobError::permanent)?;
+        let expire = ExpireSubscription {
+            subscription: id,
+            expiry: Timestamp::from(renewal.expiry),
+            force: false,
+        };
+        let mut tx = self.ctx.queue.begin().await.map_err(queue_error)?;
+        let mut rows = Subscriptions::in_tx(&mut tx);
+        if !rows
+            .apply_renewal(&renewal.origin_key)
+            .await
+            .map_err(db_error)?
+        {
+            let _ = tx.rollback().await;
+            return Ok(());
+        }
+        let activation = Activation {
+            link,
+            volume_bytes: renewal.volume_bytes,
+            expiry: renewal.expiry,
+            plan: Some(renewal.plan.clone()),
+            reset_usage: self.terms.reset_usage_on_renew,
+        };
+        if rows
+            .mark_active(id, &activation)
+            .await
+            .map_err(db_error)?
+            .is_none()
+        {
+            let _ = tx.rollback().await;
+            return Err(JobError::Cancel(format!("subscription {id} was deleted")));
+        }
+        let dm_options = EnqueueOptions {
+            key: Some(format!("renew_dm:{}", renewal.origin_key)),
+            ..EnqueueOptions::default()
+        };
+        tx.enqueue(&dm, dm_options).await.map_err(queue_error)?;
+        let expire_options = EnqueueOptions {
+            run_at: Some(renewal.expiry),
+            ..EnqueueOptions::default()
+        };
+        tx.enqueue(&expire, expire_options)
+            .await
+            .map_err(queue_error)?;
+        tx.commit().await.map_err(queue_error)?;
+        tracing::info!(subscription = %id, expiry = %renewal.expiry, plan = %renewal.plan, "subscription renewed");
+        Ok(())
     }
 }
 
-fn queue_error(error: jobs::queue::QueueError) -> JobError {
-    if error.is_bad_data() {
-        JobError::permanent(error)
-    } else {
-        JobError::retry(error)
+/// "10 GB of traffic" or "unlimited traffic".
+fn traffic(volume_bytes: i64) -> String {
+    match volume_bytes / GIB {
+        0 => "unlimited traffic".to_string(),
+        gb => format!("{gb} GB of traffic"),
     }
 }

@@ -1,0 +1,397 @@
+//! Limits that hold across every worker process together, kept in the queue's database: request
+//! rates ("30 messages a second per bot", "1 a second per chat", "5 calls a second to panel
+//! main") and concurrency ("4 calls at once to panel main").
+//!
+//! - **Rates** use GCRA: one row per limited name holds the theoretical arrival time (`tat`) of
+//!   the next request. Taking a turn is one upsert that moves `tat` on only when the request
+//!   conforms, so two processes can never take the same turn, and no background refill runs.
+//! - **Concurrency** uses permit rows `0..N` per name. A permit is held with an expiry, so a
+//!   worker that dies mid-call frees its permit when the expiry passes; a live holder releases
+//!   it when the call ends.
+//!
+//! Both take the time from this process's clock: across machines they are as fair as the
+//! clocks are in step (NTP keeps that to milliseconds, well under the limits' scale).
+
+use std::time::Duration;
+
+use chrono::Utc;
+
+use crate::Queue;
+use crate::configuration::Backend;
+
+/// A request rate: `per_second` on average, up to `burst` at once after a quiet spell.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Rate {
+    per_second: f64,
+    burst: u32,
+}
+
+impl Rate {
+    /// `per_second` (more than 0) with a burst of one: requests are spaced evenly.
+    pub fn per_second(per_second: f64) -> Rate {
+        Rate {
+            per_second: if per_second.is_finite() && per_second > 0.0 {
+                per_second
+            } else {
+                f64::MIN_POSITIVE
+            },
+            burst: 1,
+        }
+    }
+
+    /// Allows up to `burst` requests at once (at least 1).
+    pub fn with_burst(self, burst: u32) -> Rate {
+        Rate {
+            burst: burst.max(1),
+            ..self
+        }
+    }
+
+    /// Microseconds between two requests at the steady rate (at least 1).
+    fn interval_us(self) -> i64 {
+        let us = (1_000_000.0 / self.per_second).ceil();
+        if us >= i64::MAX as f64 {
+            i64::MAX / 4
+        } else {
+            (us as i64).max(1)
+        }
+    }
+
+    /// How far ahead of now `tat` may be while a request still conforms.
+    fn tolerance_us(self) -> i64 {
+        self.interval_us()
+            .saturating_mul(i64::from(self.burst) - 1)
+            .min(i64::MAX / 4)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LimitError {
+    #[error("rate limit database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("queue backend and driver disagree")]
+    Backend,
+}
+
+#[derive(Clone)]
+enum Pool {
+    Postgres(sqlx::PgPool),
+    Sqlite(sqlx::SqlitePool),
+}
+
+/// The shared limits of a queue's database. Cheap to clone.
+#[derive(Clone)]
+pub struct Limits {
+    pool: Pool,
+}
+
+/// A held concurrency permit. Release it with [`Permit::release`] when the call ends; one
+/// dropped unreleased is released in the background, and one whose process died expires.
+pub struct Permit {
+    limits: Limits,
+    name: String,
+    slot: i64,
+    holder: String,
+    released: bool,
+}
+
+impl Limits {
+    pub fn new(queue: &Queue) -> Result<Limits, LimitError> {
+        let pool = match queue.backend() {
+            Backend::Postgres => queue.postgres_pool().cloned().map(Pool::Postgres),
+            Backend::Sqlite => queue.sqlite_pool().cloned().map(Pool::Sqlite),
+        };
+        pool.map(|pool| Limits { pool }).ok_or(LimitError::Backend)
+    }
+
+    /// Takes one turn of `name` at `rate`: `None` when the request may go now, else how long
+    /// until the next turn could be free (nothing was taken; ask again then).
+    pub async fn try_take(&self, name: &str, rate: Rate) -> Result<Option<Duration>, LimitError> {
+        let now = Utc::now().timestamp_micros();
+        let interval = rate.interval_us();
+        let tolerance = rate.tolerance_us();
+        let taken = match &self.pool {
+            Pool::Postgres(pool) => {
+                sqlx::query_scalar::<_, i64>(
+                    "INSERT INTO jobq_rate_limits (name, tat) VALUES ($1, $2 + $3)
+                     ON CONFLICT (name) DO UPDATE
+                        SET tat = GREATEST(jobq_rate_limits.tat, $2) + $3
+                      WHERE jobq_rate_limits.tat - $4 <= $2
+                     RETURNING tat",
+                )
+                .bind(name)
+                .bind(now)
+                .bind(interval)
+                .bind(tolerance)
+                .fetch_optional(pool)
+                .await?
+            }
+            Pool::Sqlite(pool) => {
+                sqlx::query_scalar::<_, i64>(
+                    "INSERT INTO jobq_rate_limits (name, tat) VALUES (?1, ?2 + ?3)
+                     ON CONFLICT (name) DO UPDATE
+                        SET tat = MAX(jobq_rate_limits.tat, ?2) + ?3
+                      WHERE jobq_rate_limits.tat - ?4 <= ?2
+                     RETURNING tat",
+                )
+                .bind(name)
+                .bind(now)
+                .bind(interval)
+                .bind(tolerance)
+                .fetch_optional(pool)
+                .await?
+            }
+        };
+        if taken.is_some() {
+            return Ok(None);
+        }
+        let tat = self.tat(name).await?.unwrap_or(now);
+        let wait_us = (tat - tolerance - now).max(1);
+        Ok(Some(Duration::from_micros(wait_us.unsigned_abs())))
+    }
+
+    /// Takes a turn, waiting for it up to `max_wait`; `Err(wait)` (nothing taken) when the next
+    /// turn is further off than that, so a job can be rescheduled instead of holding a slot.
+    pub async fn take_within(
+        &self,
+        name: &str,
+        rate: Rate,
+        max_wait: Duration,
+    ) -> Result<Result<(), Duration>, LimitError> {
+        let deadline = tokio::time::Instant::now() + max_wait;
+        loop {
+            let Some(wait) = self.try_take(name, rate).await? else {
+                return Ok(Ok(()));
+            };
+            if tokio::time::Instant::now() + wait > deadline {
+                return Ok(Err(wait));
+            }
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    async fn tat(&self, name: &str) -> Result<Option<i64>, LimitError> {
+        let tat = match &self.pool {
+            Pool::Postgres(pool) => {
+                sqlx::query_scalar("SELECT tat FROM jobq_rate_limits WHERE name = $1")
+                    .bind(name)
+                    .fetch_optional(pool)
+                    .await?
+            }
+            Pool::Sqlite(pool) => {
+                sqlx::query_scalar("SELECT tat FROM jobq_rate_limits WHERE name = ?1")
+                    .bind(name)
+                    .fetch_optional(pool)
+                    .await?
+            }
+        };
+        Ok(tat)
+    }
+
+    /// One of `slots` permits of `name`, held for at most `hold` (then it expires), or `None`
+    /// when all are held.
+    pub async fn try_acquire(
+        &self,
+        name: &str,
+        slots: u32,
+        hold: Duration,
+    ) -> Result<Option<Permit>, LimitError> {
+        let slots = i64::from(slots.max(1));
+        let now = Utc::now().timestamp_micros();
+        let expires = now.saturating_add(i64::try_from(hold.as_micros()).unwrap_or(i64::MAX / 4));
+        let holder = format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..));
+        let slot = match &self.pool {
+            Pool::Postgres(pool) => {
+                let mut tx = pool.begin().await?;
+                sqlx::query(
+                    "INSERT INTO jobq_permits (name, slot)
+                     SELECT $1, s FROM generate_series(0, $2 - 1) AS s
+                     ON CONFLICT DO NOTHING",
+                )
+                .bind(name)
+                .bind(slots)
+                .execute(&mut *tx)
+                .await?;
+                let slot = sqlx::query_scalar::<_, i32>(
+                    "UPDATE jobq_permits SET holder = $3, expires_at = $4
+                      WHERE (name, slot) = (
+                        SELECT name, slot FROM jobq_permits
+                         WHERE name = $1 AND slot < $2 AND (holder IS NULL OR expires_at <= $5)
+                         ORDER BY slot LIMIT 1 FOR UPDATE SKIP LOCKED)
+                     RETURNING slot",
+                )
+                .bind(name)
+                .bind(slots)
+                .bind(&holder)
+                .bind(expires)
+                .bind(now)
+                .fetch_optional(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                slot.map(i64::from)
+            }
+            Pool::Sqlite(pool) => {
+                let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+                sqlx::query(
+                    "WITH RECURSIVE s(n) AS (SELECT 0 UNION ALL SELECT n + 1 FROM s WHERE n + 1 < ?2)
+                     INSERT INTO jobq_permits (name, slot) SELECT ?1, n FROM s WHERE true
+                     ON CONFLICT DO NOTHING",
+                )
+                .bind(name)
+                .bind(slots)
+                .execute(&mut *tx)
+                .await?;
+                let slot = sqlx::query_scalar::<_, i64>(
+                    "UPDATE jobq_permits SET holder = ?3, expires_at = ?4
+                      WHERE name = ?1 AND slot = (
+                        SELECT slot FROM jobq_permits
+                         WHERE name = ?1 AND slot < ?2 AND (holder IS NULL OR expires_at <= ?5)
+                         ORDER BY slot LIMIT 1)
+                     RETURNING slot",
+                )
+                .bind(name)
+                .bind(slots)
+                .bind(&holder)
+                .bind(expires)
+                .bind(now)
+                .fetch_optional(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                slot
+            }
+        };
+        Ok(slot.map(|slot| Permit {
+            limits: self.clone(),
+            name: name.to_string(),
+            slot,
+            holder,
+            released: false,
+        }))
+    }
+
+    /// A permit, waiting for one up to `max_wait` (asking again every `poll`, since a permit
+    /// freed by another process sends no signal); `None` when none came free in time.
+    pub async fn acquire_within(
+        &self,
+        name: &str,
+        slots: u32,
+        hold: Duration,
+        max_wait: Duration,
+    ) -> Result<Option<Permit>, LimitError> {
+        let deadline = tokio::time::Instant::now() + max_wait;
+        let mut poll = Duration::from_millis(5);
+        loop {
+            if let Some(permit) = self.try_acquire(name, slots, hold).await? {
+                return Ok(Some(permit));
+            }
+            if tokio::time::Instant::now() + poll > deadline {
+                return Ok(None);
+            }
+            tokio::time::sleep(poll).await;
+            poll = (poll * 2).min(Duration::from_millis(100));
+        }
+    }
+
+    async fn release(&self, name: &str, slot: i64, holder: &str) -> Result<(), LimitError> {
+        match &self.pool {
+            Pool::Postgres(pool) => {
+                sqlx::query(
+                    "UPDATE jobq_permits SET holder = NULL, expires_at = 0
+                      WHERE name = $1 AND slot = $2 AND holder = $3",
+                )
+                .bind(name)
+                .bind(slot as i32)
+                .bind(holder)
+                .execute(pool)
+                .await?;
+            }
+            Pool::Sqlite(pool) => {
+                sqlx::query(
+                    "UPDATE jobq_permits SET holder = NULL, expires_at = 0
+                      WHERE name = ?1 AND slot = ?2 AND holder = ?3",
+                )
+                .bind(name)
+                .bind(slot)
+                .bind(holder)
+                .execute(pool)
+                .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// How many permits of `name` are held now (for tests and inspection).
+    pub async fn held(&self, name: &str) -> Result<i64, LimitError> {
+        let now = Utc::now().timestamp_micros();
+        let held = match &self.pool {
+            Pool::Postgres(pool) => {
+                sqlx::query_scalar(
+                    "SELECT count(*) FROM jobq_permits
+                      WHERE name = $1 AND holder IS NOT NULL AND expires_at > $2",
+                )
+                .bind(name)
+                .bind(now)
+                .fetch_one(pool)
+                .await?
+            }
+            Pool::Sqlite(pool) => {
+                sqlx::query_scalar(
+                    "SELECT count(*) FROM jobq_permits
+                      WHERE name = ?1 AND holder IS NOT NULL AND expires_at > ?2",
+                )
+                .bind(name)
+                .bind(now)
+                .fetch_one(pool)
+                .await?
+            }
+        };
+        Ok(held)
+    }
+}
+
+impl Permit {
+    /// Frees the permit for the next caller.
+    pub async fn release(mut self) -> Result<(), LimitError> {
+        self.released = true;
+        self.limits
+            .release(&self.name, self.slot, &self.holder)
+            .await
+    }
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        if self.released {
+            return;
+        }
+        // Dropped on an error path or a cancelled call: release in the background; if that
+        // cannot run (no runtime), the permit's expiry frees it.
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            let limits = self.limits.clone();
+            let (name, slot, holder) = (self.name.clone(), self.slot, self.holder.clone());
+            handle.spawn(async move {
+                if let Err(error) = limits.release(&name, slot, &holder).await {
+                    tracing::warn!(%error, permit = %name, "could not release a permit; it expires");
+                }
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rate_intervals() {
+        assert_eq!(Rate::per_second(1.0).interval_us(), 1_000_000);
+        assert_eq!(Rate::per_second(30.0).interval_us(), 33_334);
+        assert_eq!(Rate::per_second(30.0).tolerance_us(), 0);
+        assert_eq!(
+            Rate::per_second(2.0).with_burst(3).tolerance_us(),
+            1_000_000
+        );
+        assert!(Rate::per_second(0.0).interval_us() > 1_000_000_000);
+        assert!(Rate::per_second(f64::NAN).interval_us() > 1_000_000_000);
+    }
+}
