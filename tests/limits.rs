@@ -36,7 +36,10 @@ async fn turns_are_spaced_across_processes(backend: Backend) {
             match limits.try_take("chat:1", rate).await.expect("take") {
                 None => break asked,
                 Some(wait) => {
-                    assert!(wait <= Duration::from_millis(51), "wait {wait:?} beyond one interval");
+                    assert!(
+                        wait <= Duration::from_millis(51),
+                        "wait {wait:?} beyond one interval"
+                    );
                     tokio::time::sleep(wait).await;
                 }
             }
@@ -45,7 +48,10 @@ async fn turns_are_spaced_across_processes(backend: Backend) {
     }
     for pair in granted.windows(2) {
         let gap = pair[1] - pair[0];
-        assert!(gap >= Duration::from_millis(49), "two turns only {gap:?} apart");
+        assert!(
+            gap >= Duration::from_millis(49),
+            "two turns only {gap:?} apart"
+        );
     }
     // Another name is not limited by this one.
     assert_eq!(a.try_take("chat:2", rate).await.expect("take"), None);
@@ -61,12 +67,18 @@ async fn a_burst_is_allowed_then_spaced(backend: Backend) {
     assert_eq!(a.try_take("bot", rate).await.expect("take"), None);
     let wait = b.try_take("bot", rate).await.expect("take");
     let wait = wait.expect("the fourth turn of a burst of 3 at 1/s is refused");
-    assert!(wait > Duration::from_millis(500) && wait <= Duration::from_secs(1), "{wait:?}");
+    assert!(
+        wait > Duration::from_millis(500) && wait <= Duration::from_secs(1),
+        "{wait:?}"
+    );
     let refused = b
         .take_within("bot", rate, Duration::from_millis(100))
         .await
         .expect("take");
-    assert!(refused.is_err(), "a turn a second away is not granted within 100 ms");
+    assert!(
+        refused.is_err(),
+        "a turn a second away is not granted within 100 ms"
+    );
 }
 
 /// Two permits of "panel:main" across both handles: the third waits for a release.
@@ -78,16 +90,25 @@ async fn permits_are_shared_and_released(backend: Backend) {
     let second = b.try_acquire("panel:main", 2, hold).await.expect("acquire");
     let (first, second) = (first.expect("first permit"), second.expect("second permit"));
     assert_eq!(a.held("panel:main").await.expect("held"), 2);
-    assert!(a.try_acquire("panel:main", 2, hold).await.expect("acquire").is_none());
+    assert!(
+        a.try_acquire("panel:main", 2, hold)
+            .await
+            .expect("acquire")
+            .is_none()
+    );
     first.release().await.expect("release");
-    let third = b.acquire_within("panel:main", 2, hold, Duration::from_secs(5)).await;
+    let third = b
+        .acquire_within("panel:main", 2, hold, Duration::from_secs(5))
+        .await;
     let third = third.expect("acquire").expect("a released permit is taken");
     assert_eq!(a.held("panel:main").await.expect("held"), 2);
     // A permit dropped without release is released in the background.
     drop(third);
-    support::eventually(Duration::from_secs(5), "dropped permit released", || async {
-        (a.held("panel:main").await.expect("held") == 1).then_some(())
-    })
+    support::eventually(
+        Duration::from_secs(5),
+        "dropped permit released",
+        || async { (a.held("panel:main").await.expect("held") == 1).then_some(()) },
+    )
     .await;
     second.release().await.expect("release");
     assert_eq!(a.held("panel:main").await.expect("held"), 0);
@@ -103,9 +124,19 @@ async fn an_expired_permit_is_taken_over(backend: Backend) {
         .expect("acquire")
         .expect("permit");
     std::mem::forget(permit); // as if the process died holding it
-    assert!(b.try_acquire("panel:x", 1, Duration::from_secs(60)).await.expect("acquire").is_none());
+    assert!(
+        b.try_acquire("panel:x", 1, Duration::from_secs(60))
+            .await
+            .expect("acquire")
+            .is_none()
+    );
     let taken = b
-        .acquire_within("panel:x", 1, Duration::from_secs(60), Duration::from_secs(5))
+        .acquire_within(
+            "panel:x",
+            1,
+            Duration::from_secs(60),
+            Duration::from_secs(5),
+        )
         .await
         .expect("acquire");
     assert!(taken.is_some(), "the expired permit is taken over");

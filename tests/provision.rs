@@ -3,7 +3,8 @@
 //! subscription (link, volume, expiry) and, committed with it, one keyed DM and one expiry job;
 //! the same when the panel drops the connection after applying the create, answers 502, holds a
 //! duplicate row of our name, or the worker is killed mid-job. Unknown panels and plans, and
-//! renewals (not supported yet), fail permanently, naming what is wrong.
+//! renewals of a subscription that does not exist, fail permanently, naming what is wrong.
+//! Renewals, expiry and usage sync: tests/lifecycle.rs.
 
 mod support;
 
@@ -17,6 +18,7 @@ use jobs::kinds::{Platform, UserId};
 use jobs::secret_key::SecretKey;
 use jobs::subscriptions::{NewSubscription, Subscription, SubscriptionStatus, Subscriptions};
 use jobs::{JobState, Queue};
+use support::panel::*;
 use support::*;
 
 on_both_backends!(
@@ -29,116 +31,7 @@ on_both_backends!(
     without_panels_the_worker_runs_with_no_key_and_fails_the_job_naming_the_panel,
 );
 
-const TOKEN: &str = "tokenOfThePanelMain0123456789ab";
-const SECRET: &str = "8f1c2a9b4d7e6f3051a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6f7a8";
 const GIB: i64 = 1024 * 1024 * 1024;
-const USER: i64 = 424242;
-
-async fn fake() -> FakeSui {
-    FakeSui::start(SuiOptions {
-        token: Some(TOKEN.into()),
-        ..SuiOptions::default()
-    })
-    .await
-    .expect("start the fake panel")
-}
-
-async fn db_with_panel(backend: Backend, panel: &FakeSui) -> TestDb {
-    let extra = format!(
-        r#"
-[[panels]]
-name = "main"
-kind = "s-ui"
-url = "{}"
-token_env = "JOBQ_PANEL_MAIN_TOKEN"
-timeout = "5s"
-
-[[plans]]
-name = "basic"
-volume_gb = 10
-days = 30
-inbounds = [1]
-"#,
-        panel.url()
-    );
-    TestDb::with_config(backend, &extra).await
-}
-
-/// `jobq worker --queues panel` with the panel's token and the secret key; killed when dropped.
-fn spawn_panel_worker(db: &TestDb) -> Worker {
-    let log = db
-        .dir
-        .path()
-        .join(format!("worker-{}.log", fastrand::u32(..)));
-    let log_file = std::fs::File::create(&log).expect("worker log");
-    let child = db
-        .command(&["worker", "--queues", "panel"])
-        .env("JOBQ_PANEL_MAIN_TOKEN", TOKEN)
-        .env("JOBQ_SECRET_KEY", SECRET)
-        .stdout(Stdio::null())
-        .stderr(log_file)
-        .spawn()
-        .expect("spawn worker");
-    Worker { child, log }
-}
-
-fn payload(panel: &str, plan: &str) -> String {
-    format!(r#"{{"panel":"{panel}","plan":"{plan}","user":{{"platform":"telegram","id":{USER}}}}}"#)
-}
-
-/// `jobq --json enqueue provision_client PAYLOAD [--key KEY]`: the job's id.
-fn enqueue(db: &TestDb, payload: &str, key: Option<&str>) -> i64 {
-    let mut args = vec!["--json", "enqueue", "provision_client", payload];
-    if let Some(key) = key {
-        args.extend(["--key", key]);
-    }
-    let out = json(&db.jobq(&args));
-    assert_eq!(out["created"], true, "{out}");
-    out["id"].as_i64().expect("an id")
-}
-
-/// Polls job `id` until it is in `state`; on timeout shows the job and the worker's log.
-async fn wait_state(
-    db: &TestDb,
-    queue: &Queue,
-    id: i64,
-    state: JobState,
-    worker: &Worker,
-) -> JobRecord {
-    let deadline = std::time::Instant::now() + Duration::from_secs(45);
-    loop {
-        let job = db.job(queue, id).await;
-        if job.state == state {
-            return job;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "job {id} is not {state:?}: {job:#?}\nworker log:\n{}",
-            worker.log_text()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-async fn jobs_of(queue: &Queue, kind: &str) -> Vec<JobRecord> {
-    let filter = JobFilter {
-        kind: Some(kind.to_string()),
-        ..JobFilter::default()
-    };
-    queue
-        .driver()
-        .list_jobs(&filter, 100)
-        .await
-        .expect("list jobs")
-}
-
-async fn subscriptions(queue: &Queue) -> Vec<Subscription> {
-    Subscriptions::new(queue)
-        .expect("subscriptions")
-        .list_by_panel("main")
-        .await
-        .expect("list subscriptions")
-}
 
 /// Exactly one subscription, active, with exactly one client on the panel, one DM and one
 /// expiry job, all consistent with each other. Returns the subscription.
@@ -197,7 +90,7 @@ async fn one_provision_gives_one_client_an_active_subscription_and_its_follow_up
     backend: Backend,
 ) {
     let panel = fake().await;
-    let db = db_with_panel(backend, &panel).await;
+    let db = db_with_panel(backend, &panel, "").await;
     let queue = db.queue().await;
     let id = enqueue(&db, &payload("main", "basic"), Some("order-17"));
     let worker = spawn_panel_worker(&db);
@@ -216,7 +109,7 @@ async fn one_provision_gives_one_client_an_active_subscription_and_its_follow_up
 async fn a_connection_dropped_after_the_create_still_gives_one_client(backend: Backend) {
     let panel = fake().await;
     panel.inject_on(Some("save"), Fault::DropAfterApply, 1);
-    let db = db_with_panel(backend, &panel).await;
+    let db = db_with_panel(backend, &panel, "").await;
     let queue = db.queue().await;
     // No key: the subscription's origin is the job itself.
     let id = enqueue(&db, &payload("main", "basic"), None);
@@ -246,7 +139,7 @@ async fn a_connection_dropped_after_the_create_still_gives_one_client(backend: B
 async fn a_502_is_retried_and_the_job_then_completes(backend: Backend) {
     let panel = fake().await;
     panel.inject_on(Some("save"), Fault::BadGateway, 1);
-    let db = db_with_panel(backend, &panel).await;
+    let db = db_with_panel(backend, &panel, "").await;
     let queue = db.queue().await;
     let id = enqueue(&db, &payload("main", "basic"), Some("order-502"));
     let worker = spawn_panel_worker(&db);
@@ -258,7 +151,7 @@ async fn a_502_is_retried_and_the_job_then_completes(backend: Backend) {
 
 async fn a_duplicate_row_on_the_panel_is_deleted(backend: Backend) {
     let panel = fake().await;
-    let db = db_with_panel(backend, &panel).await;
+    let db = db_with_panel(backend, &panel, "").await;
     let queue = db.queue().await;
     // The subscription as an earlier attempt left it, and two rows of its name on the panel
     // (a create applied twice).
@@ -309,7 +202,7 @@ async fn a_duplicate_row_on_the_panel_is_deleted(backend: Backend) {
 
 async fn unknown_panels_and_plans_and_renewals_fail_permanently_naming_them(backend: Backend) {
     let panel = fake().await;
-    let db = db_with_panel(backend, &panel).await;
+    let db = db_with_panel(backend, &panel, "").await;
     let queue = db.queue().await;
     let no_panel = enqueue(&db, &payload("nowhere", "basic"), Some("a"));
     let no_plan = enqueue(&db, &payload("main", "gold"), Some("b"));
@@ -320,7 +213,10 @@ async fn unknown_panels_and_plans_and_renewals_fail_permanently_naming_them(back
     for (id, expected) in [
         (no_panel, "panel \"nowhere\" is not configured"),
         (no_plan, "plan \"gold\" is not configured"),
-        (renewal, "renewals are not supported yet"),
+        (
+            renewal,
+            "renewal of subscription 5: there is no such subscription",
+        ),
     ] {
         let job = wait_state(&db, &queue, id, JobState::Failed, &worker).await;
         assert_eq!(job.attempts, 1, "permanent: {job:#?}");
@@ -336,7 +232,7 @@ async fn a_worker_killed_mid_job_leaves_one_client_after_another_finishes_it(bac
     let panel = fake().await;
     // The client is created, then the worker hangs reading the link, and is killed there.
     panel.inject_on(Some("load"), Fault::Stall(Duration::from_secs(60)), 1);
-    let db = db_with_panel(backend, &panel).await;
+    let db = db_with_panel(backend, &panel, "").await;
     let queue = db.queue().await;
     let id = enqueue(&db, &payload("main", "basic"), Some("order-kill"));
     let mut first = spawn_panel_worker(&db);
@@ -383,7 +279,7 @@ async fn without_panels_the_worker_runs_with_no_key_and_fails_the_job_naming_the
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_panels_on_postgres_a_missing_secret_key_stops_the_worker() {
     let panel = fake().await;
-    let db = db_with_panel(Backend::Postgres, &panel).await;
+    let db = db_with_panel(Backend::Postgres, &panel, "").await;
     let out = db
         .command(&["worker", "--queues", "panel"])
         .env("JOBQ_PANEL_MAIN_TOKEN", TOKEN)

@@ -2,6 +2,8 @@
 //! config file with short intervals, and `jobq` processes to run against it.
 #![allow(dead_code)]
 
+pub mod panel;
+
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};

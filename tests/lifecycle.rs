@@ -1,0 +1,335 @@
+//! A subscription after its provisioning, on both backends, with a real `jobq worker` against
+//! the fake S-UI panel: renewals and upgrades (extended once even when the panel's answer is
+//! lost), expiry (disables on the panel, skipped after a renewal, forced by an admin), and the
+//! usage sync (usage written, each warning sent once, the panel reconciled with our records and
+//! new findings reported to the admins).
+
+mod support;
+
+use chrono::{DateTime, Utc};
+use fakes::sui::{ClientRow, Fault};
+use jobs::driver::JobRecord;
+use jobs::kinds::{Platform, UserId};
+use jobs::secret_key::SecretKey;
+use jobs::subscriptions::{
+    Activation, Flag, NewSubscription, Subscription, SubscriptionStatus, Subscriptions,
+};
+use jobs::{JobState, Queue};
+use support::panel::*;
+use support::*;
+
+on_both_backends!(
+    a_renewal_whose_answer_is_lost_extends_once_upgrades_and_reschedules_expiry,
+    expiry_disables_the_client_is_skipped_after_a_renewal_and_can_be_forced,
+    sync_writes_usage_warns_once_per_threshold_and_reports_new_findings,
+);
+
+const GIB: i64 = 1024 * 1024 * 1024;
+
+const PRO_PLAN: &str = r#"
+[[plans]]
+name = "pro"
+volume_gb = 50
+days = 60
+inbounds = [1]
+
+[telegram]
+api_url = "http://127.0.0.1:9/"
+admins = [777]
+"#;
+
+/// Provisions one subscription (key `key`) and returns it, active.
+async fn provisioned(db: &TestDb, queue: &Queue, worker: &Worker, key: &str) -> Subscription {
+    let id = enqueue(db, &payload("main", "basic"), Some(key));
+    wait_state(db, queue, id, JobState::Completed, worker).await;
+    let subs = subscriptions(queue).await;
+    let sub = subs
+        .into_iter()
+        .find(|s| s.origin_key.as_deref() == Some(key))
+        .expect("the subscription");
+    assert_eq!(sub.status, SubscriptionStatus::Active);
+    sub
+}
+
+async fn reload(queue: &Queue, sub: &Subscription) -> Subscription {
+    Subscriptions::new(queue)
+        .expect("subscriptions")
+        .get(sub.id)
+        .await
+        .expect("get")
+        .expect("still there")
+}
+
+fn renewal(sub: &Subscription, plan: &str) -> String {
+    format!(
+        r#"{{"panel":"main","plan":"{plan}","user":{{"platform":"telegram","id":{USER}}},"renew":{}}}"#,
+        sub.id
+    )
+}
+
+fn keyed<'a>(jobs: &'a [JobRecord], prefix: &str) -> Vec<&'a JobRecord> {
+    jobs.iter()
+        .filter(|j| j.key.as_deref().is_some_and(|k| k.starts_with(prefix)))
+        .collect()
+}
+
+fn to_second(at: DateTime<Utc>) -> DateTime<Utc> {
+    DateTime::from_timestamp(at.timestamp(), 0).expect("a time")
+}
+
+async fn a_renewal_whose_answer_is_lost_extends_once_upgrades_and_reschedules_expiry(
+    backend: Backend,
+) {
+    let panel = fake().await;
+    let db = db_with_panel(backend, &panel, PRO_PLAN).await;
+    let queue = db.queue().await;
+    let worker = spawn_panel_worker(&db);
+    let sub = provisioned(&db, &queue, &worker, "order-1").await;
+    let old_expiry = sub.expiry.expect("an expiry");
+
+    // The panel applies the edit and the answer is lost: the job retries.
+    panel.inject_on(Some("save"), Fault::DropAfterApply, 1);
+    let id = enqueue(&db, &renewal(&sub, "pro"), Some("order-2"));
+    let job = wait_state(&db, &queue, id, JobState::Completed, &worker).await;
+    assert_eq!(job.attempts, 2, "the lost answer was retried: {job:#?}");
+
+    let renewed = reload(&queue, &sub).await;
+    let new_expiry = old_expiry + chrono::Duration::days(60);
+    assert_eq!(
+        renewed.expiry,
+        Some(new_expiry),
+        "extended once, from the old expiry"
+    );
+    assert_eq!(renewed.status, SubscriptionStatus::Active);
+    assert_eq!(renewed.plan, "pro");
+    assert_eq!(renewed.volume_bytes, 50 * GIB);
+    let rows = panel.clients();
+    assert_eq!(rows.len(), 1, "{rows:#?}");
+    assert!(rows[0].enable);
+    assert_eq!(rows[0].expiry, new_expiry.timestamp());
+    assert_eq!(rows[0].volume, 50 * GIB);
+
+    let dms = jobs_of(&queue, "send_dm").await;
+    let renew_dms = keyed(&dms, "renew_dm:order-2");
+    assert_eq!(renew_dms.len(), 1, "{dms:#?}");
+    assert!(
+        renew_dms[0].payload["text"]
+            .as_str()
+            .expect("text")
+            .contains("renewed")
+    );
+    let expiries = jobs_of(&queue, "expire_subscription").await;
+    let mut at: Vec<DateTime<Utc>> = expiries.iter().map(|j| j.run_at).collect();
+    at.sort();
+    assert_eq!(
+        at,
+        vec![old_expiry, new_expiry],
+        "the new expiry is scheduled"
+    );
+}
+
+async fn expiry_disables_the_client_is_skipped_after_a_renewal_and_can_be_forced(backend: Backend) {
+    let panel = fake().await;
+    let db = db_with_panel(backend, &panel, PRO_PLAN).await;
+    let queue = db.queue().await;
+    let worker = spawn_panel_worker(&db);
+    let sub = provisioned(&db, &queue, &worker, "order-e").await;
+
+    // Its time has come: the expiry moved into the past.
+    let due = to_second(Utc::now() - chrono::Duration::seconds(5));
+    let activation = Activation {
+        link: sub.subscription_link.clone().expect("a link"),
+        volume_bytes: sub.volume_bytes,
+        expiry: due,
+        plan: None,
+        reset_usage: false,
+    };
+    Subscriptions::new(&queue)
+        .expect("subscriptions")
+        .mark_active(sub.id, &activation)
+        .await
+        .expect("mark")
+        .expect("the row");
+    let expire = |expiry: DateTime<Utc>, extra: &str| {
+        format!(
+            r#"{{"subscription":{},"expiry":"{}"{extra}}}"#,
+            sub.id,
+            expiry.to_rfc3339()
+        )
+    };
+    let id = enqueue_kind(&db, "expire_subscription", &expire(due, ""), None);
+    wait_state(&db, &queue, id, JobState::Completed, &worker).await;
+    assert_eq!(
+        reload(&queue, &sub).await.status,
+        SubscriptionStatus::Expired
+    );
+    let rows = panel.clients();
+    assert_eq!(rows.len(), 1);
+    assert!(!rows[0].enable, "disabled on the panel");
+    assert_eq!(rows[0].volume, 10 * GIB, "the rest of the row is kept");
+    let dms = jobs_of(&queue, "send_dm").await;
+    let expired_dm = format!("expired_dm:{}:{}", sub.id, due.timestamp());
+    assert_eq!(keyed(&dms, &expired_dm).len(), 1, "{dms:#?}");
+
+    // Renewed after it expired: 30 days from now, enabled again.
+    let id = enqueue(&db, &renewal(&sub, "basic"), Some("order-r"));
+    wait_state(&db, &queue, id, JobState::Completed, &worker).await;
+    let renewed = reload(&queue, &sub).await;
+    assert_eq!(renewed.status, SubscriptionStatus::Active);
+    let days = (renewed.expiry.expect("expiry") - Utc::now()).num_hours() as f64 / 24.0;
+    assert!((29.9..=30.01).contains(&days), "30 days from now: {days}");
+    assert!(panel.clients()[0].enable, "enabled again");
+
+    // The old term's expiry job, run late, changes nothing.
+    let id = enqueue_kind(
+        &db,
+        "expire_subscription",
+        &expire(due, ""),
+        Some("late-run"),
+    );
+    wait_state(&db, &queue, id, JobState::Completed, &worker).await;
+    assert_eq!(
+        reload(&queue, &sub).await.status,
+        SubscriptionStatus::Active
+    );
+    assert!(panel.clients()[0].enable, "a renewed client stays enabled");
+    let dms = jobs_of(&queue, "send_dm").await;
+    assert_eq!(keyed(&dms, "expired_dm:").len(), 1, "no second expiry DM");
+
+    // An admin's forced expiry acts now, whatever the expiry.
+    let id = enqueue_kind(
+        &db,
+        "expire_subscription",
+        &expire(due, r#","force":true"#),
+        None,
+    );
+    wait_state(&db, &queue, id, JobState::Completed, &worker).await;
+    assert_eq!(
+        reload(&queue, &sub).await.status,
+        SubscriptionStatus::Expired
+    );
+    assert!(!panel.clients()[0].enable, "forced: disabled");
+}
+
+async fn sync_writes_usage_warns_once_per_threshold_and_reports_new_findings(backend: Backend) {
+    let panel = fake().await;
+    let db = db_with_panel(backend, &panel, PRO_PLAN).await;
+    let queue = db.queue().await;
+    let worker = spawn_panel_worker_on(&db, "panel,sync");
+    let a = provisioned(&db, &queue, &worker, "order-a").await;
+    let b = provisioned(&db, &queue, &worker, "order-b").await;
+    let name_a = a.client_name.expose().to_string();
+    let name_b = b.client_name.expose().to_string();
+    let sync = || async {
+        let id = enqueue_kind(&db, "sync_usage", r#"{"panel":"main"}"#, None);
+        wait_state(&db, &queue, id, JobState::Completed, &worker).await;
+        jobs_of(&queue, "send_dm").await
+    };
+
+    // 85% used: usage written, one 80% warning; a second sync sends none.
+    panel.add_traffic(&name_a, GIB, 7 * GIB + GIB / 2);
+    let dms = sync().await;
+    let synced = reload(&queue, &a).await;
+    assert_eq!(
+        (synced.usage_up, synced.usage_down),
+        (GIB, 7 * GIB + GIB / 2)
+    );
+    assert!(synced.last_synced_at.is_some());
+    assert_eq!(
+        keyed(&dms, &format!("usage_warning:{}:80:", a.id)).len(),
+        1,
+        "{dms:#?}"
+    );
+    assert!(keyed(&dms, &format!("usage_warning:{}:", b.id)).is_empty());
+    assert_eq!(
+        keyed(&sync().await, "usage_warning:").len(),
+        1,
+        "warned once"
+    );
+
+    // Past 100%: one more warning, then none.
+    panel.add_traffic(&name_a, 0, 2 * GIB);
+    let dms = sync().await;
+    let full = keyed(&dms, &format!("usage_warning:{}:100:", a.id));
+    assert_eq!(full.len(), 1, "{dms:#?}");
+    assert!(
+        full[0].payload["text"]
+            .as_str()
+            .expect("text")
+            .contains("all the traffic")
+    );
+    assert_eq!(keyed(&sync().await, "usage_warning:").len(), 2);
+
+    // The panel disagrees: A disabled there (over its volume), B twice, C missing.
+    panel.deplete();
+    panel.insert(ClientRow {
+        enable: true,
+        name: name_b.clone(),
+        volume: 10 * GIB,
+        inbounds: serde_json::json!([1]),
+        ..ClientRow::default()
+    });
+    let c = missing_subscription(&queue).await;
+    let dms = sync().await;
+    assert_eq!(
+        reload(&queue, &a).await.flags,
+        [Flag::DisabledOnPanel].into()
+    );
+    assert_eq!(
+        reload(&queue, &b).await.flags,
+        [Flag::DuplicateOnPanel].into()
+    );
+    assert_eq!(
+        reload(&queue, &c).await.flags,
+        [Flag::MissingOnPanel].into()
+    );
+    let reports = keyed(&dms, "reconcile:main:");
+    assert_eq!(reports.len(), 1, "one digest for the admin: {dms:#?}");
+    assert_eq!(reports[0].payload["user"]["id"], 777);
+    let text = reports[0].payload["text"].as_str().expect("text");
+    for expected in [
+        format!("subscription {}", a.id),
+        "disabled_on_panel".to_string(),
+        "duplicate_on_panel".to_string(),
+        "missing_on_panel".to_string(),
+    ] {
+        assert!(text.contains(&expected), "{expected} in {text}");
+    }
+    assert!(
+        !text.contains(&name_a) && !text.contains(&name_b),
+        "no client names: {text}"
+    );
+    // Known findings are not reported again.
+    assert_eq!(keyed(&sync().await, "reconcile:").len(), 1);
+    assert!(
+        !worker.log_text().contains(&name_a),
+        "client names stay out of the log"
+    );
+}
+
+/// An active subscription whose client is not on the panel (deleted there by hand).
+async fn missing_subscription(queue: &Queue) -> Subscription {
+    let subscriptions = Subscriptions::new(queue).expect("subscriptions");
+    let key = SecretKey::parse(SECRET).expect("key");
+    let new = NewSubscription {
+        platform: Platform::Telegram,
+        user_id: UserId::parse(USER).expect("id"),
+        panel: "main".into(),
+        plan: "basic".into(),
+        volume_bytes: 10 * GIB,
+        origin_key: Some("order-c".into()),
+    };
+    let created = subscriptions.create(&key, &new).await.expect("create");
+    let activation = Activation {
+        link: jobs::subscriptions::SubscriptionLink::new("http://127.0.0.1:1/sub/x"),
+        volume_bytes: 10 * GIB,
+        expiry: to_second(Utc::now() + chrono::Duration::days(3)),
+        plan: None,
+        reset_usage: false,
+    };
+    subscriptions
+        .mark_active(created.subscription.id, &activation)
+        .await
+        .expect("mark")
+        .expect("the row")
+}
