@@ -78,10 +78,14 @@ fn product(settings: &Settings) -> anyhow::Result<Product> {
     };
     let transcripts = workers::transcripts::Transcripts::from_settings(settings, key.clone())
         .context("cannot set up the transcript store ([transcripts])")?;
+    // A token variable set to something that cannot be a token stops start-up; a missing one
+    // fails only the DMs that need it, naming the variable.
+    let chat = workers::chat::ChatClients::from_env(settings)?;
     Ok(Product {
         settings: Arc::new(settings.clone()),
         panels,
         key,
+        chat,
         transcripts: Some(Arc::new(transcripts)),
     })
 }

@@ -219,6 +219,21 @@ pub struct TelegramSettings {
     /// disagrees with our records.
     #[serde(default)]
     pub admins: Vec<i64>,
+    /// Messages a second for the whole bot, across every worker process (Telegram allows
+    /// about 30).
+    #[serde(default = "default_messages_per_second")]
+    pub messages_per_second: f64,
+    /// Messages a second to one chat, across every worker process (Telegram allows about 1).
+    #[serde(default = "default_messages_per_chat_per_second")]
+    pub messages_per_chat_per_second: f64,
+}
+
+fn default_messages_per_second() -> f64 {
+    30.0
+}
+
+fn default_messages_per_chat_per_second() -> f64 {
+    1.0
 }
 
 /// `[discord]`.
@@ -982,7 +997,14 @@ const ENV_KEYS: &[(&str, &[(&str, ValueKind)])] = &[
             ("public_base_url", ValueKind::Text),
         ],
     ),
-    ("telegram", &[("api_url", ValueKind::Text)]),
+    (
+        "telegram",
+        &[
+            ("api_url", ValueKind::Text),
+            ("messages_per_second", ValueKind::Int),
+            ("messages_per_chat_per_second", ValueKind::Int),
+        ],
+    ),
     ("discord", &[("api_url", ValueKind::Text)]),
     (
         "transcripts",
@@ -1384,6 +1406,7 @@ impl Settings {
         self.check_plans(&mut c);
         self.check_admin_ids(&mut c);
         self.check_transcripts(&mut c);
+        self.check_telegram(&mut c);
         c.problems
     }
 
@@ -1624,6 +1647,29 @@ impl Settings {
                     .map(|id| Recipient::new(platform, id))
             })
             .collect()
+    }
+
+    fn check_telegram(&self, c: &mut Checker<'_, '_>) {
+        let rates = [
+            (
+                "telegram.messages_per_second",
+                self.telegram.messages_per_second,
+            ),
+            (
+                "telegram.messages_per_chat_per_second",
+                self.telegram.messages_per_chat_per_second,
+            ),
+        ];
+        for (key, rate) in rates {
+            if !(rate.is_finite() && rate > 0.0 && rate <= 10_000.0) {
+                c.problem(
+                    key,
+                    true,
+                    "is out of range: allowed more than 0, at most 10000 messages a second"
+                        .to_string(),
+                );
+            }
+        }
     }
 
     fn check_plans(&self, c: &mut Checker<'_, '_>) {
@@ -1948,6 +1994,16 @@ impl Settings {
         }
         let _ = writeln!(out, "\n[telegram]");
         let _ = writeln!(out, "api_url = {:?}", self.telegram.api_url.as_str());
+        let _ = writeln!(
+            out,
+            "messages_per_second = {:?}",
+            self.telegram.messages_per_second
+        );
+        let _ = writeln!(
+            out,
+            "messages_per_chat_per_second = {:?}",
+            self.telegram.messages_per_chat_per_second
+        );
         let _ = writeln!(out, "\n[discord]");
         let _ = writeln!(out, "api_url = {:?}", self.discord.api_url.as_str());
         let t = &self.transcripts;

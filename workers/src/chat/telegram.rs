@@ -47,7 +47,13 @@ impl TelegramClient {
 
     /// `error` as a [`ChatError`], its text free of the token.
     pub fn classify(&self, error: &RequestError) -> ChatError {
-        let reason = mask_token(&error.to_string(), self.token.expose_secret());
+        // An API refusal reads best as Telegram's own description ("Forbidden: bot was
+        // blocked by the user"), without teloxide's "A Telegram's error:" prefix.
+        let text = match error {
+            RequestError::Api(api) => api.to_string(),
+            other => other.to_string(),
+        };
+        let reason = mask_token(&text, self.token.expose_secret());
         classify(error, reason)
     }
 }

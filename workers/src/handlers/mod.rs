@@ -1,7 +1,11 @@
 //! The product kinds' handlers, and what they share: the configured panels ([`Panels`]) and
 //! the settings and secret key a worker loads at start ([`Product`]).
 
+pub mod alerts;
+pub mod expire_subscription;
 pub mod provision_client;
+pub mod send_dm;
+pub mod sync_usage;
 pub mod upload_transcript;
 
 use std::collections::BTreeMap;
@@ -10,6 +14,7 @@ use std::sync::Arc;
 
 use jobs::configuration::Settings;
 use jobs::secret_key::SecretKey;
+use jobs::subscriptions::SubscriptionError;
 
 use crate::Registry;
 use crate::handler::JobError;
@@ -83,6 +88,8 @@ pub struct Product {
     pub settings: Arc<Settings>,
     pub panels: Panels,
     pub key: Option<Arc<SecretKey>>,
+    /// The chat clients (`send_dm`, alerts): one per platform whose token variable is set.
+    pub chat: crate::chat::ChatClients,
     /// The transcript store and Discord reader (`upload_transcript`); `None` only in tests.
     pub transcripts: Option<Arc<crate::transcripts::Transcripts>>,
 }
@@ -91,6 +98,14 @@ pub struct Product {
 pub fn register(registry: &mut Registry, product: Product) {
     registry.register(upload_transcript::UploadTranscriptHandler::new(
         product.transcripts.clone(),
+    ));
+    registry.register(expire_subscription::ExpireSubscriptionHandler::new(
+        product.clone(),
+    ));
+    registry.register(sync_usage::SyncUsageHandler::new(product.clone()));
+    registry.register(send_dm::SendDmHandler::new(
+        product.chat.clone(),
+        &product.settings.telegram,
     ));
     registry.register(ProvisionClientHandler::new(product));
 }
@@ -105,5 +120,25 @@ pub fn panel_job_error(panel: &str, error: &PanelError) -> JobError {
     match error.retry_after() {
         Some(after) => JobError::RetryAfter { after, reason },
         None => JobError::Retry(reason),
+    }
+}
+
+/// A subscriptions-repository error as a job outcome: bad or unreadable data is permanent,
+/// the rest (the database unreachable, a conflict) retries.
+pub(crate) fn db_error(error: SubscriptionError) -> JobError {
+    match error {
+        SubscriptionError::Invalid(_) | SubscriptionError::Corrupt { .. } => {
+            JobError::permanent(format!("subscription: {error}"))
+        }
+        other => JobError::retry(format!("subscription: {other}")),
+    }
+}
+
+/// A queue error as a job outcome: refused data is permanent, the rest retries.
+pub(crate) fn queue_error(error: jobs::queue::QueueError) -> JobError {
+    if error.is_bad_data() {
+        JobError::permanent(error)
+    } else {
+        JobError::retry(error)
     }
 }

@@ -1,0 +1,400 @@
+//! `send_dm` end to end, on both backends: real `jobq worker` processes against the fake
+//! Telegram and Discord servers over HTTP. A DM is delivered once and recorded in the ledger; a
+//! job whose send is already recorded sends nothing; blocked users and closed DMs fail for good
+//! with a clear error; a 429 reschedules no sooner than it says; the per-chat rate holds across
+//! two worker processes (checked on the fake's receive times); the bot tokens appear in no log
+//! line and no job error.
+
+mod support;
+
+use std::process::Stdio;
+use std::time::{Duration, SystemTime};
+
+use chrono::{DateTime, Utc};
+use fakes::discord::FakeDiscord;
+use fakes::telegram::{ChatState, FakeTelegram, Fault, FaultRule};
+use jobs::driver::JobRecord;
+use jobs::kinds::Platform;
+use jobs::ledger::{Ledger, SentEntry};
+use jobs::{JobState, Queue};
+use support::*;
+
+on_both_backends!(
+    a_dm_is_delivered_once_and_recorded_in_the_ledger,
+    a_job_whose_send_is_recorded_sends_nothing,
+    blocked_users_and_closed_dms_fail_permanently_with_a_clear_error,
+    a_429_reschedules_no_sooner_than_retry_after,
+    the_per_chat_rate_holds_across_two_worker_processes,
+    the_tokens_appear_in_no_log_line_and_no_job_error,
+);
+
+/// Recognisable tokens: their secret parts must never show up in a log or an error.
+const TELEGRAM_TOKEN: &str = "987654321:TGsecretNEVERinLOGSabcdef0123456789";
+const TELEGRAM_SECRET: &str = "TGsecretNEVERinLOGSabcdef0123456789";
+const DISCORD_TOKEN: &str = "MTIzNDU2.DCsecretNEVERinLOGS.xyz_0123456789";
+const DISCORD_SECRET: &str = "DCsecretNEVERinLOGS";
+const USER: i64 = 515151;
+
+struct Fakes {
+    telegram: FakeTelegram,
+    discord: FakeDiscord,
+}
+
+async fn fakes() -> Fakes {
+    Fakes {
+        telegram: FakeTelegram::start(TELEGRAM_TOKEN)
+            .await
+            .expect("fake telegram"),
+        discord: FakeDiscord::start(DISCORD_TOKEN)
+            .await
+            .expect("fake discord"),
+    }
+}
+
+async fn db_with_chats(backend: Backend, fakes: &Fakes) -> TestDb {
+    let extra = format!(
+        "\n[telegram]\napi_url = \"{}\"\n\n[discord]\napi_url = \"{}\"\n",
+        fakes.telegram.url(),
+        fakes.discord.url()
+    );
+    TestDb::with_config(backend, &extra).await
+}
+
+/// `jobq worker --queues messages` with both tokens, debug logging; killed when dropped.
+fn spawn_dm_worker(db: &TestDb) -> Worker {
+    let log = db
+        .dir
+        .path()
+        .join(format!("worker-{}.log", fastrand::u32(..)));
+    let log_file = std::fs::File::create(&log).expect("worker log");
+    let child = db
+        .command(&["worker", "--queues", "messages"])
+        .env("JOBQ_TELEGRAM_TOKEN", TELEGRAM_TOKEN)
+        .env("JOBQ_DISCORD_TOKEN", DISCORD_TOKEN)
+        .env("JOBQ_LOG_FILTER", "debug")
+        .stdout(Stdio::null())
+        .stderr(log_file)
+        .spawn()
+        .expect("spawn worker");
+    Worker { child, log }
+}
+
+fn payload(platform: &str, user: i64, text: &str) -> String {
+    serde_json::json!({"user": {"platform": platform, "id": user}, "text": text}).to_string()
+}
+
+fn enqueue(db: &TestDb, payload: &str, key: Option<&str>) -> i64 {
+    let mut args = vec!["--json", "enqueue", "send_dm", payload];
+    if let Some(key) = key {
+        args.extend(["--key", key]);
+    }
+    let out = json(&db.jobq(&args));
+    assert_eq!(out["created"], true, "{out}");
+    out["id"].as_i64().expect("an id")
+}
+
+/// Polls job `id` until it is in `state`; on timeout shows the job and the workers' logs.
+async fn wait_state(
+    db: &TestDb,
+    queue: &Queue,
+    id: i64,
+    state: JobState,
+    workers: &[&Worker],
+) -> JobRecord {
+    let deadline = std::time::Instant::now() + Duration::from_secs(45);
+    loop {
+        let job = db.job(queue, id).await;
+        if job.state == state {
+            return job;
+        }
+        if std::time::Instant::now() >= deadline {
+            let logs: Vec<String> = workers.iter().map(|w| w.log_text()).collect();
+            panic!(
+                "job {id} is not {state:?}: {job:#?}\nworker logs:\n{}",
+                logs.join("\n---\n")
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn utc(at: SystemTime) -> DateTime<Utc> {
+    DateTime::<Utc>::from(at)
+}
+
+/// Neither token's secret part in the workers' logs or the jobs' errors.
+fn assert_no_token(workers: &[&Worker], jobs: &[JobRecord]) {
+    for worker in workers {
+        let log = worker.log_text();
+        assert!(!log.is_empty(), "the worker logged nothing");
+        for secret in [TELEGRAM_SECRET, DISCORD_SECRET] {
+            assert!(!log.contains(secret), "a token in the worker log:\n{log}");
+        }
+    }
+    for job in jobs {
+        let errors = format!("{:?} {:?}", job.errors, job.last_error);
+        for secret in [TELEGRAM_SECRET, DISCORD_SECRET] {
+            assert!(
+                !errors.contains(secret),
+                "a token in job {}'s errors: {errors}",
+                job.id
+            );
+        }
+    }
+}
+
+async fn a_dm_is_delivered_once_and_recorded_in_the_ledger(backend: Backend) {
+    let fakes = fakes().await;
+    let db = db_with_chats(backend, &fakes).await;
+    let queue = db.queue().await;
+    let worker = spawn_dm_worker(&db);
+
+    let tg = enqueue(
+        &db,
+        &payload("telegram", USER, "Your link is ready"),
+        Some("dm:tg:1"),
+    );
+    let dc = enqueue(
+        &db,
+        &payload("discord", USER, "Your transcript is ready"),
+        None,
+    );
+    let tg_job = wait_state(&db, &queue, tg, JobState::Completed, &[&worker]).await;
+    let dc_job = wait_state(&db, &queue, dc, JobState::Completed, &[&worker]).await;
+
+    let sent = fakes.telegram.sent_to(USER);
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!(sent[0].text, "Your link is ready");
+    let sent = fakes.discord.sent_to_user(USER as u64);
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!(sent[0].content, "Your transcript is ready");
+
+    let ledger = Ledger::new(&queue).expect("ledger");
+    let tg_row = ledger
+        .get("dm:tg:1")
+        .await
+        .expect("read")
+        .expect("recorded under its key");
+    assert_eq!(
+        (tg_row.platform.as_str(), tg_row.user_id, tg_row.job_id),
+        ("telegram", USER, Some(tg))
+    );
+    assert_eq!(tg_row.message_id.as_deref(), Some("1"));
+    let dc_row = ledger
+        .get(&format!("job:{dc}"))
+        .await
+        .expect("read")
+        .expect("an unkeyed job is recorded under job:<id>");
+    assert_eq!(dc_row.platform, "discord");
+    assert_no_token(&[&worker], &[tg_job, dc_job]);
+}
+
+async fn a_job_whose_send_is_recorded_sends_nothing(backend: Backend) {
+    let fakes = fakes().await;
+    let db = db_with_chats(backend, &fakes).await;
+    let queue = db.queue().await;
+    // An earlier attempt sent and recorded, then its worker died before the completion.
+    let ledger = Ledger::new(&queue).expect("ledger");
+    let recorded = ledger
+        .record(&SentEntry {
+            key: "dm:already".into(),
+            platform: Platform::Telegram,
+            user_id: USER,
+            message_id: Some("41".into()),
+            job_id: None,
+        })
+        .await
+        .expect("record");
+    assert!(recorded);
+    let worker = spawn_dm_worker(&db);
+    let id = enqueue(
+        &db,
+        &payload("telegram", USER, "again?"),
+        Some("dm:already"),
+    );
+    let job = wait_state(&db, &queue, id, JobState::Completed, &[&worker]).await;
+    assert!(
+        fakes.telegram.sent().is_empty(),
+        "{:?}",
+        fakes.telegram.sent()
+    );
+    assert!(fakes.telegram.calls_of("sendMessage").is_empty());
+    assert!(
+        worker.log_text().contains("already sent under this key"),
+        "{}",
+        worker.log_text()
+    );
+    assert_no_token(&[&worker], &[job]);
+}
+
+async fn blocked_users_and_closed_dms_fail_permanently_with_a_clear_error(backend: Backend) {
+    let fakes = fakes().await;
+    let db = db_with_chats(backend, &fakes).await;
+    let queue = db.queue().await;
+    fakes.telegram.set_chat(USER, ChatState::Blocked);
+    fakes.discord.close_dms(USER as u64);
+    let worker = spawn_dm_worker(&db);
+
+    let tg = enqueue(&db, &payload("telegram", USER, "hello"), None);
+    let dc = enqueue(&db, &payload("discord", USER, "hello"), None);
+    let tg_job = wait_state(&db, &queue, tg, JobState::Failed, &[&worker]).await;
+    let dc_job = wait_state(&db, &queue, dc, JobState::Failed, &[&worker]).await;
+    assert_eq!(tg_job.attempts, 1, "permanent: no retry");
+    assert_eq!(dc_job.attempts, 1, "permanent: no retry");
+    let tg_error = tg_job.last_error.clone().unwrap_or_default();
+    assert!(
+        tg_error.contains("Forbidden: bot was blocked by the user"),
+        "{tg_error}"
+    );
+    let dc_error = dc_job.last_error.clone().unwrap_or_default();
+    assert!(
+        dc_error.contains("50007") && dc_error.contains("Cannot send messages to this user"),
+        "{dc_error}"
+    );
+    assert!(fakes.telegram.sent().is_empty() && fakes.discord.sent().is_empty());
+    assert_no_token(&[&worker], &[tg_job, dc_job]);
+}
+
+async fn a_429_reschedules_no_sooner_than_retry_after(backend: Backend) {
+    let fakes = fakes().await;
+    let db = db_with_chats(backend, &fakes).await;
+    let queue = db.queue().await;
+    fakes
+        .telegram
+        .inject(FaultRule::new(Fault::RetryAfter(7)).method("sendMessage"));
+    fakes.discord.inject(
+        fakes::discord::FaultRule::new(fakes::discord::Fault::RateLimited {
+            retry_after: 6.5,
+            global: false,
+        })
+        .on(fakes::discord::Route::SendMessage),
+    );
+    let worker = spawn_dm_worker(&db);
+    let tg = enqueue(&db, &payload("telegram", USER, "soon"), None);
+    let dc = enqueue(&db, &payload("discord", USER, "soon"), None);
+    let tg_job = wait_state(&db, &queue, tg, JobState::Retrying, &[&worker]).await;
+    let dc_job = wait_state(&db, &queue, dc, JobState::Retrying, &[&worker]).await;
+
+    let answered = utc(fakes.telegram.calls_of("sendMessage")[0].received_at);
+    assert!(
+        tg_job.run_at >= answered + chrono::Duration::seconds(7),
+        "telegram: run_at {} is sooner than 7 s after the 429 at {answered}",
+        tg_job.run_at
+    );
+    let discord_429 = dc_job
+        .errors
+        .first()
+        .map(|e| e.at)
+        .expect("an attempt error");
+    let discord_sent = fakes.discord.requests();
+    assert!(
+        discord_sent.iter().any(|r| r.ends_with("/messages")),
+        "{discord_sent:?}"
+    );
+    // The header says 7 (6.5 rounded up): the longer wait is kept.
+    assert!(
+        dc_job.run_at >= discord_429 + chrono::Duration::milliseconds(6500),
+        "discord: run_at {} is sooner than the 429's wait after {discord_429}",
+        dc_job.run_at
+    );
+    assert!(
+        tg_job
+            .last_error
+            .clone()
+            .unwrap_or_default()
+            .contains("retry"),
+        "{:?}",
+        tg_job.last_error
+    );
+    assert!(fakes.telegram.sent().is_empty() && fakes.discord.sent().is_empty());
+    assert_no_token(&[&worker], &[tg_job, dc_job]);
+}
+
+async fn the_per_chat_rate_holds_across_two_worker_processes(backend: Backend) {
+    const N: usize = 4;
+    let fakes = fakes().await;
+    let db = db_with_chats(backend, &fakes).await;
+    let queue = db.queue().await;
+    let first = spawn_dm_worker(&db);
+    let second = spawn_dm_worker(&db);
+    let ids: Vec<i64> = (0..N)
+        .map(|i| {
+            enqueue(
+                &db,
+                &payload("telegram", USER, &format!("message {i}")),
+                None,
+            )
+        })
+        .collect();
+    let mut jobs = Vec::new();
+    for id in ids {
+        jobs.push(wait_state(&db, &queue, id, JobState::Completed, &[&first, &second]).await);
+    }
+    let sent = fakes.telegram.sent_to(USER);
+    assert_eq!(sent.len(), N, "{sent:?}");
+    let mut times: Vec<SystemTime> = sent.iter().map(|m| m.received_at).collect();
+    times.sort();
+    for pair in times.windows(2) {
+        let gap = pair[1].duration_since(pair[0]).unwrap_or_default();
+        // Turns are exactly 1 s apart; a request may leave a few ms after its turn.
+        assert!(
+            gap >= Duration::from_millis(900),
+            "two DMs to one chat {gap:?} apart: {times:?}"
+        );
+    }
+    let both = [&first, &second];
+    assert!(
+        both.iter()
+            .all(|w| w.log_text().contains("starting worker")),
+        "both workers ran"
+    );
+    assert_no_token(&both, &jobs);
+}
+
+async fn the_tokens_appear_in_no_log_line_and_no_job_error(backend: Backend) {
+    let fakes = fakes().await;
+    let db = db_with_chats(backend, &fakes).await;
+    let queue = db.queue().await;
+    // Errors that carry the most detail: broken connections (reqwest errors name the URL,
+    // which holds the Telegram token), a 5xx body, a refusal.
+    fakes
+        .telegram
+        .inject(FaultRule::new(Fault::Drop).method("sendMessage"));
+    fakes.discord.inject(
+        fakes::discord::FaultRule::new(fakes::discord::Fault::Drop)
+            .on(fakes::discord::Route::CreateDm),
+    );
+    fakes.telegram.set_chat(USER + 1, ChatState::NotFound);
+    let worker = spawn_dm_worker(&db);
+    let tg = enqueue(
+        &db,
+        &payload("telegram", USER, "through a bad network"),
+        None,
+    );
+    let dc = enqueue(
+        &db,
+        &payload("discord", USER, "through a bad network"),
+        None,
+    );
+    let missing = enqueue(&db, &payload("telegram", USER + 1, "nobody"), None);
+    let missing_job = wait_state(&db, &queue, missing, JobState::Failed, &[&worker]).await;
+    assert!(
+        missing_job
+            .last_error
+            .clone()
+            .unwrap_or_default()
+            .contains("chat not found"),
+        "{:?}",
+        missing_job.last_error
+    );
+    // Each failed once on the broken connection, then went through on its retry.
+    let tg_job = wait_state(&db, &queue, tg, JobState::Completed, &[&worker]).await;
+    let dc_job = wait_state(&db, &queue, dc, JobState::Completed, &[&worker]).await;
+    assert_eq!(
+        (tg_job.errors.len(), dc_job.errors.len()),
+        (1, 1),
+        "{tg_job:?} {dc_job:?}"
+    );
+    assert_eq!(fakes.telegram.sent_to(USER).len(), 1);
+    assert_no_token(&[&worker], &[tg_job, dc_job, missing_job]);
+}
