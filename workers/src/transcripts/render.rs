@@ -44,10 +44,10 @@ pub fn header(out: &mut String, header: &Header<'_>) {
         "</title><style>{STYLE}</style></head><body><header><h1>#"
     );
     escape(out, name);
-    let _ = write!(
+    let _ = writeln!(
         out,
         "</h1><p>Ticket transcript · guild {} · channel {} · generated {}</p></header>\
-         <main><ol>\n",
+         <main><ol>",
         header.guild,
         header.channel.id,
         utc(header.generated_at)
@@ -110,9 +110,9 @@ fn attachment(out: &mut String, attachment: &Attachment) {
 
 /// The end of the document.
 pub fn footer(out: &mut String, messages: u64) {
-    let _ = write!(
+    let _ = writeln!(
         out,
-        "</ol></main><footer><p>{messages} message{}</p></footer></body></html>\n",
+        "</ol></main><footer><p>{messages} message{}</p></footer></body></html>",
         if messages == 1 { "" } else { "s" }
     );
 }

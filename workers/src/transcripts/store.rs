@@ -93,7 +93,7 @@ pub struct TranscriptStore {
 }
 
 enum Backend {
-    Local(LocalStore),
+    Local(Box<LocalStore>),
     S3 { s3: Arc<AmazonS3> },
 }
 
@@ -139,7 +139,7 @@ impl TranscriptStore {
     ) -> Result<Self, StoreSetupError> {
         let t = &settings.transcripts;
         let backend = match t.store {
-            TranscriptStoreKind::Local => Backend::Local(LocalStore {
+            TranscriptStoreKind::Local => Backend::Local(Box::new(LocalStore {
                 dir: std::path::absolute(&t.local_dir)
                     .map_err(|e| StoreSetupError::Local(format!("{e}")))?,
                 fs: OnceCell::new(),
@@ -148,7 +148,7 @@ impl TranscriptStore {
                     loaded: OnceCell::new_with(key),
                     database: settings.database.clone(),
                 },
-            }),
+            })),
             TranscriptStoreKind::S3 => Backend::S3 {
                 s3: Arc::new(s3(settings)?),
             },
