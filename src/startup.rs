@@ -58,17 +58,23 @@ pub fn registry(test_kinds: bool) -> Registry {
 
 /// What a worker runs: [`registry`] and the product kinds with handlers so far
 /// (`provision_client`). Other product kinds wait in their queues for a worker that has them.
-pub fn worker_registry(settings: &Settings, test_kinds: bool) -> anyhow::Result<Registry> {
+pub fn worker_registry(
+    settings: &Settings,
+    test_kinds: bool,
+    queue: &Queue,
+) -> anyhow::Result<Registry> {
     let mut registry = registry(test_kinds);
-    handlers::register(&mut registry, product(settings)?);
+    handlers::register(&mut registry, product(settings, queue)?);
     Ok(registry)
 }
 
 /// The panels of the settings, the secret key, which is loaded here only when a panel is
 /// configured (the transcript store loads it on first use), and the transcript store (S3
 /// settings without their credentials stop start-up, naming what is missing).
-fn product(settings: &Settings) -> anyhow::Result<Product> {
-    let panels = Panels::from_settings(settings)?;
+fn product(settings: &Settings, queue: &Queue) -> anyhow::Result<Product> {
+    // Every panel call goes through the panel's limits, shared by all workers in the database.
+    let limits = jobs::limits::Limits::new(queue)?;
+    let panels = Panels::from_settings(settings, &limits)?;
     let key = if settings.panels.is_empty() {
         None
     } else {
@@ -118,7 +124,7 @@ pub async fn worker(config: Option<&Path>, args: &WorkerArgs, migrate: bool) -> 
     }
     // A handler's panic is caught and recorded on its job; log it once, without a backtrace.
     std::panic::set_hook(Box::new(|info| tracing::error!(panic = %info, "panic")));
-    let registry = worker_registry(&settings, args.test_kinds)?;
+    let registry = worker_registry(&settings, args.test_kinds, &queue)?;
     let options = RuntimeOptions::from_settings(&settings, &registry);
     tracing::info!(database = %settings.database.url, "starting worker");
     let metrics = Arc::new(WorkerMetrics::new());

@@ -242,7 +242,33 @@ struct Panel {
     last_change: i64,
     /// `METHOD path-after-B` of every request under `B`, in order.
     requests: Vec<String>,
+    /// When each of those requests arrived.
+    request_times: Vec<std::time::Instant>,
+    /// Requests being answered now, and the most there have been at once.
+    in_flight: u32,
+    max_in_flight: u32,
+    /// How long every request takes (a slow panel), before faults.
+    latency: Duration,
     sub_port: u16,
+}
+
+/// Counts a request in flight until dropped.
+struct InFlight(Shared);
+
+impl InFlight {
+    fn enter(shared: &Shared) -> InFlight {
+        let mut panel = lock(shared);
+        panel.in_flight += 1;
+        panel.max_in_flight = panel.max_in_flight.max(panel.in_flight);
+        panel.request_times.push(std::time::Instant::now());
+        InFlight(shared.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        lock(&self.0).in_flight -= 1;
+    }
 }
 
 type Shared = Arc<Mutex<Panel>>;
@@ -302,6 +328,10 @@ impl FakeSui {
             faults: Vec::new(),
             last_change: now(),
             requests: Vec::new(),
+            request_times: Vec::new(),
+            in_flight: 0,
+            max_in_flight: 0,
+            latency: Duration::ZERO,
             sub_port: sub_addr.map(|a| a.port()).unwrap_or(2096),
         }));
         let mut stops = Vec::new();
@@ -449,6 +479,21 @@ impl FakeSui {
         lock(&self.shared).requests.clone()
     }
 
+    /// Makes every later request take `latency` before it is answered (a slow panel).
+    pub fn set_latency(&self, latency: Duration) {
+        lock(&self.shared).latency = latency;
+    }
+
+    /// The most requests under `B` that were being answered at once.
+    pub fn max_in_flight(&self) -> u32 {
+        lock(&self.shared).max_in_flight
+    }
+
+    /// When each request under `B` arrived, in order.
+    pub fn request_times(&self) -> Vec<std::time::Instant> {
+        lock(&self.shared).request_times.clone()
+    }
+
     /// How many logins succeeded or failed so far.
     pub fn login_count(&self) -> usize {
         lock(&self.shared)
@@ -585,6 +630,11 @@ async fn panel_request(
         }
         _ => return StatusCode::NOT_FOUND.into_response(),
     };
+    let _in_flight = InFlight::enter(&shared);
+    let latency = lock(&shared).latency;
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
     let fault = {
         let mut panel = lock(&shared);
         panel.requests.push(format!("{method} {api}/{action}"));

@@ -18,7 +18,9 @@ use jobs::subscriptions::SubscriptionError;
 
 use crate::Registry;
 use crate::handler::JobError;
+use crate::panel::limited::PanelLimits;
 use crate::panel::{Panel, PanelError, health};
+use jobs::limits::Limits;
 
 pub use provision_client::ProvisionClientHandler;
 
@@ -49,8 +51,10 @@ impl Panels {
         Self::default()
     }
 
-    /// A client per `[[panels]]` entry, with the credentials its variables hold.
-    pub fn from_settings(settings: &Settings) -> Result<Panels, PanelsError> {
+    /// A client per `[[panels]]` entry, with the credentials its variables hold, each behind
+    /// its entry's `concurrency` and `requests_per_second` kept in `limits` (shared by every
+    /// worker of that database).
+    pub fn from_settings(settings: &Settings, limits: &Limits) -> Result<Panels, PanelsError> {
         let credentials = settings.panel_credentials()?;
         let mut panels = Panels::new();
         for entry in &settings.panels {
@@ -61,6 +65,7 @@ impl Panels {
                 name: entry.name.clone(),
                 source,
             })?;
+            let client = client.with_limits(PanelLimits::new(limits.clone(), entry));
             panels.insert(entry.name.clone(), Arc::new(client));
         }
         Ok(panels)

@@ -6,6 +6,7 @@
 //! [`jobs::redact::mask`]).
 
 pub mod health;
+pub mod limited;
 pub mod sui;
 
 use std::fmt;
@@ -207,6 +208,16 @@ pub enum PanelError {
     /// The row asked for is not on the panel. Permanent for that call.
     #[error("no client with id {0} on the panel")]
     NotFound(u64),
+    /// Our own limit on the panel (`concurrency`, `requests_per_second`, shared by every
+    /// worker) had no room within the wait allowed: nothing was sent. Retryable, after the
+    /// wait.
+    #[error(
+        "panel busy: its configured {limit} across all workers has no room for {retry_after:?}"
+    )]
+    Throttled {
+        limit: &'static str,
+        retry_after: Duration,
+    },
 }
 
 impl PanelError {
@@ -219,6 +230,7 @@ impl PanelError {
                 | PanelError::Server(_)
                 | PanelError::RateLimited { .. }
                 | PanelError::UnexpectedResponse(_)
+                | PanelError::Throttled { .. }
         )
     }
 
@@ -226,6 +238,7 @@ impl PanelError {
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
             PanelError::RateLimited { retry_after } => *retry_after,
+            PanelError::Throttled { retry_after, .. } => Some(*retry_after),
             _ => None,
         }
     }

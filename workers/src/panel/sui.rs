@@ -24,6 +24,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Map, Value, json};
 use tokio::sync::{Mutex, OnceCell};
 
+use super::limited::PanelLimits;
 use super::{
     ClientChange, NewClient, Panel, PanelClient, PanelError, PanelInbound, PanelVersion,
     SubscriptionLink,
@@ -96,6 +97,8 @@ pub struct SuiPanel {
     /// The `s-ui` cookie of the current login session.
     session: Mutex<Option<String>>,
     version: OnceCell<PanelVersion>,
+    /// The entry's limits across all workers, when the panel is used by handlers.
+    limits: Option<PanelLimits>,
 }
 
 impl fmt::Debug for SuiPanel {
@@ -137,7 +140,14 @@ impl SuiPanel {
             http,
             session: Mutex::new(None),
             version: OnceCell::new(),
+            limits: None,
         })
+    }
+
+    /// Sends every request through `limits` (concurrency and rate across all workers).
+    pub fn with_limits(mut self, limits: PanelLimits) -> SuiPanel {
+        self.limits = Some(limits);
+        self
     }
 
     /// One call, its answer's `obj`. With a login session, a lapsed session is logged in again
@@ -215,14 +225,21 @@ impl SuiPanel {
             return Ok(cookie.clone());
         }
         *session = None;
+        let permit = match &self.limits {
+            Some(limits) => Some(limits.enter().await?),
+            None => None,
+        };
         let response = self
             .http
             .post(format!("{}api/login", self.base))
             .header("X-Requested-With", "XMLHttpRequest")
             .form(&[("user", user.as_str()), ("pass", pass.as_str())])
             .send()
-            .await
-            .map_err(|e| transport(&e, self.timeout))?;
+            .await;
+        if let (Some(limits), Some(permit)) = (&self.limits, permit) {
+            limits.leave(permit).await;
+        }
+        let response = response.map_err(|e| transport(&e, self.timeout))?;
         let cookie = response
             .headers()
             .get_all(SET_COOKIE)
@@ -244,8 +261,28 @@ impl SuiPanel {
         Ok(cookie)
     }
 
-    /// Sends one request; `Err(Lapsed)` when a cookie session was not accepted.
+    /// Sends one request inside the panel's limits (if it has any), holding its permit until
+    /// the answer is read; `Err(Lapsed)` when a cookie session was not accepted.
     async fn send(
+        &self,
+        request: reqwest::RequestBuilder,
+        query: Fields<'_>,
+        form: Fields<'_>,
+        token_api: bool,
+    ) -> Result<Result<Value, PanelError>, Lapsed> {
+        let Some(limits) = &self.limits else {
+            return self.send_now(request, query, form, token_api).await;
+        };
+        let permit = match limits.enter().await {
+            Ok(permit) => permit,
+            Err(error) => return Ok(Err(error)),
+        };
+        let result = self.send_now(request, query, form, token_api).await;
+        limits.leave(permit).await;
+        result
+    }
+
+    async fn send_now(
         &self,
         request: reqwest::RequestBuilder,
         query: Fields<'_>,
