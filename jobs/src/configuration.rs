@@ -3324,4 +3324,74 @@ mod tests {
         assert_eq!(f(30 * DAY), "30d");
         assert_eq!(f(1_500), "1500ms");
     }
+
+    #[test]
+    fn transcripts_default_to_the_local_store_and_s3_must_be_complete() {
+        let s = load(None, &[], &[]).expect("defaults");
+        assert_eq!(s.transcripts.store, TranscriptStoreKind::Local);
+        assert_eq!(s.transcripts.local_dir, PathBuf::from("data/transcripts"));
+        assert_eq!(s.transcripts.link_ttl, Duration::from_secs(7 * 24 * 3600));
+        assert_eq!(s.transcript_base_url(), "http://127.0.0.1:8080");
+
+        // Never a silent fallback to local files: each missing S3 setting is named.
+        let err = load_err(None, &[("JOBQ_TRANSCRIPTS_STORE", "s3")], &[]);
+        for missing in [
+            "transcripts.s3_bucket",
+            "transcripts.s3_access_key_env",
+            "transcripts.s3_secret_key_env",
+        ] {
+            assert!(err.contains(missing), "{missing}: {err}");
+        }
+        let file = config_file(
+            "[transcripts]\nstore = \"s3\"\ns3_bucket = \"b\"\ns3_endpoint = \"ftp://x\"\n\
+             s3_access_key_env = \"lower\"\ns3_secret_key_env = \"S3_SECRET\"\nlink_ttl = \"8d\"\n",
+        );
+        let err = load_err(Some(&file), &[], &[]);
+        assert!(err.contains("transcripts.s3_endpoint"), "{err}");
+        assert!(err.contains("transcripts.s3_access_key_env"), "{err}");
+        assert!(
+            err.contains("transcripts.link_ttl") && err.contains("7d"),
+            "{err}"
+        );
+
+        let file = config_file(
+            "[transcripts]\nstore = \"s3\"\ns3_bucket = \"b\"\n\
+             s3_access_key_env = \"S3_ACCESS\"\ns3_secret_key_env = \"S3_SECRET\"\n",
+        );
+        let s = load(Some(&file), &[], &[]).expect("complete S3 settings");
+        let err = s
+            .transcript_s3_credentials_from(|name| (name == "S3_ACCESS").then(|| "AK".into()))
+            .expect_err("secret unset")
+            .to_string();
+        assert!(err.contains("transcripts.s3_secret_key_env") && err.contains("`S3_SECRET`"));
+        assert!(!err.contains("s3_access_key_env"), "{err}");
+        let credentials = s
+            .transcript_s3_credentials_from(|_| Some("value".into()))
+            .expect("both set");
+        assert!(
+            !format!("{credentials:?}").contains("value"),
+            "secrets redacted"
+        );
+    }
+
+    #[test]
+    fn transcript_links_use_the_first_base_url_given() {
+        let s = load(
+            None,
+            &[
+                ("JOBQ_WEB_PUBLIC_BASE_URL", "https://admin.example"),
+                ("JOBQ_TRANSCRIPTS_PUBLIC_BASE_URL", "https://shop.example/"),
+            ],
+            &[],
+        )
+        .expect("loads");
+        assert_eq!(s.transcript_base_url(), "https://shop.example");
+        let s = load(
+            None,
+            &[("JOBQ_WEB_PUBLIC_BASE_URL", "https://admin.example")],
+            &[],
+        )
+        .expect("loads");
+        assert_eq!(s.transcript_base_url(), "https://admin.example");
+    }
 }
