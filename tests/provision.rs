@@ -8,12 +8,10 @@
 
 mod support;
 
-use std::process::Stdio;
 use std::time::Duration;
 
 use chrono::Utc;
-use fakes::sui::{ClientRow, FakeSui, Fault, SuiOptions};
-use jobs::driver::{JobFilter, JobRecord};
+use fakes::sui::{ClientRow, FakeSui, Fault};
 use jobs::kinds::{Platform, UserId};
 use jobs::secret_key::SecretKey;
 use jobs::subscriptions::{NewSubscription, Subscription, SubscriptionStatus, Subscriptions};
