@@ -10,6 +10,7 @@
 //! - [`ledger`]: the messages sent, by job key, so a retried send does not send again.
 //! - [`subscriptions`]: the subscriptions sold (one table, both backends); [`secret_key`]: the key
 //!   their unguessable client names derive from.
+//! - [`orders`]: what the bots keep: orders placed with `/buy`, dialogue state, bot admins.
 
 pub mod audit;
 pub mod configuration;
@@ -19,6 +20,7 @@ pub mod kinds;
 pub mod ledger;
 pub mod limits;
 pub mod metrics;
+pub mod orders;
 pub mod queue;
 pub mod redact;
 pub mod retry;

@@ -1,0 +1,810 @@
+//! What the bots keep beside the queue (migration 0004): orders placed with `/buy`, each chat's
+//! dialogue state, and the bot admins added at run time. Both backends, one behaviour: the SQL
+//! is the same text on both (`$N` placeholders, which SQLite reads as numbered parameters);
+//! only times differ (TIMESTAMPTZ on PostgreSQL, INTEGER microseconds on SQLite), which
+//! [`on_conn!`] binds per backend.
+//!
+//! An order's decision is one transaction: the status moves only from `pending_approval`, the
+//! provision job (key `order:ID`) is enqueued and the audit entry written with it, so two
+//! admins pressing Approve at once enqueue one job and the second is told who decided.
+//! After approval the order's status follows its job and the subscription it produced
+//! ([`Orders::refresh`]): `provisioning` → `active` or `failed`.
+
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+use sqlx::Row;
+
+use crate::audit::AuditEntry;
+use crate::configuration::Backend;
+use crate::kinds::{Platform, ProvisionClient, SubscriptionId, UserId};
+use crate::queue::{JobTx, Queue, QueueError};
+use crate::{EnqueueOptions, JobState};
+
+/// Where an order is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum OrderStatus {
+    PendingApproval,
+    Approved,
+    Rejected,
+    Provisioning,
+    Active,
+    Failed,
+}
+
+impl OrderStatus {
+    pub const ALL: [OrderStatus; 6] = [
+        OrderStatus::PendingApproval,
+        OrderStatus::Approved,
+        OrderStatus::Rejected,
+        OrderStatus::Provisioning,
+        OrderStatus::Active,
+        OrderStatus::Failed,
+    ];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            OrderStatus::PendingApproval => "pending_approval",
+            OrderStatus::Approved => "approved",
+            OrderStatus::Rejected => "rejected",
+            OrderStatus::Provisioning => "provisioning",
+            OrderStatus::Active => "active",
+            OrderStatus::Failed => "failed",
+        }
+    }
+
+    /// As a customer reads it.
+    pub const fn describe(self) -> &'static str {
+        match self {
+            OrderStatus::PendingApproval => "waiting for approval",
+            OrderStatus::Approved => "approved",
+            OrderStatus::Rejected => "rejected",
+            OrderStatus::Provisioning => "being set up",
+            OrderStatus::Active => "active",
+            OrderStatus::Failed => "failed (an admin has been told)",
+        }
+    }
+}
+
+impl fmt::Display for OrderStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for OrderStatus {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, String> {
+        Self::ALL
+            .into_iter()
+            .find(|s| s.as_str() == text)
+            .ok_or_else(|| format!("unknown order status {text:?}"))
+    }
+}
+
+/// What an order buys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum OrderKind {
+    /// A new subscription.
+    New,
+    /// The same plan again on an existing subscription.
+    Renew,
+    /// Another plan on an existing subscription.
+    Upgrade,
+}
+
+impl OrderKind {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            OrderKind::New => "new",
+            OrderKind::Renew => "renew",
+            OrderKind::Upgrade => "upgrade",
+        }
+    }
+}
+
+impl FromStr for OrderKind {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, String> {
+        [OrderKind::New, OrderKind::Renew, OrderKind::Upgrade]
+            .into_iter()
+            .find(|k| k.as_str() == text)
+            .ok_or_else(|| format!("unknown order kind {text:?}"))
+    }
+}
+
+/// One row of `jobq_orders`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Order {
+    pub id: i64,
+    pub platform: Platform,
+    pub user_id: UserId,
+    /// The chat the customer ordered in (where the bot answers them).
+    pub chat_id: i64,
+    pub plan: String,
+    pub kind: OrderKind,
+    /// Renewed or upgraded; for a new order, the subscription it produced once known.
+    pub subscription_id: Option<SubscriptionId>,
+    pub status: OrderStatus,
+    pub origin_key: String,
+    /// The admin who approved or rejected it.
+    pub decided_by: Option<i64>,
+    /// The provision job approval enqueued.
+    pub job_id: Option<i64>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl Order {
+    /// The provision job's idempotency key.
+    pub fn job_key(&self) -> String {
+        job_key(self.id)
+    }
+}
+
+/// The idempotency key of order `id`'s provision job.
+pub fn job_key(id: i64) -> String {
+    format!("order:{id}")
+}
+
+/// An order to place, in `pending_approval`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewOrder {
+    pub platform: Platform,
+    pub user_id: UserId,
+    pub chat_id: i64,
+    pub plan: String,
+    pub kind: OrderKind,
+    pub subscription_id: Option<SubscriptionId>,
+    /// The dialogue that placed it: placing again with the same key returns the first order.
+    pub origin_key: String,
+}
+
+/// What [`Orders::create`] did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Placed {
+    pub order: Order,
+    /// `false` when the origin key had already placed this order.
+    pub created: bool,
+}
+
+/// What an admin's decision did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decision {
+    /// This call decided: the order as it now is (approved with its job id, or rejected).
+    Decided(Order),
+    /// Someone decided before (or the order is past approval): the order as it is.
+    AlreadyDecided(Order),
+    NotFound,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum OrderError {
+    #[error(transparent)]
+    Queue(#[from] QueueError),
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    /// A stored row this code cannot read (written by hand, or by a newer jobq).
+    #[error("order {id}: stored {what} is not valid: {detail}")]
+    Corrupt {
+        id: i64,
+        what: &'static str,
+        detail: String,
+    },
+}
+
+#[derive(Clone)]
+enum Pool {
+    Postgres(sqlx::PgPool),
+    Sqlite(sqlx::SqlitePool),
+}
+
+/// A connection of either backend, from a pool or a [`JobTx`].
+enum Conn<'c> {
+    Postgres(&'c mut sqlx::PgConnection),
+    Sqlite(&'c mut sqlx::SqliteConnection),
+}
+
+/// Runs `$body` on the backend's connection `$c`, with `$now` the current time as that backend
+/// stores it. The body is the same text on both; each arm type-checks it for its database.
+macro_rules! on_conn {
+    ($conn:expr, |$c:ident, $now:ident| $body:expr) => {
+        match $conn {
+            Conn::Postgres($c) => {
+                #[allow(unused_variables)]
+                let $now = Utc::now();
+                $body
+            }
+            Conn::Sqlite($c) => {
+                #[allow(unused_variables)]
+                let $now = Utc::now().timestamp_micros();
+                $body
+            }
+        }
+    };
+}
+
+/// Runs `$body` with `$c` a connection acquired from the pool.
+macro_rules! with_pool {
+    ($pool:expr, |$c:ident| $body:expr) => {
+        match $pool {
+            Pool::Postgres(pool) => {
+                let mut acquired = pool.acquire().await?;
+                let $c = Conn::Postgres(&mut acquired);
+                $body
+            }
+            Pool::Sqlite(pool) => {
+                let mut acquired = pool.acquire().await?;
+                let $c = Conn::Sqlite(&mut acquired);
+                $body
+            }
+        }
+    };
+}
+
+fn pool_of(queue: &Queue) -> Result<Pool, QueueError> {
+    let pool = match queue.backend() {
+        Backend::Postgres => queue.postgres_pool().cloned().map(Pool::Postgres),
+        Backend::Sqlite => queue.sqlite_pool().cloned().map(Pool::Sqlite),
+    };
+    pool.ok_or_else(|| {
+        QueueError::Database(sqlx::Error::Protocol(
+            "queue backend and driver disagree".into(),
+        ))
+    })
+}
+
+fn conn_of(tx: &mut JobTx) -> Result<Conn<'_>, OrderError> {
+    if tx.postgres().is_some() {
+        return tx.postgres().map(Conn::Postgres).ok_or_else(mismatch);
+    }
+    tx.sqlite().map(Conn::Sqlite).ok_or_else(mismatch)
+}
+
+fn mismatch() -> OrderError {
+    OrderError::Database(sqlx::Error::Protocol(
+        "transaction backend and driver disagree".into(),
+    ))
+}
+
+/// A time column as the backend stores it.
+trait TimeColumn {
+    fn time(&self, id: i64, column: &'static str) -> Result<DateTime<Utc>, OrderError>;
+}
+
+impl TimeColumn for sqlx::postgres::PgRow {
+    fn time(&self, _id: i64, column: &'static str) -> Result<DateTime<Utc>, OrderError> {
+        Ok(self.try_get(column)?)
+    }
+}
+
+impl TimeColumn for sqlx::sqlite::SqliteRow {
+    fn time(&self, id: i64, column: &'static str) -> Result<DateTime<Utc>, OrderError> {
+        let us: i64 = self.try_get(column)?;
+        DateTime::from_timestamp_micros(us).ok_or_else(|| OrderError::Corrupt {
+            id,
+            what: column,
+            detail: format!("{us} is not a time"),
+        })
+    }
+}
+
+const ORDER_COLUMNS: &str = "id, platform, user_id, chat_id, plan, kind, subscription_id, \
+     status, origin_key, decided_by, job_id, created_at, updated_at";
+
+/// Reads an order from a row of either backend.
+macro_rules! order_row {
+    ($r:expr) => {{
+        let r = $r;
+        let id: i64 = r.try_get("id")?;
+        let corrupt = |what: &'static str, detail: String| OrderError::Corrupt { id, what, detail };
+        let platform: String = r.try_get("platform")?;
+        let user_id: i64 = r.try_get("user_id")?;
+        let kind: String = r.try_get("kind")?;
+        let status: String = r.try_get("status")?;
+        let subscription: Option<i64> = r.try_get("subscription_id")?;
+        Ok::<Order, OrderError>(Order {
+            id,
+            platform: Platform::parse(&platform).map_err(|e| corrupt("platform", e))?,
+            user_id: UserId::parse(user_id).map_err(|e| corrupt("user_id", e))?,
+            chat_id: r.try_get("chat_id")?,
+            plan: r.try_get("plan")?,
+            kind: kind.parse().map_err(|e| corrupt("kind", e))?,
+            subscription_id: subscription
+                .map(SubscriptionId::parse)
+                .transpose()
+                .map_err(|e| corrupt("subscription_id", e))?,
+            status: status.parse().map_err(|e| corrupt("status", e))?,
+            origin_key: r.try_get("origin_key")?,
+            decided_by: r.try_get("decided_by")?,
+            job_id: r.try_get("job_id")?,
+            created_at: r.time(id, "created_at")?,
+            updated_at: r.time(id, "updated_at")?,
+        })
+    }};
+}
+
+async fn get_order(conn: Conn<'_>, id: i64) -> Result<Option<Order>, OrderError> {
+    let sql = format!("SELECT {ORDER_COLUMNS} FROM jobq_orders WHERE id = $1");
+    on_conn!(conn, |c, now| {
+        let row = sqlx::query(&sql).bind(id).fetch_optional(&mut *c).await?;
+        row.as_ref().map(|r| order_row!(r)).transpose()
+    })
+}
+
+/// Reads and writes orders on the queue's database. Cheap to clone.
+#[derive(Clone)]
+pub struct Orders {
+    pool: Pool,
+    queue: Queue,
+}
+
+impl Orders {
+    pub fn new(queue: &Queue) -> Result<Self, OrderError> {
+        Ok(Orders {
+            pool: pool_of(queue)?,
+            queue: queue.clone(),
+        })
+    }
+
+    /// Places an order in `pending_approval`; with an origin key already used, returns that
+    /// order with `created: false`.
+    pub async fn create(&self, new: &NewOrder) -> Result<Placed, OrderError> {
+        let sql = format!(
+            "INSERT INTO jobq_orders (platform, user_id, chat_id, plan, kind, subscription_id,
+                                      origin_key, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)
+             ON CONFLICT (origin_key) DO NOTHING
+             RETURNING {ORDER_COLUMNS}"
+        );
+        let inserted: Option<Order> = with_pool!(&self.pool, |conn| on_conn!(conn, |c, now| {
+            let row = sqlx::query(&sql)
+                .bind(new.platform.as_str())
+                .bind(new.user_id.get())
+                .bind(new.chat_id)
+                .bind(&new.plan)
+                .bind(new.kind.as_str())
+                .bind(new.subscription_id.map(SubscriptionId::get))
+                .bind(&new.origin_key)
+                .bind(now)
+                .fetch_optional(&mut *c)
+                .await?;
+            row.as_ref().map(|r| order_row!(r)).transpose()?
+        }));
+        if let Some(order) = inserted {
+            return Ok(Placed {
+                order,
+                created: true,
+            });
+        }
+        let existing = self.by_origin(&new.origin_key).await?;
+        existing
+            .map(|order| Placed {
+                order,
+                created: false,
+            })
+            .ok_or_else(|| {
+                OrderError::Database(sqlx::Error::Protocol(
+                    "an order's origin key was taken but no order holds it".into(),
+                ))
+            })
+    }
+
+    pub async fn get(&self, id: i64) -> Result<Option<Order>, OrderError> {
+        with_pool!(&self.pool, |conn| get_order(conn, id).await)
+    }
+
+    pub async fn by_origin(&self, origin_key: &str) -> Result<Option<Order>, OrderError> {
+        let sql = format!("SELECT {ORDER_COLUMNS} FROM jobq_orders WHERE origin_key = $1");
+        with_pool!(&self.pool, |conn| on_conn!(conn, |c, now| {
+            let row = sqlx::query(&sql)
+                .bind(origin_key)
+                .fetch_optional(&mut *c)
+                .await?;
+            row.as_ref().map(|r| order_row!(r)).transpose()
+        }))
+    }
+
+    /// A user's orders, newest first, at most `limit`.
+    pub async fn list_by_user(
+        &self,
+        platform: Platform,
+        user_id: UserId,
+        limit: u32,
+    ) -> Result<Vec<Order>, OrderError> {
+        let sql = format!(
+            "SELECT {ORDER_COLUMNS} FROM jobq_orders WHERE platform = $1 AND user_id = $2
+             ORDER BY id DESC LIMIT $3"
+        );
+        with_pool!(&self.pool, |conn| on_conn!(conn, |c, now| {
+            let rows = sqlx::query(&sql)
+                .bind(platform.as_str())
+                .bind(user_id.get())
+                .bind(i64::from(limit))
+                .fetch_all(&mut *c)
+                .await?;
+            rows.iter().map(|r| order_row!(r)).collect()
+        }))
+    }
+
+    /// Approves a pending order: in one transaction the status becomes `approved`, `job` is
+    /// enqueued with key `order:ID` (and its id recorded) and `audit` written. Anything but
+    /// `pending_approval` is left as it is and returned as [`Decision::AlreadyDecided`].
+    pub async fn approve(
+        &self,
+        id: i64,
+        admin: i64,
+        job: &ProvisionClient,
+        audit: &AuditEntry,
+    ) -> Result<Decision, OrderError> {
+        let mut tx = self.queue.begin().await?;
+        if !decide(conn_of(&mut tx)?, id, admin, OrderStatus::Approved).await? {
+            tx.rollback().await?;
+            return self.already(id).await;
+        }
+        let options = EnqueueOptions {
+            key: Some(job_key(id)),
+            ..EnqueueOptions::default()
+        };
+        let enqueued = tx.enqueue(job, options).await?;
+        set_job(conn_of(&mut tx)?, id, enqueued.id).await?;
+        write_audit(&mut tx, audit, 1).await?;
+        let order = get_order(conn_of(&mut tx)?, id).await?;
+        tx.commit().await?;
+        Ok(order.map_or(Decision::NotFound, Decision::Decided))
+    }
+
+    /// Rejects a pending order (with `audit`, in one transaction); as [`Orders::approve`].
+    pub async fn reject(
+        &self,
+        id: i64,
+        admin: i64,
+        audit: &AuditEntry,
+    ) -> Result<Decision, OrderError> {
+        let mut tx = self.queue.begin().await?;
+        if !decide(conn_of(&mut tx)?, id, admin, OrderStatus::Rejected).await? {
+            tx.rollback().await?;
+            return self.already(id).await;
+        }
+        write_audit(&mut tx, audit, 1).await?;
+        let order = get_order(conn_of(&mut tx)?, id).await?;
+        tx.commit().await?;
+        Ok(order.map_or(Decision::NotFound, Decision::Decided))
+    }
+
+    async fn already(&self, id: i64) -> Result<Decision, OrderError> {
+        Ok(match self.refresh(id).await? {
+            Some(order) => Decision::AlreadyDecided(order),
+            None => Decision::NotFound,
+        })
+    }
+
+    /// Brings an approved order's status up to date with its job and the subscription it
+    /// produced (`provisioning` while the job runs or retries, `active` when it completed and
+    /// the subscription is active, `failed` when the job failed or was discarded or cancelled),
+    /// records a new subscription's id, and returns the order.
+    pub async fn refresh(&self, id: i64) -> Result<Option<Order>, OrderError> {
+        let Some(order) = self.get(id).await? else {
+            return Ok(None);
+        };
+        let Some(job_id) = order.job_id else {
+            return Ok(Some(order));
+        };
+        let job_state = self.queue.driver().job(job_id).await?.map(|j| j.state);
+        let produced = match order.subscription_id {
+            Some(id) => Some(id.get()),
+            None => self.subscription_by_origin(&order.job_key()).await?,
+        };
+        let status = carried_status(job_state, order.status);
+        if status == order.status && produced == order.subscription_id.map(SubscriptionId::get) {
+            return Ok(Some(order));
+        }
+        let sql = "UPDATE jobq_orders SET status = $2, subscription_id = $3, updated_at = $4
+                   WHERE id = $1";
+        with_pool!(&self.pool, |conn| on_conn!(conn, |c, now| {
+            sqlx::query(sql)
+                .bind(id)
+                .bind(status.as_str())
+                .bind(produced)
+                .bind(now)
+                .execute(&mut *c)
+                .await?;
+        }));
+        self.get(id).await
+    }
+
+    async fn subscription_by_origin(&self, key: &str) -> Result<Option<i64>, OrderError> {
+        let sql = "SELECT id FROM jobq_subscriptions WHERE origin_key = $1";
+        with_pool!(&self.pool, |conn| on_conn!(conn, |c, now| {
+            Ok(sqlx::query_scalar(sql)
+                .bind(key)
+                .fetch_optional(&mut *c)
+                .await?)
+        }))
+    }
+
+    /// Records a receipt message for an order: `true` the first time (forward it then),
+    /// `false` when it was recorded before (a redelivered update).
+    pub async fn add_receipt(&self, order: i64, message_id: i64) -> Result<bool, OrderError> {
+        let sql = "INSERT INTO jobq_order_receipts (order_id, message_id, received_at)
+                   VALUES ($1, $2, $3) ON CONFLICT (order_id, message_id) DO NOTHING";
+        let added = with_pool!(&self.pool, |conn| on_conn!(conn, |c, now| {
+            sqlx::query(sql)
+                .bind(order)
+                .bind(message_id)
+                .bind(now)
+                .execute(&mut *c)
+                .await?
+                .rows_affected()
+        }));
+        Ok(added == 1)
+    }
+
+    /// The receipt message ids of an order, oldest first.
+    pub async fn receipts(&self, order: i64) -> Result<Vec<i64>, OrderError> {
+        let sql = "SELECT message_id FROM jobq_order_receipts WHERE order_id = $1
+                   ORDER BY received_at, message_id";
+        with_pool!(&self.pool, |conn| on_conn!(conn, |c, now| {
+            Ok(sqlx::query_scalar(sql)
+                .bind(order)
+                .fetch_all(&mut *c)
+                .await?)
+        }))
+    }
+}
+
+/// The status an approved order carries from its provision job.
+fn carried_status(job: Option<JobState>, current: OrderStatus) -> OrderStatus {
+    match job {
+        Some(JobState::Completed) => OrderStatus::Active,
+        Some(JobState::Failed | JobState::Discarded | JobState::Cancelled) => OrderStatus::Failed,
+        Some(_) => OrderStatus::Provisioning,
+        // Pruned after completion (failed jobs stay until an admin acts).
+        None if current == OrderStatus::Failed => OrderStatus::Failed,
+        None => OrderStatus::Active,
+    }
+}
+
+/// Moves a pending order to `status`, by `admin`: `false` when it was not pending.
+async fn decide(
+    conn: Conn<'_>,
+    id: i64,
+    admin: i64,
+    status: OrderStatus,
+) -> Result<bool, OrderError> {
+    let sql = "UPDATE jobq_orders SET status = $2, decided_by = $3, updated_at = $4
+               WHERE id = $1 AND status = 'pending_approval'";
+    let changed = on_conn!(conn, |c, now| {
+        sqlx::query(sql)
+            .bind(id)
+            .bind(status.as_str())
+            .bind(admin)
+            .bind(now)
+            .execute(&mut *c)
+            .await?
+            .rows_affected()
+    });
+    Ok(changed == 1)
+}
+
+async fn set_job(conn: Conn<'_>, id: i64, job: i64) -> Result<(), OrderError> {
+    let sql = "UPDATE jobq_orders SET job_id = $2 WHERE id = $1";
+    on_conn!(conn, |c, now| {
+        sqlx::query(sql).bind(id).bind(job).execute(&mut *c).await?;
+    });
+    Ok(())
+}
+
+/// Writes an audit entry inside the caller's transaction (the change it records commits, or
+/// rolls back, with it). `count` is the number of things changed.
+pub async fn write_audit(tx: &mut JobTx, entry: &AuditEntry, count: i64) -> Result<(), OrderError> {
+    let sql = "INSERT INTO jobq_audit (at, actor, surface, action, target, count)
+               VALUES ($1, $2, $3, $4, $5, $6)";
+    on_conn!(conn_of(tx)?, |c, now| {
+        sqlx::query(sql)
+            .bind(now)
+            .bind(&entry.actor)
+            .bind(entry.surface)
+            .bind(entry.action)
+            .bind(&entry.target)
+            .bind(count)
+            .execute(&mut *c)
+            .await?;
+    });
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Dialogues
+
+/// Each chat's dialogue state with a bot, as JSON the bot writes (opaque here). Cheap to clone.
+#[derive(Clone)]
+pub struct Dialogues {
+    pool: Pool,
+}
+
+impl Dialogues {
+    pub fn new(queue: &Queue) -> Result<Self, OrderError> {
+        Ok(Dialogues {
+            pool: pool_of(queue)?,
+        })
+    }
+
+    pub async fn get(&self, platform: Platform, chat: i64) -> Result<Option<String>, OrderError> {
+        let sql = "SELECT state FROM jobq_bot_dialogues WHERE platform = $1 AND chat_id = $2";
+        with_pool!(&self.pool, |conn| on_conn!(conn, |c, now| {
+            Ok(sqlx::query_scalar(sql)
+                .bind(platform.as_str())
+                .bind(chat)
+                .fetch_optional(&mut *c)
+                .await?)
+        }))
+    }
+
+    pub async fn set(&self, platform: Platform, chat: i64, state: &str) -> Result<(), OrderError> {
+        let sql = "INSERT INTO jobq_bot_dialogues (platform, chat_id, state, updated_at)
+                   VALUES ($1, $2, $3, $4)
+                   ON CONFLICT (platform, chat_id)
+                   DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at";
+        with_pool!(&self.pool, |conn| on_conn!(conn, |c, now| {
+            sqlx::query(sql)
+                .bind(platform.as_str())
+                .bind(chat)
+                .bind(state)
+                .bind(now)
+                .execute(&mut *c)
+                .await?;
+        }));
+        Ok(())
+    }
+
+    pub async fn clear(&self, platform: Platform, chat: i64) -> Result<(), OrderError> {
+        let sql = "DELETE FROM jobq_bot_dialogues WHERE platform = $1 AND chat_id = $2";
+        with_pool!(&self.pool, |conn| on_conn!(conn, |c, now| {
+            sqlx::query(sql)
+                .bind(platform.as_str())
+                .bind(chat)
+                .execute(&mut *c)
+                .await?;
+        }));
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Bot admins
+
+/// The bot admins added at run time (the config's admins are admins too, and decide who else
+/// is). Cheap to clone.
+#[derive(Clone)]
+pub struct BotAdmins {
+    pool: Pool,
+    queue: Queue,
+}
+
+impl BotAdmins {
+    pub fn new(queue: &Queue) -> Result<Self, OrderError> {
+        Ok(BotAdmins {
+            pool: pool_of(queue)?,
+            queue: queue.clone(),
+        })
+    }
+
+    /// The admins in the database, by user id.
+    pub async fn list(&self, platform: Platform) -> Result<Vec<i64>, OrderError> {
+        let sql = "SELECT user_id FROM jobq_bot_admins WHERE platform = $1 ORDER BY user_id";
+        with_pool!(&self.pool, |conn| on_conn!(conn, |c, now| {
+            Ok(sqlx::query_scalar(sql)
+                .bind(platform.as_str())
+                .fetch_all(&mut *c)
+                .await?)
+        }))
+    }
+
+    pub async fn contains(&self, platform: Platform, user: i64) -> Result<bool, OrderError> {
+        let sql = "SELECT 1 FROM jobq_bot_admins WHERE platform = $1 AND user_id = $2";
+        let found: Option<i32> = with_pool!(&self.pool, |conn| on_conn!(conn, |c, now| {
+            sqlx::query_scalar(sql)
+                .bind(platform.as_str())
+                .bind(user)
+                .fetch_optional(&mut *c)
+                .await?
+        }));
+        Ok(found.is_some())
+    }
+
+    /// Adds an admin (with `audit`, in one transaction): `false` when already one.
+    pub async fn add(
+        &self,
+        platform: Platform,
+        user: UserId,
+        by: i64,
+        audit: &AuditEntry,
+    ) -> Result<bool, OrderError> {
+        let sql = "INSERT INTO jobq_bot_admins (platform, user_id, added_by, added_at)
+                   VALUES ($1, $2, $3, $4) ON CONFLICT (platform, user_id) DO NOTHING";
+        let mut tx = self.queue.begin().await?;
+        let added = on_conn!(conn_of(&mut tx)?, |c, now| {
+            sqlx::query(sql)
+                .bind(platform.as_str())
+                .bind(user.get())
+                .bind(by)
+                .bind(now)
+                .execute(&mut *c)
+                .await?
+                .rows_affected()
+        });
+        write_audit(&mut tx, audit, i64::try_from(added).unwrap_or(1)).await?;
+        tx.commit().await?;
+        Ok(added == 1)
+    }
+
+    /// Removes an admin (with `audit`, in one transaction): `false` when not one.
+    pub async fn remove(
+        &self,
+        platform: Platform,
+        user: UserId,
+        audit: &AuditEntry,
+    ) -> Result<bool, OrderError> {
+        let sql = "DELETE FROM jobq_bot_admins WHERE platform = $1 AND user_id = $2";
+        let mut tx = self.queue.begin().await?;
+        let removed = on_conn!(conn_of(&mut tx)?, |c, now| {
+            sqlx::query(sql)
+                .bind(platform.as_str())
+                .bind(user.get())
+                .execute(&mut *c)
+                .await?
+                .rows_affected()
+        });
+        write_audit(&mut tx, audit, i64::try_from(removed).unwrap_or(1)).await?;
+        tx.commit().await?;
+        Ok(removed == 1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_and_kinds_round_trip_their_names() {
+        for status in OrderStatus::ALL {
+            assert_eq!(status.as_str().parse::<OrderStatus>(), Ok(status));
+        }
+        for kind in [OrderKind::New, OrderKind::Renew, OrderKind::Upgrade] {
+            assert_eq!(kind.as_str().parse::<OrderKind>(), Ok(kind));
+        }
+        assert!("paid".parse::<OrderStatus>().is_err());
+    }
+
+    #[test]
+    fn an_approved_order_carries_its_jobs_outcome() {
+        use OrderStatus::*;
+        assert_eq!(
+            carried_status(Some(JobState::Running), Approved),
+            Provisioning
+        );
+        assert_eq!(
+            carried_status(Some(JobState::Retrying), Approved),
+            Provisioning
+        );
+        assert_eq!(
+            carried_status(Some(JobState::Completed), Provisioning),
+            Active
+        );
+        assert_eq!(carried_status(Some(JobState::Failed), Provisioning), Failed);
+        assert_eq!(
+            carried_status(Some(JobState::Discarded), Provisioning),
+            Failed
+        );
+        // Retried by an admin after failing: provisioning again.
+        assert_eq!(
+            carried_status(Some(JobState::Available), Failed),
+            Provisioning
+        );
+        // Pruned: completed jobs are pruned, failed ones are not.
+        assert_eq!(carried_status(None, Provisioning), Active);
+        assert_eq!(carried_status(None, Failed), Failed);
+    }
+}
