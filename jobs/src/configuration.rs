@@ -3,7 +3,7 @@
 //! 1. `config/default.toml`, compiled into the binary: every setting has a default there;
 //! 2. an optional config file (`--config` / `JOBQ_CONFIG`, read by the caller);
 //! 3. environment variables `JOBQ_<SECTION>_<KEY>` for the sections `database`, `worker`,
-//!    `maintenance`, `log`, `web`, `telegram`, `discord` and `transcripts` (e.g. `JOBQ_DATABASE_URL` → `database.url`,
+//!    `maintenance`, `log`, `web`, `telegram`, `discord`, `bots` and `transcripts` (e.g. `JOBQ_DATABASE_URL` → `database.url`,
 //!    `JOBQ_WORKER_SHUTDOWN_GRACE` → `worker.shutdown_grace`); any other `JOBQ_` variable is
 //!    ignored, as is a variable naming a key its section does not have;
 //! 4. overrides from command-line flags, as `("worker.concurrency", "8")` pairs.
@@ -63,6 +63,9 @@ pub struct Settings {
     pub telegram: TelegramSettings,
     /// `[discord]`: the REST API endpoint (the token comes from `JOBQ_DISCORD_TOKEN`).
     pub discord: DiscordSettings,
+    /// `[bots]`: what the Telegram and Discord bots share (the per-user command rate).
+    #[serde(default)]
+    pub bots: BotSettings,
     /// `[transcripts]`: where ticket transcripts are stored and how their links are made.
     pub transcripts: TranscriptSettings,
 }
@@ -245,6 +248,42 @@ pub struct DiscordSettings {
     /// Discord user ids of the admins: alerted by DM like the Telegram admins.
     #[serde(default)]
     pub admins: Vec<i64>,
+    /// The guilds (servers) the bot registers its slash commands in.
+    #[serde(default)]
+    pub guilds: Vec<i64>,
+    /// Role ids whose members may use the bot's admin commands (`/notify`, `/jobs`).
+    #[serde(default)]
+    pub admin_roles: Vec<i64>,
+}
+
+/// `[bots]`: settings both chat bots share.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BotSettings {
+    /// Commands one user may send a minute, on average, across every bot process (admins
+    /// bypass it, logged).
+    #[serde(default = "default_commands_per_minute")]
+    pub commands_per_minute: i64,
+    /// Commands one user may send at once after a quiet spell.
+    #[serde(default = "default_command_burst")]
+    pub command_burst: i64,
+}
+
+impl Default for BotSettings {
+    fn default() -> Self {
+        BotSettings {
+            commands_per_minute: default_commands_per_minute(),
+            command_burst: default_command_burst(),
+        }
+    }
+}
+
+fn default_commands_per_minute() -> i64 {
+    20
+}
+
+fn default_command_burst() -> i64 {
+    5
 }
 
 /// `[transcripts]`: the object store ticket transcripts go to, and their links.
@@ -872,6 +911,8 @@ const PANEL_CONCURRENCY: Allowed = Allowed::Int(1, 64);
 const PANEL_TIMEOUT: Allowed = Allowed::Dur(ms(SEC, "1s"), ms(10 * MIN, "10m"));
 const PLAN_VOLUME_GB: Allowed = Allowed::Int(0, 1_000_000);
 const PLAN_DAYS: Allowed = Allowed::Int(1, 3650);
+const COMMANDS_PER_MINUTE: Allowed = Allowed::Int(1, 10_000);
+const COMMAND_BURST: Allowed = Allowed::Int(1, 1000);
 /// Inbound ids are S-UI's `uint` row ids.
 const INBOUND_ID: Allowed = Allowed::Int(1, u32::MAX as i64);
 /// S3 presigned URLs live at most 7 days (SigV4).
@@ -902,6 +943,8 @@ fn hint(generic_key: &str) -> Option<String> {
         "panels.timeout" => PANEL_TIMEOUT,
         "plans.volume_gb" => PLAN_VOLUME_GB,
         "plans.days" => PLAN_DAYS,
+        "bots.commands_per_minute" => COMMANDS_PER_MINUTE,
+        "bots.command_burst" => COMMAND_BURST,
         "transcripts.link_ttl" => LINK_TTL,
         "transcripts.store" => return Some("\"local\" or \"s3\"".to_string()),
         "panels.kind" => return Some("the only kind is \"s-ui\"".to_string()),
@@ -1006,6 +1049,13 @@ const ENV_KEYS: &[(&str, &[(&str, ValueKind)])] = &[
         ],
     ),
     ("discord", &[("api_url", ValueKind::Text)]),
+    (
+        "bots",
+        &[
+            ("commands_per_minute", ValueKind::Int),
+            ("command_burst", ValueKind::Int),
+        ],
+    ),
     (
         "transcripts",
         &[
@@ -1407,6 +1457,12 @@ impl Settings {
         self.check_admin_ids(&mut c);
         self.check_transcripts(&mut c);
         self.check_telegram(&mut c);
+        c.int(
+            "bots.commands_per_minute",
+            self.bots.commands_per_minute,
+            COMMANDS_PER_MINUTE,
+        );
+        c.int("bots.command_burst", self.bots.command_burst, COMMAND_BURST);
         c.problems
     }
 
@@ -1612,15 +1668,21 @@ impl Settings {
     /// Admin ids are user ids: positive.
     fn check_admin_ids(&self, c: &mut Checker<'_, '_>) {
         let lists = [
-            ("telegram", &self.telegram.admins),
-            ("discord", &self.discord.admins),
+            ("telegram.admins", &self.telegram.admins, "a user id"),
+            ("discord.admins", &self.discord.admins, "a user id"),
+            ("discord.guilds", &self.discord.guilds, "a guild id"),
+            (
+                "discord.admin_roles",
+                &self.discord.admin_roles,
+                "a role id",
+            ),
         ];
-        for (section, ids) in lists {
+        for (key, ids, what) in lists {
             if let Some(i) = ids.iter().position(|id| *id <= 0) {
                 c.problem(
-                    &format!("{section}.admins.{i}"),
+                    &format!("{key}.{i}"),
                     true,
-                    "is not a user id: ids are positive integers".to_string(),
+                    format!("is not {what}: ids are positive integers"),
                 );
             }
         }
@@ -2006,6 +2068,21 @@ impl Settings {
         );
         let _ = writeln!(out, "\n[discord]");
         let _ = writeln!(out, "api_url = {:?}", self.discord.api_url.as_str());
+        let ids = |ids: &[i64]| {
+            ids.iter()
+                .map(i64::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let _ = writeln!(out, "guilds = [{}]", ids(&self.discord.guilds));
+        let _ = writeln!(out, "admin_roles = [{}]", ids(&self.discord.admin_roles));
+        let _ = writeln!(out, "\n[bots]");
+        let _ = writeln!(
+            out,
+            "commands_per_minute = {}",
+            self.bots.commands_per_minute
+        );
+        let _ = writeln!(out, "command_burst = {}", self.bots.command_burst);
         let t = &self.transcripts;
         let _ = writeln!(out, "\n[transcripts]");
         let _ = writeln!(out, "store = \"{}\"", t.store.as_str());
