@@ -128,12 +128,21 @@ pub async fn worker(config: Option<&Path>, args: &WorkerArgs, migrate: bool) -> 
     let options = RuntimeOptions::from_settings(&settings, &registry);
     tracing::info!(database = %settings.database.url, "starting worker");
     let metrics = Arc::new(WorkerMetrics::new());
+    let queue_for_alerts = queue.clone();
     let runtime = Runtime::new(queue, registry, options)?.with_metrics(metrics.clone());
     let server = match settings.worker.metrics_bind {
         Some(bind) => Some(MetricsServer::start(bind, metrics).await?),
         None => None,
     };
+    let (stop_alerts, alerts_stopped) = tokio::sync::watch::channel(false);
+    let alerts = tokio::spawn(workers::failure_alerts::run(
+        queue_for_alerts,
+        Arc::new(settings.clone()),
+        alerts_stopped,
+    ));
     let result = runtime.run(shutdown_signal()).await;
+    let _ = stop_alerts.send(true);
+    let _ = alerts.await;
     if let Some(dashboard) = dashboard {
         dashboard.stop().await;
     }

@@ -500,6 +500,14 @@ pub struct MaintenanceSettings {
     /// Statistics are kept this long (at least a day).
     #[serde(with = "humantime_serde")]
     pub stats_retention: Duration,
+    /// Admins get at most one failure alert per this interval: a job failing alone is
+    /// reported at once, many failing together are gathered into one digest.
+    #[serde(with = "humantime_serde", default = "default_failure_digest_every")]
+    pub failure_digest_every: Duration,
+}
+
+fn default_failure_digest_every() -> Duration {
+    Duration::from_secs(60)
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -905,6 +913,7 @@ const HEARTBEAT_INTERVAL: Allowed = Allowed::Dur(ms(100, "100ms"), ms(5 * MIN, "
 const MAINTENANCE_INTERVAL: Allowed = Allowed::Dur(ms(100, "100ms"), ms(5 * MIN, "5m"));
 const COMPLETED_RETENTION: Allowed = Allowed::Dur(ms(MIN, "1m"), ms(3650 * DAY, "3650d"));
 const STATS_RETENTION: Allowed = Allowed::Dur(ms(DAY, "24h"), ms(3650 * DAY, "3650d"));
+const FAILURE_DIGEST_EVERY: Allowed = Allowed::Dur(ms(SEC, "1s"), ms(DAY, "24h"));
 const PERIODIC_EVERY: Allowed = Allowed::Dur(ms(SEC, "1s"), ms(3650 * DAY, "3650d"));
 const PRIORITY: Allowed = Allowed::Int(-100, 100);
 const PANEL_CONCURRENCY: Allowed = Allowed::Int(1, 64);
@@ -937,6 +946,7 @@ fn hint(generic_key: &str) -> Option<String> {
         "maintenance.interval" => MAINTENANCE_INTERVAL,
         "maintenance.completed_retention" => COMPLETED_RETENTION,
         "maintenance.stats_retention" => STATS_RETENTION,
+        "maintenance.failure_digest_every" => FAILURE_DIGEST_EVERY,
         "periodic.every" => PERIODIC_EVERY,
         "periodic.priority" => PRIORITY,
         "panels.concurrency" => PANEL_CONCURRENCY,
@@ -1027,6 +1037,7 @@ const ENV_KEYS: &[(&str, &[(&str, ValueKind)])] = &[
             ("interval", ValueKind::Text),
             ("completed_retention", ValueKind::Text),
             ("stats_retention", ValueKind::Text),
+            ("failure_digest_every", ValueKind::Text),
         ],
     ),
     (
@@ -1352,6 +1363,11 @@ impl Settings {
             "maintenance.stats_retention",
             m.stats_retention,
             STATS_RETENTION,
+        );
+        c.duration(
+            "maintenance.failure_digest_every",
+            m.failure_digest_every,
+            FAILURE_DIGEST_EVERY,
         );
 
         if self.log.filter.trim().is_empty() {
@@ -1992,6 +2008,11 @@ impl Settings {
             d(m.completed_retention)
         );
         let _ = writeln!(out, "stats_retention = \"{}\"", d(m.stats_retention));
+        let _ = writeln!(
+            out,
+            "failure_digest_every = \"{}\"",
+            d(m.failure_digest_every)
+        );
         let _ = writeln!(out, "\n[log]");
         let _ = writeln!(out, "format = \"{}\"", self.log.format);
         let _ = writeln!(out, "filter = {:?}", self.log.filter);

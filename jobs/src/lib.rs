@@ -15,6 +15,7 @@
 pub mod audit;
 pub mod configuration;
 pub mod driver;
+pub mod failures;
 pub mod job;
 pub mod kinds;
 pub mod ledger;

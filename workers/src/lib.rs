@@ -8,6 +8,7 @@
 //! - [`leases`]: the jobs this process holds, and the lease keeper that extends them.
 //! - [`metrics`]: this process's counters, gauges and histograms, and `GET /metrics`.
 //! - [`maintenance`]: rescuer (expired leases), scheduler, cleaner, heartbeat.
+//! - [`failure_alerts`]: tells the admins by DM when jobs fail for good (one digest a minute).
 //! - [`periodic`]: enqueues the periodic jobs of the config, once per period across processes.
 //! - [`chat`]: Telegram and Discord DMs behind `Messenger`, with classified errors.
 //! - [`testkit`]: job kinds for the engine's own tests and benchmarks.
@@ -16,6 +17,7 @@
 pub mod chat;
 pub mod completer;
 pub mod executor;
+pub mod failure_alerts;
 pub mod handler;
 pub mod handlers;
 pub mod leases;
