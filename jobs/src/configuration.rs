@@ -145,6 +145,14 @@ pub struct PanelSettings {
     /// Timeout of each call to the panel.
     #[serde(with = "humantime_serde", default = "default_panel_timeout")]
     pub timeout: Duration,
+    /// How often `sync_usage` runs for this panel (a periodic job added for each panel unless
+    /// `[[periodic]]` already syncs it).
+    #[serde(with = "humantime_serde", default = "default_panel_sync_every")]
+    pub sync_every: Duration,
+}
+
+fn default_panel_sync_every() -> Duration {
+    Duration::from_secs(5 * 60)
 }
 
 fn default_panel_concurrency() -> u32 {
@@ -918,6 +926,7 @@ const PERIODIC_EVERY: Allowed = Allowed::Dur(ms(SEC, "1s"), ms(3650 * DAY, "3650
 const PRIORITY: Allowed = Allowed::Int(-100, 100);
 const PANEL_CONCURRENCY: Allowed = Allowed::Int(1, 64);
 const PANEL_TIMEOUT: Allowed = Allowed::Dur(ms(SEC, "1s"), ms(10 * MIN, "10m"));
+const PANEL_SYNC_EVERY: Allowed = Allowed::Dur(ms(10 * SEC, "10s"), ms(DAY, "24h"));
 const PLAN_VOLUME_GB: Allowed = Allowed::Int(0, 1_000_000);
 const PLAN_DAYS: Allowed = Allowed::Int(1, 3650);
 const COMMANDS_PER_MINUTE: Allowed = Allowed::Int(1, 10_000);
@@ -951,6 +960,7 @@ fn hint(generic_key: &str) -> Option<String> {
         "periodic.priority" => PRIORITY,
         "panels.concurrency" => PANEL_CONCURRENCY,
         "panels.timeout" => PANEL_TIMEOUT,
+        "panels.sync_every" => PANEL_SYNC_EVERY,
         "plans.volume_gb" => PLAN_VOLUME_GB,
         "plans.days" => PLAN_DAYS,
         "bots.commands_per_minute" => COMMANDS_PER_MINUTE,
@@ -1678,6 +1688,7 @@ impl Settings {
                 );
             }
             c.duration(&key("timeout"), p.timeout, PANEL_TIMEOUT);
+            c.duration(&key("sync_every"), p.sync_every, PANEL_SYNC_EVERY);
         }
     }
 
@@ -1791,6 +1802,29 @@ impl Settings {
     /// The `[[panels]]` entry named `name`.
     pub fn panel(&self, name: &str) -> Option<&PanelSettings> {
         self.panels.iter().find(|p| p.name == name)
+    }
+
+    /// The periodic jobs to run: `[[periodic]]`, plus a `sync_usage` every `sync_every` for
+    /// each panel that no `[[periodic]]` entry syncs already.
+    pub fn periodic_jobs(&self) -> Vec<PeriodicSettings> {
+        let mut jobs = self.periodic.clone();
+        for panel in &self.panels {
+            let synced = self.periodic.iter().any(|p| {
+                p.kind == "sync_usage"
+                    && p.payload.get("panel").and_then(|v| v.as_str()) == Some(&panel.name)
+            });
+            if !synced {
+                jobs.push(PeriodicSettings {
+                    name: format!("sync-{}", panel.name),
+                    kind: "sync_usage".to_string(),
+                    every: panel.sync_every,
+                    payload: serde_json::json!({ "panel": panel.name }),
+                    queue: None,
+                    priority: None,
+                });
+            }
+        }
+        jobs
     }
 
     /// The `[[plans]]` entry named `name`.
@@ -2065,6 +2099,7 @@ impl Settings {
                 let _ = writeln!(out, "requests_per_second = {rps:?}");
             }
             let _ = writeln!(out, "timeout = \"{}\"", d(p.timeout));
+            let _ = writeln!(out, "sync_every = \"{}\"", d(p.sync_every));
         }
         for p in &self.plans {
             let _ = writeln!(out, "\n[[plans]]");
@@ -2474,6 +2509,37 @@ mod tests {
             Ok(settings) => panic!("expected an error, got {settings:#?}"),
             Err(e) => e.to_string(),
         }
+    }
+
+    #[test]
+    fn each_panel_gets_a_usage_sync_unless_periodic_has_one() {
+        let mut s = Settings::load_with_env(None, NO_ENV, &[]).expect("defaults");
+        let panel = |name: &str| PanelSettings {
+            name: name.into(),
+            kind: PanelKind::SUi,
+            url: BaseUrl::parse("http://127.0.0.1:2095/app/").expect("url"),
+            token_env: Some("JOBQ_PANEL_TOKEN".into()),
+            login_user_env: None,
+            login_password_env: None,
+            concurrency: 4,
+            requests_per_second: None,
+            timeout: Duration::from_secs(15),
+            sync_every: Duration::from_secs(300),
+        };
+        s.panels = vec![panel("de-1"), panel("nl-1")];
+        s.periodic = vec![PeriodicSettings {
+            name: "sync-nl-often".into(),
+            kind: "sync_usage".into(),
+            every: Duration::from_secs(60),
+            payload: serde_json::json!({"panel": "nl-1"}),
+            queue: None,
+            priority: None,
+        }];
+        let jobs = s.periodic_jobs();
+        let names: Vec<&str> = jobs.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, ["sync-nl-often", "sync-de-1"]);
+        assert_eq!(jobs[1].payload, serde_json::json!({"panel": "de-1"}));
+        assert_eq!(jobs[1].every, Duration::from_secs(300));
     }
 
     #[test]

@@ -65,7 +65,7 @@ impl RuntimeOptions {
             maintenance_interval: settings.maintenance.interval,
             completed_retention: settings.maintenance.completed_retention,
             stats_retention: settings.maintenance.stats_retention,
-            periodic: settings.periodic.clone(),
+            periodic: settings.periodic_jobs(),
         }
     }
 }
