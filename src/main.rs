@@ -56,6 +56,19 @@ enum Command {
     /// The panels of the config: check each one's reachability, version, credentials, inbounds.
     #[command(subcommand)]
     Panels(PanelsCommand),
+    /// Run the Telegram bot (token from JOBQ_TELEGRAM_TOKEN): long polling, or --webhook.
+    Telegram(TelegramArgs),
+}
+
+#[derive(Args, Clone)]
+pub struct TelegramArgs {
+    /// Receive updates by webhook at this public https URL (it must route to
+    /// --webhook-bind, path /telegram/webhook) instead of long polling.
+    #[arg(long, value_name = "URL")]
+    webhook: Option<String>,
+    /// Where the webhook server listens.
+    #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:8443")]
+    webhook_bind: String,
 }
 
 #[derive(Subcommand)]
@@ -187,6 +200,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench(args) => bench::run(config, args, json).await,
         Command::DevPanel(args) => dev_panel(args).await,
         Command::Panels(PanelsCommand::Check) => panels::check(config, json).await,
+        Command::Telegram(args) => startup::telegram(config, &args).await,
     }
 }
 

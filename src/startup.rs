@@ -12,7 +12,7 @@ use workers::handlers::{self, Panels, Product};
 use workers::metrics::WorkerMetrics;
 use workers::{Registry, Runtime, RuntimeOptions, testkit};
 
-use crate::{WebArgs, WorkerArgs};
+use crate::{TelegramArgs, WebArgs, WorkerArgs};
 
 pub fn settings(config: Option<&Path>, overrides: &[(&str, String)]) -> anyhow::Result<Settings> {
     Ok(Settings::load(config, overrides)?)
@@ -119,6 +119,11 @@ pub async fn worker(config: Option<&Path>, args: &WorkerArgs, migrate: bool) -> 
     } else {
         None
     };
+    let telegram = if migrate {
+        TelegramTask::start_for_up(&settings, &queue)?
+    } else {
+        None
+    };
     if args.test_kinds {
         testkit::create_effects_table(&queue).await?;
     }
@@ -143,6 +148,9 @@ pub async fn worker(config: Option<&Path>, args: &WorkerArgs, migrate: bool) -> 
     let result = runtime.run(shutdown_signal()).await;
     let _ = stop_alerts.send(true);
     let _ = alerts.await;
+    if let Some(telegram) = telegram {
+        telegram.stop().await;
+    }
     if let Some(dashboard) = dashboard {
         dashboard.stop().await;
     }
@@ -296,6 +304,76 @@ impl DashboardTask {
             Ok(Ok(Err(error))) => tracing::warn!(%error, "dashboard stopped with an error"),
             Ok(_) => {}
             Err(_) => tracing::warn!("dashboard requests still running after 5s; stopping anyway"),
+        }
+    }
+}
+
+/// `jobq telegram`: the Telegram bot until SIGTERM or SIGINT. A missing or malformed token
+/// stops it before anything connects, naming the variable (never showing the value).
+pub async fn telegram(config: Option<&Path>, args: &TelegramArgs) -> anyhow::Result<()> {
+    let token = producer::telegram::BotToken::from_env()?;
+    let mode = telegram_mode(args)?;
+    let settings = settings_with_logs(config, &[])?;
+    let queue = open(&settings).await?;
+    producer::telegram::run(Arc::new(settings), queue, token, mode, shutdown_signal()).await?;
+    Ok(())
+}
+
+fn telegram_mode(args: &TelegramArgs) -> anyhow::Result<producer::telegram::Mode> {
+    match &args.webhook {
+        None => Ok(producer::telegram::Mode::Polling),
+        Some(url) => {
+            producer::telegram::Mode::webhook(url, &args.webhook_bind).map_err(anyhow::Error::msg)
+        }
+    }
+}
+
+/// The Telegram bot beside the worker of `jobq up`, stopped with it.
+struct TelegramTask {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl TelegramTask {
+    /// Started (long polling) when `JOBQ_TELEGRAM_TOKEN` is set; otherwise says why not. A
+    /// malformed token stops start-up.
+    fn start_for_up(settings: &Settings, queue: &Queue) -> anyhow::Result<Option<Self>> {
+        let token = match producer::telegram::BotToken::from_env() {
+            Ok(token) => token,
+            Err(producer::telegram::TokenError::Missing) => {
+                println!(
+                    "telegram bot not started: {} is not set (or run `jobq telegram`).",
+                    producer::telegram::TOKEN_ENV
+                );
+                tracing::info!("telegram bot skipped: no token");
+                return Ok(None);
+            }
+            Err(error) => return Err(error.into()),
+        };
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let settings = Arc::new(settings.clone());
+        let queue = queue.clone();
+        let task = tokio::spawn(async move {
+            let mode = producer::telegram::Mode::Polling;
+            let shutdown = async {
+                let _ = stopped.await;
+            };
+            if let Err(error) =
+                producer::telegram::run(settings, queue, token, mode, shutdown).await
+            {
+                tracing::error!(%error, "the telegram bot stopped");
+            }
+        });
+        Ok(Some(TelegramTask { stop, task }))
+    }
+
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        if tokio::time::timeout(Duration::from_secs(5), self.task)
+            .await
+            .is_err()
+        {
+            tracing::warn!("telegram bot still busy after 5s; stopping anyway");
         }
     }
 }

@@ -4,3 +4,4 @@
 pub mod admin_jobs;
 pub mod command_limit;
 pub mod enqueue_command;
+pub mod telegram;

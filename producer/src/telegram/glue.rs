@@ -1,0 +1,354 @@
+//! teloxide glue: updates in (long polling, or a webhook), [`Action`]s out. Our own loop
+//! rather than teloxide's dispatcher, so every error passes through [`BotToken::mask`] before
+//! it is logged (teloxide's own listeners log request errors, whose URL holds the token).
+//!
+//! Long polling confirms a batch of updates (the next `offset`) only after it was handled: a
+//! crash in between redelivers it, which the keys derived from the update make harmless.
+//! Within a batch, chats are handled concurrently and each chat's updates in order, so one
+//! chat's dialogue never races itself and one slow chat does not hold up the others past the
+//! per-update time limit.
+
+use std::collections::BTreeMap;
+use std::future::{Future, IntoFuture};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use teloxide::Bot;
+use teloxide::RequestError;
+use teloxide::payloads::{
+    AnswerCallbackQuerySetters, EditMessageTextSetters, GetUpdatesSetters, SendMessageSetters,
+    SetWebhookSetters,
+};
+use teloxide::requests::Requester;
+use teloxide::types::{
+    CallbackQueryId, ChatId, InlineKeyboardButton, InlineKeyboardMarkup, MessageId, Update,
+    UpdateKind,
+};
+
+use super::logic::{Action, Button, Incoming, Press, Shop};
+use super::token::BotToken;
+
+/// How long `getUpdates` waits for an update before answering empty.
+const POLL_SECONDS: u32 = 25;
+/// The longest one update's handling may take (database, then the Bot API calls).
+const PER_UPDATE: Duration = Duration::from_secs(60);
+/// How long to wait after a failed `getUpdates` (doubling up to a minute).
+const FIRST_BACKOFF: Duration = Duration::from_millis(500);
+
+/// Where updates come from.
+#[derive(Debug, Clone)]
+pub enum Mode {
+    /// `getUpdates` long polling (the default).
+    Polling,
+    /// Telegram posts updates to `url`, served on `bind` (path `/telegram/webhook`).
+    Webhook { url: url::Url, bind: SocketAddr },
+}
+
+impl Mode {
+    /// Webhook mode from the flags: an http(s) URL and an `ADDR:PORT`.
+    pub fn webhook(url: &str, bind: &str) -> Result<Mode, String> {
+        let url = url::Url::parse(url)
+            .ok()
+            .filter(|u| matches!(u.scheme(), "https" | "http"))
+            .ok_or_else(|| format!("--webhook {url:?} is not an http(s) URL"))?;
+        let bind = bind
+            .parse()
+            .map_err(|_| format!("--webhook-bind {bind:?} is not ADDR:PORT"))?;
+        Ok(Mode::Webhook { url, bind })
+    }
+}
+
+/// The bot's connection: the teloxide client and the token to mask.
+#[derive(Clone)]
+pub struct Connection {
+    bot: Bot,
+    token: BotToken,
+}
+
+impl Connection {
+    /// A client for `token` at `api_url`, with a request timeout longer than a long poll.
+    pub fn new(token: BotToken, api_url: &url::Url) -> Result<Connection, String> {
+        let client = teloxide::net::default_reqwest_settings()
+            .timeout(Duration::from_secs(u64::from(POLL_SECONDS) + 15))
+            .build()
+            .map_err(|e| token.mask(&format!("cannot build the HTTP client: {e}")))?;
+        let mut base = api_url.clone();
+        // teloxide appends `bot<TOKEN>/<Method>`: a base ending in `/` would give `//bot…`.
+        if let Ok(mut segments) = base.path_segments_mut() {
+            segments.pop_if_empty();
+        }
+        let bot = Bot::with_client(token.expose(), client).set_api_url(base);
+        Ok(Connection { bot, token })
+    }
+
+    /// An error's text, free of the token.
+    pub fn describe(&self, error: &RequestError) -> String {
+        self.token.mask(&error.to_string())
+    }
+
+    /// Checks the token with `getMe` before serving: a wrong one stops the bot clearly.
+    pub async fn check(&self) -> Result<String, String> {
+        match self.bot.get_me().await {
+            Ok(me) => Ok(me.username.clone().unwrap_or_default()),
+            Err(error) => Err(self.describe(&error)),
+        }
+    }
+}
+
+/// Long polling until `shutdown` completes.
+pub async fn poll(conn: &Connection, shop: &Shop, shutdown: impl Future<Output = ()>) {
+    // getUpdates is refused while a webhook is set (left by an earlier `--webhook` run).
+    if let Err(error) = conn.bot.delete_webhook().await {
+        tracing::warn!(error = %conn.describe(&error), "could not remove a webhook before polling");
+    }
+    tokio::pin!(shutdown);
+    let mut offset: i32 = 0;
+    let mut backoff = FIRST_BACKOFF;
+    loop {
+        let request = conn.bot.get_updates().offset(offset).timeout(POLL_SECONDS);
+        let result = tokio::select! {
+            () = &mut shutdown => return,
+            result = request.into_future() => result,
+        };
+        match result {
+            Ok(updates) => {
+                backoff = FIRST_BACKOFF;
+                if let Some(last) = updates.iter().map(|u| u.id.0).max() {
+                    offset = i32::try_from(last).unwrap_or(i32::MAX).saturating_add(1);
+                }
+                handle_batch(conn, shop, updates).await;
+            }
+            Err(RequestError::RetryAfter(after)) => {
+                tokio::time::sleep(after.duration()).await;
+            }
+            Err(error) => {
+                tracing::warn!(error = %conn.describe(&error), retry_in_ms = backoff.as_millis() as u64,
+                    "getUpdates failed");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(60));
+            }
+        }
+    }
+}
+
+/// Handles a batch: chats concurrently, each chat's updates in order.
+async fn handle_batch(conn: &Connection, shop: &Shop, updates: Vec<Update>) {
+    let mut by_chat: BTreeMap<i64, Vec<Update>> = BTreeMap::new();
+    for update in updates {
+        let chat = update.chat().map_or(0, |c| c.id.0);
+        by_chat.entry(chat).or_default().push(update);
+    }
+    let chats = by_chat.into_values().map(|updates| async move {
+        for update in updates {
+            handle_update(conn, shop, update).await;
+        }
+    });
+    futures::future::join_all(chats).await;
+}
+
+/// One update, within [`PER_UPDATE`].
+pub async fn handle_update(conn: &Connection, shop: &Shop, update: Update) {
+    let id = update.id.0;
+    let work = async {
+        let actions = match incoming(&update) {
+            Some(Input::Message(message)) => shop.on_message(&message).await,
+            Some(Input::Press(press)) => shop.on_press(&press).await,
+            None => return,
+        };
+        perform(conn, actions).await;
+    };
+    if tokio::time::timeout(PER_UPDATE, work).await.is_err() {
+        tracing::warn!(update = id, "a telegram update took too long; moving on");
+    }
+}
+
+enum Input {
+    Message(Incoming),
+    Press(Press),
+}
+
+/// The update as plain data; `None` for what the bot ignores (edits, channel posts, messages
+/// with no sender).
+fn incoming(update: &Update) -> Option<Input> {
+    match &update.kind {
+        UpdateKind::Message(message) => {
+            let from = message.from.as_ref()?;
+            Some(Input::Message(Incoming {
+                chat: message.chat.id.0,
+                message_id: i64::from(message.id.0),
+                user: i64::try_from(from.id.0).ok()?,
+                name: from.full_name(),
+                text: message.text().or(message.caption()).map(str::to_owned),
+                has_photo: message.photo().is_some(),
+            }))
+        }
+        UpdateKind::CallbackQuery(query) => {
+            let message = query.message.as_ref()?;
+            Some(Input::Press(Press {
+                callback_id: query.id.0.clone(),
+                user: i64::try_from(query.from.id.0).ok()?,
+                name: query.from.full_name(),
+                chat: message.chat().id.0,
+                message_id: i64::from(message.id().0),
+                data: query.data.clone().unwrap_or_default(),
+            }))
+        }
+        _ => None,
+    }
+}
+
+fn keyboard(buttons: &[Vec<Button>]) -> InlineKeyboardMarkup {
+    InlineKeyboardMarkup::new(buttons.iter().map(|row| {
+        row.iter()
+            .map(|b| InlineKeyboardButton::callback(b.label.clone(), b.data.clone()))
+            .collect::<Vec<_>>()
+    }))
+}
+
+fn message_id(id: i64) -> MessageId {
+    MessageId(i32::try_from(id).unwrap_or(i32::MAX))
+}
+
+/// Performs the actions in order; a failed one is logged (masked) and the rest go on.
+pub async fn perform(conn: &Connection, actions: Vec<Action>) {
+    for action in actions {
+        let result = match action {
+            Action::Send {
+                chat,
+                text,
+                buttons,
+            } => {
+                let request = conn.bot.send_message(ChatId(chat), text);
+                if buttons.is_empty() {
+                    request.await.map(drop)
+                } else {
+                    request.reply_markup(keyboard(&buttons)).await.map(drop)
+                }
+            }
+            Action::Edit {
+                chat,
+                message_id: id,
+                text,
+                buttons,
+            } => {
+                let request = conn
+                    .bot
+                    .edit_message_text(ChatId(chat), message_id(id), text);
+                if buttons.is_empty() {
+                    request.await.map(drop)
+                } else {
+                    request.reply_markup(keyboard(&buttons)).await.map(drop)
+                }
+            }
+            Action::Answer { callback_id, text } => {
+                let request = conn.bot.answer_callback_query(CallbackQueryId(callback_id));
+                match text {
+                    Some(text) => request.text(text).await.map(drop),
+                    None => request.await.map(drop),
+                }
+            }
+            Action::Forward {
+                to,
+                from_chat,
+                message_id: id,
+            } => conn
+                .bot
+                .forward_message(ChatId(to), ChatId(from_chat), message_id(id))
+                .await
+                .map(drop),
+        };
+        if let Err(error) = result {
+            tracing::warn!(error = %conn.describe(&error), "a telegram reply failed");
+        }
+    }
+}
+
+/// Webhook mode: registers `url` with a secret Telegram echoes in a header, then serves
+/// `POST /telegram/webhook` on `bind` until `shutdown`. Each update is answered 200 at once
+/// and handled in its own task.
+pub async fn webhook(
+    conn: &Connection,
+    shop: &Shop,
+    url: url::Url,
+    bind: SocketAddr,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), String> {
+    let secret = webhook_secret()?;
+    let listener = tokio::net::TcpListener::bind(bind)
+        .await
+        .map_err(|e| format!("cannot listen on {bind} for the webhook: {e}"))?;
+    conn.bot
+        .set_webhook(url.clone())
+        .secret_token(secret.clone())
+        .await
+        .map_err(|e| format!("setWebhook failed: {}", conn.describe(&e)))?;
+    tracing::info!(%bind, url = %url, "telegram webhook registered");
+    let state = Arc::new(WebhookState {
+        conn: conn.clone(),
+        shop: shop.clone(),
+        secret,
+    });
+    let app = axum::Router::new()
+        .route("/telegram/webhook", axum::routing::post(receive))
+        .with_state(state);
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+        .map_err(|e| format!("the webhook server failed: {e}"))
+}
+
+struct WebhookState {
+    conn: Connection,
+    shop: Shop,
+    secret: String,
+}
+
+async fn receive(
+    axum::extract::State(state): axum::extract::State<Arc<WebhookState>>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
+) -> axum::http::StatusCode {
+    let given = headers
+        .get("x-telegram-bot-api-secret-token")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !same(given.as_bytes(), state.secret.as_bytes()) {
+        return axum::http::StatusCode::UNAUTHORIZED;
+    }
+    let Ok(update) = serde_json::from_slice::<Update>(&body) else {
+        // Answered 200 so Telegram does not redeliver what we will never read.
+        tracing::warn!("a webhook update did not parse; ignored");
+        return axum::http::StatusCode::OK;
+    };
+    tokio::spawn(async move { handle_update(&state.conn, &state.shop, update).await });
+    axum::http::StatusCode::OK
+}
+
+/// Constant-time comparison, so the secret cannot be guessed byte by byte from timings.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// 32 random bytes as hex (Telegram allows A-Z, a-z, 0-9, _ and -).
+fn webhook_secret() -> Result<String, String> {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes)
+        .map_err(|e| format!("no randomness for the webhook secret: {e}"))?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_compare_whole() {
+        assert!(same(b"abc", b"abc"));
+        assert!(!same(b"abc", b"abd"));
+        assert!(!same(b"abc", b"ab"));
+        let secret = webhook_secret().unwrap();
+        assert_eq!(secret.len(), 64);
+        assert!(secret.bytes().all(|b| b.is_ascii_hexdigit()));
+    }
+}
