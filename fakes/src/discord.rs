@@ -8,7 +8,10 @@
 //! - `GET /channels/{id}/messages?limit=&before=&after=` → the channel's history, **newest first**,
 //!   `limit` 1–100 (default 50; outside that range a 400 `50035 Invalid Form Body`, as Discord);
 //!   `after` gives the `limit` messages right after that id (still newest first);
-//! - `GET /channels/{id}` → the channel object (name, guild).
+//! - `GET /channels/{id}` → the channel object (name, guild, topic);
+//! - `POST /interactions/{id}/{token}/callback` → 204; recorded ([`FakeDiscord::interaction_responses`]);
+//! - `PUT /applications/{app}/guilds/{guild}/commands` → the commands back with ids; recorded
+//!   ([`FakeDiscord::command_registrations`]).
 //!
 //! History is seeded from tests with [`FakeDiscord::seed_history`] (or [`FakeDiscord::seed_many`]):
 //! authors, content, timestamps and attachments `{id, filename, url, size}`. Message ids are
@@ -135,6 +138,28 @@ pub enum Route {
     History,
     /// `GET /channels/{id}`.
     GetChannel,
+    /// `POST /interactions/{id}/{token}/callback`.
+    InteractionCallback,
+    /// `PUT /applications/{app}/guilds/{guild}/commands`.
+    GuildCommands,
+}
+
+/// An answer to an interaction, as the bot posted it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct InteractionResponse {
+    pub interaction_id: u64,
+    pub token: String,
+    /// `{"type": 4, "data": {"content", "flags", ...}}`.
+    pub body: Value,
+}
+
+/// A bulk overwrite of one guild's commands.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CommandRegistration {
+    pub application_id: u64,
+    pub guild_id: u64,
+    /// The array of commands sent.
+    pub body: Value,
 }
 
 /// A fault the fake answers with instead of (or after) handling a request.
@@ -203,6 +228,7 @@ struct Channel {
     recipient: Option<u64>,
     name: Option<String>,
     guild_id: Option<u64>,
+    topic: Option<String>,
     /// Keyed by id, so iteration is oldest first.
     messages: BTreeMap<u64, StoredMessage>,
 }
@@ -216,6 +242,8 @@ struct Api {
     sent: Vec<SentMessage>,
     /// `METHOD path` of every request (authorised or not), in order.
     requests: Vec<String>,
+    interaction_responses: Vec<InteractionResponse>,
+    command_registrations: Vec<CommandRegistration>,
     /// The last snowflake handed out, so ids stay unique and increasing.
     last_id: u64,
 }
@@ -249,6 +277,7 @@ impl Api {
                 recipient: Some(user),
                 name: None,
                 guild_id: None,
+                topic: None,
                 messages: BTreeMap::new(),
             },
         );
@@ -261,6 +290,7 @@ impl Api {
             recipient: None,
             name: None,
             guild_id: None,
+            topic: None,
             messages: BTreeMap::new(),
         })
     }
@@ -300,6 +330,8 @@ impl FakeDiscord {
             faults: Vec::new(),
             sent: Vec::new(),
             requests: Vec::new(),
+            interaction_responses: Vec::new(),
+            command_registrations: Vec::new(),
             last_id: 0,
         }));
         let app = Router::new().fallback(request).with_state(shared.clone());
@@ -326,6 +358,11 @@ impl FakeDiscord {
         let channel = api.channel_mut(channel_id);
         channel.name = Some(name.into());
         channel.guild_id = guild_id;
+    }
+
+    /// Sets a channel's topic (where the ticket tool names the ticket's owner).
+    pub fn set_channel_topic(&self, channel_id: u64, topic: &str) {
+        lock(&self.shared).channel_mut(channel_id).topic = Some(topic.into());
     }
 
     /// Appends `messages` (give them oldest first) to a channel's history and returns the ids
@@ -414,6 +451,16 @@ impl FakeDiscord {
 
     pub fn clear_faults(&self) {
         lock(&self.shared).faults.clear();
+    }
+
+    /// Every interaction response posted, in order.
+    pub fn interaction_responses(&self) -> Vec<InteractionResponse> {
+        lock(&self.shared).interaction_responses.clone()
+    }
+
+    /// Every guild command registration, in order.
+    pub fn command_registrations(&self) -> Vec<CommandRegistration> {
+        lock(&self.shared).command_registrations.clone()
     }
 
     /// `METHOD path` of every request so far (`"GET /api/v10/channels/5/messages"`).
@@ -538,6 +585,7 @@ fn channel_json(id: u64, channel: &Channel) -> Value {
             "type": 0,
             "guild_id": channel.guild_id.map(|g| g.to_string()),
             "name": channel.name.clone().unwrap_or_else(|| format!("channel-{id}")),
+            "topic": channel.topic,
             "position": 0,
             "permission_overwrites": [],
         }),
@@ -550,6 +598,8 @@ enum Call {
     SendMessage(u64),
     History(u64),
     GetChannel(u64),
+    InteractionCallback(u64, String),
+    GuildCommands { application: u64, guild: u64 },
 }
 
 impl Call {
@@ -561,6 +611,18 @@ impl Call {
             ("POST", ["channels", id, "messages"]) => id.parse().ok().map(Call::SendMessage),
             ("GET", ["channels", id, "messages"]) => id.parse().ok().map(Call::History),
             ("GET", ["channels", id]) => id.parse().ok().map(Call::GetChannel),
+            ("POST", ["interactions", id, token, "callback"]) => id
+                .parse()
+                .ok()
+                .map(|id| Call::InteractionCallback(id, (*token).to_owned())),
+            ("PUT", ["applications", app, "guilds", guild, "commands"]) => {
+                match (app.parse(), guild.parse()) {
+                    (Ok(application), Ok(guild)) => {
+                        Some(Call::GuildCommands { application, guild })
+                    }
+                    _ => None,
+                }
+            }
             _ => None,
         }
     }
@@ -571,12 +633,14 @@ impl Call {
             Call::SendMessage(_) => Route::SendMessage,
             Call::History(_) => Route::History,
             Call::GetChannel(_) => Route::GetChannel,
+            Call::InteractionCallback(..) => Route::InteractionCallback,
+            Call::GuildCommands { .. } => Route::GuildCommands,
         }
     }
 
     fn channel(&self) -> Option<u64> {
         match self {
-            Call::CreateDm => None,
+            Call::CreateDm | Call::InteractionCallback(..) | Call::GuildCommands { .. } => None,
             Call::SendMessage(id) | Call::History(id) | Call::GetChannel(id) => Some(*id),
         }
     }
@@ -685,7 +749,44 @@ fn handle(api: &mut Api, call: &Call, body: &Value, query: Option<&str>) -> Resp
             Some(c) => json_response(StatusCode::OK, channel_json(*channel, c)),
             None => error(StatusCode::NOT_FOUND, 10003, "Unknown Channel"),
         },
+        Call::InteractionCallback(id, token) => {
+            api.interaction_responses.push(InteractionResponse {
+                interaction_id: *id,
+                token: token.clone(),
+                body: body.clone(),
+            });
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Call::GuildCommands { application, guild } => {
+            register_commands(api, *application, *guild, body)
+        }
     }
+}
+
+/// Records the overwrite and answers with the commands as Discord would: ids and version added.
+fn register_commands(api: &mut Api, application: u64, guild: u64, body: &Value) -> Response {
+    api.command_registrations.push(CommandRegistration {
+        application_id: application,
+        guild_id: guild,
+        body: body.clone(),
+    });
+    let commands = body.as_array().cloned().unwrap_or_default();
+    let answered: Vec<Value> = commands
+        .into_iter()
+        .map(|mut command| {
+            let id = api.next_id(Utc::now());
+            if let Value::Object(fields) = &mut command {
+                fields.insert("id".into(), json!(id.to_string()));
+                fields.insert("application_id".into(), json!(application.to_string()));
+                fields.insert("guild_id".into(), json!(guild.to_string()));
+                fields.insert("version".into(), json!(id.to_string()));
+                fields.entry("type").or_insert(json!(1));
+                fields.entry("description").or_insert(json!(""));
+            }
+            command
+        })
+        .collect();
+    json_response(StatusCode::OK, Value::Array(answered))
 }
 
 fn invalid_form(field: &str, message: &str) -> Response {

@@ -3,5 +3,6 @@
 
 pub mod admin_jobs;
 pub mod command_limit;
+pub mod discord;
 pub mod enqueue_command;
 pub mod telegram;
