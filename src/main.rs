@@ -58,6 +58,8 @@ enum Command {
     Panels(PanelsCommand),
     /// Run the Telegram bot (token from JOBQ_TELEGRAM_TOKEN): long polling, or --webhook.
     Telegram(TelegramArgs),
+    /// Run the Discord bot (token from JOBQ_DISCORD_TOKEN): slash commands in [discord] guilds.
+    Discord,
 }
 
 #[derive(Args, Clone)]
@@ -201,6 +203,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::DevPanel(args) => dev_panel(args).await,
         Command::Panels(PanelsCommand::Check) => panels::check(config, json).await,
         Command::Telegram(args) => startup::telegram(config, &args).await,
+        Command::Discord => startup::discord(config).await,
     }
 }
 

@@ -124,6 +124,11 @@ pub async fn worker(config: Option<&Path>, args: &WorkerArgs, migrate: bool) -> 
     } else {
         None
     };
+    let discord = if migrate {
+        DiscordTask::start_for_up(&settings, &queue)?
+    } else {
+        None
+    };
     if args.test_kinds {
         testkit::create_effects_table(&queue).await?;
     }
@@ -150,6 +155,9 @@ pub async fn worker(config: Option<&Path>, args: &WorkerArgs, migrate: bool) -> 
     let _ = alerts.await;
     if let Some(telegram) = telegram {
         telegram.stop().await;
+    }
+    if let Some(discord) = discord {
+        discord.stop().await;
     }
     if let Some(dashboard) = dashboard {
         dashboard.stop().await;
@@ -374,6 +382,63 @@ impl TelegramTask {
             .is_err()
         {
             tracing::warn!("telegram bot still busy after 5s; stopping anyway");
+        }
+    }
+}
+
+/// `jobq discord`: the Discord bot until SIGTERM or SIGINT. A missing or malformed token stops
+/// it before anything connects, naming the variable (never showing the value).
+pub async fn discord(config: Option<&Path>) -> anyhow::Result<()> {
+    let token = producer::discord::token_from_env()?;
+    let settings = settings_with_logs(config, &[])?;
+    let queue = open(&settings).await?;
+    producer::discord::run(&settings, &queue, token, shutdown_signal()).await?;
+    Ok(())
+}
+
+/// The Discord bot beside the worker of `jobq up`, stopped with it.
+struct DiscordTask {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl DiscordTask {
+    /// Started when `JOBQ_DISCORD_TOKEN` is set; otherwise says why not. A malformed token
+    /// stops start-up.
+    fn start_for_up(settings: &Settings, queue: &Queue) -> anyhow::Result<Option<Self>> {
+        let token = match producer::discord::token_from_env() {
+            Ok(token) => token,
+            Err(producer::discord::TokenError::Missing) => {
+                println!(
+                    "discord bot not started: {} is not set (or run `jobq discord`).",
+                    producer::discord::TOKEN_ENV
+                );
+                tracing::info!("discord bot skipped: no token");
+                return Ok(None);
+            }
+            Err(error) => return Err(error.into()),
+        };
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let settings = settings.clone();
+        let queue = queue.clone();
+        let task = tokio::spawn(async move {
+            let shutdown = async {
+                let _ = stopped.await;
+            };
+            if let Err(error) = producer::discord::run(&settings, &queue, token, shutdown).await {
+                tracing::error!(%error, "the discord bot stopped");
+            }
+        });
+        Ok(Some(DiscordTask { stop, task }))
+    }
+
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        if tokio::time::timeout(Duration::from_secs(5), self.task)
+            .await
+            .is_err()
+        {
+            tracing::warn!("discord bot still busy after 5s; stopping anyway");
         }
     }
 }

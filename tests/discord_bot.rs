@@ -570,3 +570,28 @@ fn options_parse_into_commands() {
         Command::Unknown("dance".into())
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// `jobq discord`: the token is checked before anything connects, and never shown.
+
+#[tokio::test]
+async fn jobq_discord_stops_on_a_missing_or_malformed_token_naming_the_variable() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let missing = db.jobq(&["discord"]);
+    assert!(!missing.status.success());
+    let text = support::stderr(&missing);
+    assert!(text.contains("JOBQ_DISCORD_TOKEN is not set"), "{text}");
+
+    let malformed = db
+        .command(&["discord"])
+        .env("JOBQ_DISCORD_TOKEN", "not-a-token-hunter2secret")
+        .output()
+        .expect("run jobq");
+    assert!(!malformed.status.success());
+    let text = support::stderr(&malformed);
+    assert!(text.contains("JOBQ_DISCORD_TOKEN is malformed"), "{text}");
+    assert!(
+        !text.contains("hunter2secret"),
+        "the value is never shown: {text}"
+    );
+}
