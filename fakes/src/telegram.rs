@@ -42,6 +42,7 @@ const METHODS: &[&str] = &[
     "getMe",
     "getUpdates",
     "deleteWebhook",
+    "setWebhook",
     "getWebhookInfo",
     "setMyCommands",
     "sendMessage",
@@ -555,7 +556,8 @@ fn handle(api: &mut Api, method: &str, params: &Value) -> Response {
         "getWebhookInfo" => ok(
             json!({"url": "", "has_custom_certificate": false, "pending_update_count": api.updates.len()}),
         ),
-        "deleteWebhook" | "setMyCommands" | "answerCallbackQuery" | "deleteMessage" => {
+        "deleteWebhook" | "setWebhook" | "setMyCommands" | "answerCallbackQuery"
+        | "deleteMessage" => {
             ok(json!(true))
         }
         "editMessageText" => edit_message_text(api, params),

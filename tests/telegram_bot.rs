@@ -1,0 +1,555 @@
+//! The Telegram bot end to end, on both backends: a real `jobq telegram` process long-polling
+//! the fake Bot API (updates pushed into `getUpdates`, replies read back from the calls it
+//! recorded). Each command's reply; `/buy` → confirm (across a restart of the bot) → receipt
+//! forwarded → Approve, with the job it enqueues and repeated presses enqueuing nothing; admin
+//! commands' jobs (kind, payload, key) and audit entries; a redelivered update enqueuing
+//! nothing new; non-admins refused; bad input answered; and the whole path `/provision` →
+//! a client on the fake panel → the DM on the fake Bot API, through a real worker.
+
+mod support;
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use fakes::sui::FakeSui;
+use fakes::telegram::FakeTelegram;
+use jobs::JobState;
+use jobs::driver::JobRecord;
+use serde_json::{Value, json};
+use support::panel::{self, jobs_of};
+use support::*;
+
+on_both_backends!(
+    customer_commands_answer_and_bad_input_is_explained,
+    buy_confirm_receipt_and_approve_survive_a_restart_and_enqueue_once,
+    admin_commands_enqueue_keyed_audited_jobs_and_a_redelivered_update_adds_nothing,
+    non_admins_are_refused_and_nothing_is_enqueued,
+    provision_on_telegram_reaches_the_panel_and_dms_the_link,
+);
+
+const TOKEN: &str = "424242:TGbotSECRETneverINlogs0123456789ab";
+const SECRET_PART: &str = "TGbotSECRETneverINlogs0123456789ab";
+const ADMIN: i64 = 9001;
+const CUSTOMER: i64 = panel::USER;
+
+struct Setup {
+    telegram: FakeTelegram,
+    _panel: FakeSui,
+    db: TestDb,
+}
+
+async fn setup(backend: Backend) -> Setup {
+    let telegram = FakeTelegram::start(TOKEN).await.expect("fake telegram");
+    let panel = panel::fake().await;
+    let extra = format!(
+        r#"
+[[plans]]
+name = "pro"
+volume_gb = 100
+days = 90
+inbounds = [1]
+
+[telegram]
+api_url = "{}"
+admins = [{ADMIN}]
+
+[bots]
+commands_per_minute = 10000
+command_burst = 1000
+"#,
+        telegram.url()
+    );
+    let db = panel::db_with_panel(backend, &panel, &extra).await;
+    Setup {
+        telegram,
+        _panel: panel,
+        db,
+    }
+}
+
+/// `jobq telegram` with the token; killed when dropped.
+fn spawn_bot(db: &TestDb) -> Worker {
+    let log = db.dir.path().join(format!("bot-{}.log", fastrand::u32(..)));
+    let log_file = std::fs::File::create(&log).expect("bot log");
+    let child = db
+        .command(&["telegram"])
+        .env("JOBQ_TELEGRAM_TOKEN", TOKEN)
+        .env("JOBQ_LOG_FILTER", "debug")
+        .stdout(Stdio::null())
+        .stderr(log_file)
+        .spawn()
+        .expect("spawn the bot");
+    Worker { child, log }
+}
+
+/// Waits until the bot (re)started polling: one more `getUpdates` than `before`.
+async fn polling(fake: &FakeTelegram, before: usize, bot: &Worker) {
+    let ok = tokio::time::timeout(Duration::from_secs(30), async {
+        while fake.calls_of("getUpdates").len() <= before {
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    })
+    .await;
+    assert!(ok.is_ok(), "the bot never polled; log:\n{}", bot.log_text());
+}
+
+async fn start_bot(s: &Setup) -> Worker {
+    let before = s.telegram.calls_of("getUpdates").len();
+    let bot = spawn_bot(&s.db);
+    polling(&s.telegram, before, &bot).await;
+    bot
+}
+
+fn person(id: i64, name: &str) -> Value {
+    json!({"id": id, "is_bot": false, "first_name": name})
+}
+
+fn chat(id: i64) -> Value {
+    json!({"id": id, "type": "private", "first_name": "chat"})
+}
+
+/// A text message from `user` in their private chat.
+fn message(user: i64, message_id: i64, text: &str) -> Value {
+    json!({"message": {"message_id": message_id, "date": 1_790_000_000, "chat": chat(user),
+        "from": person(user, "Ann"), "text": text}})
+}
+
+fn photo(user: i64, message_id: i64) -> Value {
+    json!({"message": {"message_id": message_id, "date": 1_790_000_000, "chat": chat(user),
+        "from": person(user, "Ann"),
+        "photo": [{"file_id": "f1", "file_unique_id": "u1", "width": 90, "height": 90}]}})
+}
+
+/// A press of the button with `data` on the bot's message `message_id` in `user`'s chat.
+fn press(user: i64, callback: &str, message_id: i64, data: &str) -> Value {
+    json!({"callback_query": {"id": callback, "from": person(user, "Boss"), "chat_instance": "ci",
+        "data": data, "message": {"message_id": message_id, "date": 1_790_000_000,
+        "chat": chat(user), "from": {"id": fakes::telegram::BOT_ID, "is_bot": true,
+        "first_name": "jobq"}, "text": "menu"}}})
+}
+
+/// The newest message to `chat` containing `needle` (waits for it).
+async fn reply_to(fake: &FakeTelegram, chat: i64, needle: &str, bot: &Worker) -> (i64, String) {
+    let found = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            if let Some(m) = fake
+                .sent_to(chat)
+                .into_iter()
+                .rev()
+                .find(|m| m.text.contains(needle))
+            {
+                return (m.message_id, m.text);
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    })
+    .await;
+    found.unwrap_or_else(|_| {
+        panic!(
+            "no message to {chat} containing {needle:?}; sent: {:#?}\nbot log:\n{}",
+            fake.sent_to(chat),
+            bot.log_text()
+        )
+    })
+}
+
+/// The text of the callback answer for `callback` (waits for it).
+async fn answer_of(fake: &FakeTelegram, callback: &str, bot: &Worker) -> String {
+    let found = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            if let Some(call) = fake
+                .calls_of("answerCallbackQuery")
+                .into_iter()
+                .find(|c| c.params["callback_query_id"] == callback)
+            {
+                return call.params["text"].as_str().unwrap_or("").to_string();
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    })
+    .await;
+    found.unwrap_or_else(|_| panic!("no answer to {callback}; bot log:\n{}", bot.log_text()))
+}
+
+/// The inline buttons' callback data of the newest `sendMessage`/`editMessageText` to `chat`
+/// whose text contains `needle`.
+fn buttons(fake: &FakeTelegram, chat: i64, needle: &str) -> Vec<String> {
+    let calls = fake.calls();
+    let call = calls
+        .iter()
+        .rev()
+        .filter(|c| c.method == "sendMessage" || c.method == "editMessageText")
+        .find(|c| {
+            c.params["chat_id"].as_i64() == Some(chat)
+                && c.params["text"]
+                    .as_str()
+                    .is_some_and(|t| t.contains(needle))
+        })
+        .unwrap_or_else(|| panic!("no message to {chat} with {needle:?}"));
+    call.params["reply_markup"]["inline_keyboard"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|row| row.as_array().cloned().unwrap_or_default())
+        .filter_map(|b| b["callback_data"].as_str().map(str::to_owned))
+        .collect()
+}
+
+async fn all_jobs(db: &TestDb) -> Vec<JobRecord> {
+    let queue = db.queue().await;
+    queue
+        .driver()
+        .list_jobs(&jobs::driver::JobFilter::default(), 100)
+        .await
+        .expect("list jobs")
+}
+
+fn assert_no_token(bot: &Worker) {
+    let log = bot.log_text();
+    assert!(
+        !log.contains(SECRET_PART),
+        "the token in the bot log:\n{log}"
+    );
+}
+
+async fn customer_commands_answer_and_bad_input_is_explained(backend: Backend) {
+    let s = setup(backend).await;
+    let bot = start_bot(&s).await;
+    let fake = &s.telegram;
+
+    fake.push_update(message(CUSTOMER, 1, "/start"));
+    let (_, start) = reply_to(fake, CUSTOMER, "Welcome", &bot).await;
+    assert!(
+        start.contains("/buy") && start.contains("/status"),
+        "{start}"
+    );
+    assert!(
+        !start.contains("/provision"),
+        "customers see no admin commands: {start}"
+    );
+
+    fake.push_update(message(CUSTOMER, 2, "/plans"));
+    let (_, plans) = reply_to(fake, CUSTOMER, "Plans:", &bot).await;
+    assert!(plans.contains("basic: 10 GB, 30 days"), "{plans}");
+    assert!(plans.contains("pro: 100 GB, 90 days"), "{plans}");
+
+    fake.push_update(message(CUSTOMER, 3, "/status"));
+    reply_to(fake, CUSTOMER, "You have no subscriptions yet", &bot).await;
+
+    fake.push_update(message(CUSTOMER, 4, "/link"));
+    reply_to(fake, CUSTOMER, "no active subscription with a link", &bot).await;
+
+    fake.push_update(message(CUSTOMER, 5, "/frobnicate"));
+    reply_to(fake, CUSTOMER, "I don't know /frobnicate", &bot).await;
+
+    fake.push_update(message(CUSTOMER, 6, "hello"));
+    reply_to(fake, CUSTOMER, "Send /start", &bot).await;
+
+    // An admin's bad input: what is wrong and how to write it, nothing enqueued.
+    fake.push_update(message(ADMIN, 7, "/provision abc basic"));
+    let (_, bad_id) = reply_to(fake, ADMIN, "is not a user id", &bot).await;
+    assert!(
+        bad_id.contains("Usage: /provision USER_ID PLAN"),
+        "{bad_id}"
+    );
+    fake.push_update(message(ADMIN, 8, "/provision 5"));
+    reply_to(fake, ADMIN, "/provision needs a user id and a plan", &bot).await;
+    fake.push_update(message(ADMIN, 9, "/provision 5 gold"));
+    let (_, unknown) = reply_to(fake, ADMIN, "Unknown plan “gold”", &bot).await;
+    assert!(unknown.contains("basic, pro"), "{unknown}");
+    fake.push_update(message(ADMIN, 10, "/renew 5 0"));
+    reply_to(fake, ADMIN, "0 days is not a term", &bot).await;
+    fake.push_update(message(ADMIN, 11, "/start"));
+    let (_, admin_start) = reply_to(fake, ADMIN, "Welcome", &bot).await;
+    assert!(
+        admin_start.contains("/provision USER_ID PLAN"),
+        "{admin_start}"
+    );
+    assert!(
+        all_jobs(&s.db).await.is_empty(),
+        "bad input enqueued something"
+    );
+    assert_no_token(&bot);
+}
+
+async fn buy_confirm_receipt_and_approve_survive_a_restart_and_enqueue_once(backend: Backend) {
+    let s = setup(backend).await;
+    let fake = &s.telegram;
+    let mut bot = start_bot(&s).await;
+
+    fake.push_update(message(CUSTOMER, 20, "/buy"));
+    let (menu, _) = reply_to(fake, CUSTOMER, "Choose a plan", &bot).await;
+    assert_eq!(
+        buttons(fake, CUSTOMER, "Choose a plan"),
+        ["b:20:0", "b:20:1"]
+    );
+    fake.push_update(press(CUSTOMER, "cb-plan", menu, "b:20:1"));
+    answer_of(fake, "cb-plan", &bot).await;
+    reply_to(fake, CUSTOMER, "You chose pro", &bot).await;
+    assert_eq!(
+        buttons(fake, CUSTOMER, "You chose pro"),
+        ["b:20:y", "b:20:n"]
+    );
+
+    // A restart in the middle: the dialogue is in the database.
+    bot.kill_hard();
+    let bot = start_bot(&s).await;
+    fake.push_update(press(CUSTOMER, "cb-confirm", menu, "b:20:y"));
+    assert_eq!(answer_of(fake, "cb-confirm", &bot).await, "Order #1 placed");
+    reply_to(fake, CUSTOMER, "Order #1 placed: pro", &bot).await;
+    let (admin_note, note) = reply_to(fake, ADMIN, "New order #1: pro (new)", &bot).await;
+    assert!(note.contains(&format!("(id {CUSTOMER})")), "{note}");
+    assert_eq!(buttons(fake, ADMIN, "New order #1"), ["o:1:a", "o:1:r"]);
+
+    // Confirm pressed again: the same order, admins not told twice.
+    fake.push_update(press(CUSTOMER, "cb-confirm-2", menu, "b:20:y"));
+    let again = answer_of(fake, "cb-confirm-2", &bot).await;
+    assert!(again.contains("Order #1 is already placed"), "{again}");
+
+    // The receipt photo goes to the admins with the order.
+    fake.push_update(photo(CUSTOMER, 21));
+    reply_to(fake, CUSTOMER, "Receipt received for order #1", &bot).await;
+    reply_to(fake, ADMIN, "Receipt for order #1", &bot).await;
+    let forwards = fake.calls_of("forwardMessage");
+    assert_eq!(forwards.len(), 1, "{forwards:?}");
+    assert_eq!(forwards[0].params["chat_id"], ADMIN);
+    assert_eq!(forwards[0].params["from_chat_id"], CUSTOMER);
+    assert_eq!(forwards[0].params["message_id"], 21);
+
+    // A customer cannot approve.
+    fake.push_update(press(CUSTOMER, "cb-self", admin_note, "o:1:a"));
+    assert!(
+        answer_of(fake, "cb-self", &bot)
+            .await
+            .contains("Only admins")
+    );
+    assert!(all_jobs(&s.db).await.is_empty());
+
+    // Approve: provision_client keyed by the order.
+    fake.push_update(press(ADMIN, "cb-approve", admin_note, "o:1:a"));
+    assert_eq!(
+        answer_of(fake, "cb-approve", &bot).await,
+        "Order #1 approved"
+    );
+    reply_to(fake, CUSTOMER, "Your order #1 is approved", &bot).await;
+    let jobs = all_jobs(&s.db).await;
+    assert_eq!(jobs.len(), 1, "{jobs:#?}");
+    assert_eq!(jobs[0].kind, "provision_client");
+    assert_eq!(jobs[0].key.as_deref(), Some("order:1"));
+    assert_eq!(
+        jobs[0].payload,
+        json!({"panel": "main", "plan": "pro", "user": {"platform": "telegram", "id": CUSTOMER}})
+    );
+
+    // Approve again, and Reject after: answered with the decision, nothing new.
+    fake.push_update(press(ADMIN, "cb-approve-2", admin_note, "o:1:a"));
+    let twice = answer_of(fake, "cb-approve-2", &bot).await;
+    assert!(twice.contains("already decided by admin 9001"), "{twice}");
+    fake.push_update(press(ADMIN, "cb-reject", admin_note, "o:1:r"));
+    assert!(
+        answer_of(fake, "cb-reject", &bot)
+            .await
+            .contains("already decided")
+    );
+    assert_eq!(all_jobs(&s.db).await.len(), 1);
+
+    // The customer's /status shows the order being set up.
+    fake.push_update(message(CUSTOMER, 22, "/status"));
+    reply_to(fake, CUSTOMER, "Order #1 (pro): being set up", &bot).await;
+
+    // The audit log has the approval, from Telegram.
+    let audit =
+        s.db.queue()
+            .await
+            .driver()
+            .audit_log(10)
+            .await
+            .expect("audit");
+    assert!(
+        audit.iter().any(|a| a.surface == "telegram"
+            && a.action == "approve_order"
+            && a.actor.contains("telegram 9001")),
+        "{audit:#?}"
+    );
+    assert_no_token(&bot);
+}
+
+async fn admin_commands_enqueue_keyed_audited_jobs_and_a_redelivered_update_adds_nothing(
+    backend: Backend,
+) {
+    let s = setup(backend).await;
+    let fake = &s.telegram;
+    let mut bot = start_bot(&s).await;
+
+    let provision =
+        json!({"update_id": 500, "message": message(ADMIN, 30, "/provision 777 basic")["message"]});
+    fake.push_update(provision.clone());
+    reply_to(fake, ADMIN, "Provisioning basic for user 777", &bot).await;
+    let jobs = all_jobs(&s.db).await;
+    assert_eq!(jobs.len(), 1, "{jobs:#?}");
+    assert_eq!(jobs[0].kind, "provision_client");
+    assert_eq!(
+        jobs[0].key.as_deref(),
+        Some(format!("telegram:provision:{ADMIN}:30").as_str())
+    );
+    assert_eq!(
+        jobs[0].payload,
+        json!({"panel": "main", "plan": "basic", "user": {"platform": "telegram", "id": 777}})
+    );
+
+    // The same update again, to a restarted bot (it never saw it): nothing new.
+    bot.kill_hard();
+    let bot = start_bot(&s).await;
+    fake.push_update(provision);
+    reply_to(fake, ADMIN, "Already done: job #", &bot).await;
+    assert_eq!(all_jobs(&s.db).await.len(), 1);
+
+    // /renew and /expire need a subscription: said so, nothing enqueued.
+    fake.push_update(message(ADMIN, 31, "/renew 777 30"));
+    reply_to(fake, ADMIN, "User 777 has no subscription to renew", &bot).await;
+    fake.push_update(message(ADMIN, 32, "/expire 777"));
+    reply_to(fake, ADMIN, "User 777 has no active subscription", &bot).await;
+    assert_eq!(all_jobs(&s.db).await.len(), 1);
+
+    // The shared admin commands.
+    fake.push_update(message(ADMIN, 33, "/failed"));
+    reply_to(fake, ADMIN, "No failed jobs", &bot).await;
+    fake.push_update(message(ADMIN, 34, "/stats"));
+    reply_to(fake, ADMIN, "Queues", &bot).await;
+    fake.push_update(message(ADMIN, 35, "/discard 1"));
+    reply_to(fake, ADMIN, "is now discarded", &bot).await;
+    fake.push_update(message(ADMIN, 36, "/retry x"));
+    reply_to(fake, ADMIN, "is not a job id", &bot).await;
+
+    // Admins kept in the database: an owner adds one, who may then use admin commands.
+    fake.push_update(message(ADMIN, 37, "/admins add 4242"));
+    reply_to(fake, ADMIN, "4242 is now an admin", &bot).await;
+    fake.push_update(message(4242, 1, "/admins list"));
+    reply_to(fake, 4242, "Added admins: 4242", &bot).await;
+    fake.push_update(message(4242, 2, "/admins add 5"));
+    reply_to(fake, 4242, "Only the owners", &bot).await;
+
+    let audit =
+        s.db.queue()
+            .await
+            .driver()
+            .audit_log(20)
+            .await
+            .expect("audit");
+    let actions: Vec<&str> = audit
+        .iter()
+        .filter(|a| a.surface == "telegram")
+        .map(|a| a.action.as_str())
+        .collect();
+    for action in ["provision", "discard", "add_admin"] {
+        assert!(
+            actions.contains(&action),
+            "{action} not audited: {audit:#?}"
+        );
+    }
+    assert_eq!(actions.iter().filter(|a| **a == "provision").count(), 1);
+    assert_no_token(&bot);
+}
+
+async fn non_admins_are_refused_and_nothing_is_enqueued(backend: Backend) {
+    let s = setup(backend).await;
+    let fake = &s.telegram;
+    let bot = start_bot(&s).await;
+    for (i, text) in [
+        "/provision 1 basic",
+        "/expire 1",
+        "/failed",
+        "/retry 1",
+        "/admins add 5",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let before = fake.sent_to(CUSTOMER).len();
+        fake.push_update(message(CUSTOMER, 40 + i as i64, text));
+        let ok = tokio::time::timeout(Duration::from_secs(20), async {
+            while fake.sent_to(CUSTOMER).len() == before {
+                tokio::time::sleep(Duration::from_millis(25)).await;
+            }
+        })
+        .await;
+        assert!(ok.is_ok(), "no reply to {text}; log:\n{}", bot.log_text());
+        let reply = fake.sent_to(CUSTOMER).last().map(|m| m.text.clone());
+        assert_eq!(
+            reply.as_deref(),
+            Some("That command is for admins only."),
+            "{text}"
+        );
+    }
+    assert!(all_jobs(&s.db).await.is_empty());
+    let log = bot.log_text();
+    assert!(
+        log.contains("INFO") && log.contains("not an admin") && log.contains(&CUSTOMER.to_string()),
+        "the refusal is logged at INFO with who tried:\n{log}"
+    );
+}
+
+/// A worker of the panel and message queues, with the panel's and the bot's tokens.
+fn spawn_worker(db: &TestDb) -> Worker {
+    let log = db
+        .dir
+        .path()
+        .join(format!("worker-{}.log", fastrand::u32(..)));
+    let log_file = std::fs::File::create(&log).expect("worker log");
+    let child = db
+        .command(&["worker", "--queues", "panel,messages"])
+        .env("JOBQ_PANEL_MAIN_TOKEN", panel::TOKEN)
+        .env("JOBQ_SECRET_KEY", panel::SECRET)
+        .env("JOBQ_TELEGRAM_TOKEN", TOKEN)
+        .stdout(Stdio::null())
+        .stderr(log_file)
+        .spawn()
+        .expect("spawn worker");
+    Worker { child, log }
+}
+
+async fn provision_on_telegram_reaches_the_panel_and_dms_the_link(backend: Backend) {
+    let telegram = FakeTelegram::start(TOKEN).await.expect("fake telegram");
+    let sui = panel::fake().await;
+    let extra = format!(
+        "\n[telegram]\napi_url = \"{}\"\nadmins = [{ADMIN}]\n",
+        telegram.url()
+    );
+    let db = panel::db_with_panel(backend, &sui, &extra).await;
+    let bot = spawn_bot(&db);
+    polling(&telegram, 0, &bot).await;
+    let worker = spawn_worker(&db);
+
+    telegram.push_update(message(ADMIN, 50, &format!("/provision {CUSTOMER} basic")));
+    reply_to(&telegram, ADMIN, "Provisioning basic", &bot).await;
+    let queue = db.queue().await;
+    let job = jobs_of(&queue, "provision_client").await;
+    assert_eq!(job.len(), 1);
+    panel::wait_state(&db, &queue, job[0].id, JobState::Completed, &worker).await;
+    let subscriptions = panel::subscriptions(&queue).await;
+    assert_eq!(subscriptions.len(), 1);
+    let name = subscriptions[0].client_name.expose().to_string();
+    assert!(
+        sui.clients().iter().any(|c| c.name == name),
+        "no client {name} on the panel"
+    );
+    let (_, dm) = reply_to(
+        &telegram,
+        CUSTOMER,
+        "Your subscription (basic) is ready",
+        &worker,
+    )
+    .await;
+    assert!(dm.contains(&name), "the DM carries the link: {dm}");
+
+    // /link now resends it as a DM job keyed by the message.
+    telegram.push_update(message(CUSTOMER, 51, "/link"));
+    reply_to(&telegram, CUSTOMER, "sending your link", &bot).await;
+    let link = jobs_of(&queue, "send_dm").await;
+    assert!(
+        link.iter()
+            .any(|j| j.key.as_deref() == Some(&format!("telegram:link:{CUSTOMER}:51"))),
+        "{link:#?}"
+    );
+    assert_no_token(&bot);
+}
