@@ -50,6 +50,11 @@ inbounds = [1]
 
 /// `jobq worker --queues QUEUES` with the panel's token and the secret key; killed when dropped.
 pub fn spawn_panel_worker_on(db: &TestDb, queues: &str) -> Worker {
+    spawn_panel_worker_with(db, queues, &[])
+}
+
+/// [`spawn_panel_worker_on`] with more environment variables (a bot token, say).
+pub fn spawn_panel_worker_with(db: &TestDb, queues: &str, env: &[(&str, &str)]) -> Worker {
     let log = db
         .dir
         .path()
@@ -59,6 +64,7 @@ pub fn spawn_panel_worker_on(db: &TestDb, queues: &str) -> Worker {
         .command(&["worker", "--queues", queues])
         .env("JOBQ_PANEL_MAIN_TOKEN", TOKEN)
         .env("JOBQ_SECRET_KEY", SECRET)
+        .envs(env.iter().copied())
         .stdout(Stdio::null())
         .stderr(log_file)
         .spawn()
