@@ -25,6 +25,7 @@ on_both_backends!(
     admin_commands_enqueue_keyed_audited_jobs_and_a_redelivered_update_adds_nothing,
     non_admins_are_refused_and_nothing_is_enqueued,
     provision_on_telegram_reaches_the_panel_and_dms_the_link,
+    a_missing_or_malformed_token_stops_the_bot_before_it_connects,
 );
 
 const TOKEN: &str = "424242:TGbotSECRETneverINlogs0123456789ab";
@@ -552,4 +553,29 @@ async fn provision_on_telegram_reaches_the_panel_and_dms_the_link(backend: Backe
         "{link:#?}"
     );
     assert_no_token(&bot);
+}
+
+async fn a_missing_or_malformed_token_stops_the_bot_before_it_connects(backend: Backend) {
+    let s = setup(backend).await;
+    let missing = s.db.jobq(&["telegram"]);
+    assert!(!missing.status.success());
+    assert!(
+        stderr(&missing).contains("JOBQ_TELEGRAM_TOKEN is not set"),
+        "{}",
+        stderr(&missing)
+    );
+    let malformed =
+        s.db.command(&["telegram"])
+            .env("JOBQ_TELEGRAM_TOKEN", "not-a-token-SECRETVALUE")
+            .output()
+            .expect("run jobq telegram");
+    assert!(!malformed.status.success());
+    let error = stderr(&malformed);
+    assert!(
+        error.contains("JOBQ_TELEGRAM_TOKEN is malformed"),
+        "{error}"
+    );
+    assert!(!error.contains("SECRETVALUE"), "{error}");
+    // Nothing reached the Bot API.
+    assert!(s.telegram.calls().is_empty(), "{:?}", s.telegram.calls());
 }
