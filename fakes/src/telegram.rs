@@ -556,10 +556,11 @@ fn handle(api: &mut Api, method: &str, params: &Value) -> Response {
         "getWebhookInfo" => ok(
             json!({"url": "", "has_custom_certificate": false, "pending_update_count": api.updates.len()}),
         ),
-        "deleteWebhook" | "setWebhook" | "setMyCommands" | "answerCallbackQuery"
-        | "deleteMessage" => {
-            ok(json!(true))
-        }
+        "deleteWebhook"
+        | "setWebhook"
+        | "setMyCommands"
+        | "answerCallbackQuery"
+        | "deleteMessage" => ok(json!(true)),
         "editMessageText" => edit_message_text(api, params),
         _ if SENDING.contains(&method) => send(api, method, params),
         _ => api_error(404, "Not Found"),
