@@ -2,6 +2,7 @@
 
 mod admin;
 mod bench;
+mod config_check;
 mod panels;
 mod startup;
 mod telemetry;
@@ -198,7 +199,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Jobs(command) => admin::jobs(config, command, json).await,
         Command::Queues(command) => admin::queues(config, command, json).await,
         Command::Stats => admin::stats(config, json).await,
-        Command::Config(ConfigCommand::Check) => startup::config_check(config, json),
+        Command::Config(ConfigCommand::Check) => config_check::run(config, json),
         Command::Bench(args) => bench::run(config, args, json).await,
         Command::DevPanel(args) => dev_panel(args).await,
         Command::Panels(PanelsCommand::Check) => panels::check(config, json).await,

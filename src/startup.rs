@@ -230,19 +230,6 @@ async fn shutdown_signal() {
     }
 }
 
-pub fn config_check(config: Option<&Path>, json: bool) -> anyhow::Result<()> {
-    let settings = settings(config, &[])?;
-    if json {
-        println!(
-            "{}",
-            serde_json::json!({"ok": true, "database": settings.database.url.to_string()})
-        );
-    } else {
-        println!("configuration is valid\n{}", settings.describe());
-    }
-    Ok(())
-}
-
 /// `jobq web`: the admin dashboard, until SIGTERM or SIGINT.
 pub async fn web(config: Option<&Path>, args: &WebArgs) -> anyhow::Result<()> {
     let mut overrides = Vec::new();
