@@ -3,6 +3,7 @@
 mod admin;
 mod bench;
 mod config_check;
+mod demo;
 mod panels;
 mod startup;
 mod telemetry;
@@ -32,7 +33,7 @@ enum Command {
     /// Run a worker process.
     Worker(WorkerArgs),
     /// Migrate, then run a worker, and the dashboard when an admin token is set.
-    Up(WorkerArgs),
+    Up(UpArgs),
     /// Serve the admin dashboard (needs JOBQ_ADMIN_TOKEN or [[admins]]).
     Web(WebArgs),
     /// List every job kind with its queue, attempts, timeout and an example payload.
@@ -109,6 +110,17 @@ pub struct WorkerArgs {
     /// Also run the engine's test kinds (for the test suite).
     #[arg(long, hide = true)]
     test_kinds: bool,
+}
+
+#[derive(Args, Clone)]
+pub struct UpArgs {
+    #[command(flatten)]
+    worker: WorkerArgs,
+    /// A first run with nothing to set up: starts a dev panel and fake Telegram and Discord
+    /// APIs, a fresh queue in data/demo/, and a worker; enqueues a few hundred realistic jobs
+    /// (some failing on purpose), shows progress and sums up what happened.
+    #[arg(long)]
+    demo: bool,
 }
 
 #[derive(Args, Clone)]
@@ -192,7 +204,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Migrate => startup::migrate(config).await,
         Command::Worker(args) => startup::worker(config, &args, false).await,
-        Command::Up(args) => startup::worker(config, &args, true).await,
+        Command::Up(args) if args.demo => demo::run().await,
+        Command::Up(args) => startup::worker(config, &args.worker, true).await,
         Command::Web(args) => startup::web(config, &args).await,
         Command::Kinds => admin::kinds(json),
         Command::Enqueue(args) => admin::enqueue(config, args, json).await,
