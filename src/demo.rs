@@ -372,7 +372,7 @@ async fn summary(
         *retries.entry(attempt_reason(&error.error)).or_default() += 1;
     }
     let mut retries: Vec<(String, usize)> = retries.into_iter().collect();
-    retries.sort_by(|a, b| b.1.cmp(&a.1));
+    retries.sort_by_key(|r| std::cmp::Reverse(r.1));
     if !retries.is_empty() {
         println!("\nfailed attempts (retried unless the job failed for good):");
         for (error, count) in retries.iter().take(8) {
