@@ -93,7 +93,9 @@ async fn ticket_close_enqueues_the_transcript_once_for_the_topic_owner(backend: 
         jobs[0].payload,
         json!({"guild": GUILD, "channel": CHANNEL, "owner": {"platform": "discord", "id": OWNER}})
     );
-    assert_eq!(jobs[0].key.as_deref(), Some("discord:interaction:501"));
+    // The kind's own key (the ticket's channel), not the interaction's.
+    let ticket_key = format!("upload_transcript:{GUILD}:{CHANNEL}");
+    assert_eq!(jobs[0].key.as_deref(), Some(ticket_key.as_str()));
 
     // The same interaction delivered again enqueues nothing new.
     let again = bot.handle(&close).await;
@@ -104,6 +106,24 @@ async fn ticket_close_enqueues_the_transcript_once_for_the_topic_owner(backend: 
     );
     assert!(again.content.contains(&format!("job #{}", jobs[0].id)));
     assert_eq!(all_jobs(&queue).await.len(), 1);
+
+    // Someone else closing the same ticket (another interaction): already closing, one job.
+    let other = bot
+        .handle(&invocation(
+            502,
+            ADMIN,
+            Command::TicketClose { owner: None },
+        ))
+        .await;
+    assert!(
+        other.content.starts_with("Already closing"),
+        "{}",
+        other.content
+    );
+    assert!(other.content.contains(&format!("job #{}", jobs[0].id)));
+    let after = all_jobs(&queue).await;
+    assert_eq!(after.len(), 1, "{after:#?}");
+    assert_eq!(after[0].key.as_deref(), Some(ticket_key.as_str()));
 }
 
 async fn ticket_close_refusals_and_bad_input(backend: Backend) {
@@ -403,7 +423,12 @@ async fn rate_limit_refuses_a_flood_and_admins_bypass_it(backend: Backend) {
         command_burst: 2,
     };
     let bot = bot_with(&queue, &tight);
-    let close = |id| invocation(id, OWNER, Command::TicketClose { owner: None });
+    // Three tickets (channels) closed in a row.
+    let close = |id: u64| {
+        let mut close = invocation(id, OWNER, Command::TicketClose { owner: None });
+        close.channel_id = CHANNEL + id;
+        close
+    };
     bot.handle(&close(1001)).await;
     bot.handle(&close(1002)).await;
     let limited = bot.handle(&close(1003)).await;
@@ -416,7 +441,13 @@ async fn rate_limit_refuses_a_flood_and_admins_bypass_it(backend: Backend) {
         limited.content
     );
     let keys: Vec<Option<String>> = all_jobs(&queue).await.into_iter().map(|j| j.key).collect();
-    assert!(!keys.contains(&Some(interaction_key(1003))), "{keys:?}");
+    assert_eq!(
+        keys.len(),
+        2,
+        "the limited close enqueued nothing: {keys:?}"
+    );
+    let third = format!("upload_transcript:{GUILD}:{}", CHANNEL + 1003);
+    assert!(!keys.contains(&Some(third)), "{keys:?}");
 
     for id in [1101, 1102, 1103] {
         let reply = bot.handle(&invocation(id, ADMIN, Command::JobsStats)).await;
@@ -549,7 +580,7 @@ async fn an_interaction_is_read_answered_and_enqueued() {
     assert_eq!(jobs.len(), 1);
     assert_eq!(
         jobs[0].key.as_deref(),
-        Some("discord:interaction:1400000000000000001")
+        Some(format!("upload_transcript:{GUILD}:{CHANNEL}").as_str())
     );
     assert_eq!(jobs[0].payload["owner"]["id"], json!(OWNER));
 }

@@ -2,8 +2,10 @@
 //! from the interaction) goes in, jobs are enqueued, a [`Reply`] comes out. Tested without a
 //! gateway in `tests/discord_bot.rs`.
 //!
-//! Every enqueue is keyed `discord:interaction:<interaction id>`, so an interaction delivered
-//! twice finds its job and enqueues nothing new.
+//! `/notify` is keyed `discord:interaction:<interaction id>`, so an interaction delivered twice
+//! finds its job and enqueues nothing new. `/ticket close` keeps `upload_transcript`'s own key,
+//! `upload_transcript:<guild>:<channel>`: the ticket is closed once, however many people (or
+//! redeliveries) ask, and a second close is told it is already closing.
 
 use std::collections::HashSet;
 use std::fmt::Write as _;
@@ -233,7 +235,9 @@ impl Bot {
             Ok(job) => job,
             Err(problem) => return Reply::private(problem),
         };
-        match self.enqueue(&job, invocation).await {
+        // The kind's default key (guild and channel), not the interaction's: two people closing
+        // the same ticket must not start two uploads of one channel.
+        match self.enqueue(&job, None).await {
             Ok(done) if done.created => Reply::public(format!(
                 "Closing the ticket: the transcript of this channel will be sent to <@{owner}> \
                  by direct message as a link, in a minute or so (job #{}).",
@@ -254,7 +258,8 @@ impl Bot {
             Ok(job) => job,
             Err(problem) => return Reply::private(format!("Cannot send that: {problem}.")),
         };
-        match self.enqueue(&job, invocation).await {
+        let key = interaction_key(invocation.interaction_id);
+        match self.enqueue(&job, Some(key)).await {
             Ok(done) if done.created => {
                 tracing::info!(
                     admin = invocation.user_id,
@@ -309,10 +314,10 @@ impl Bot {
         }
     }
 
-    /// Enqueues under the interaction's key; a failure becomes the reply.
-    async fn enqueue<J: Job>(&self, job: &J, invocation: &Invocation) -> Result<Enqueued, Reply> {
+    /// Enqueues under `key` (`None`: the kind's default key); a failure becomes the reply.
+    async fn enqueue<J: Job>(&self, job: &J, key: Option<String>) -> Result<Enqueued, Reply> {
         let options = EnqueueOptions {
-            key: Some(interaction_key(invocation.interaction_id)),
+            key,
             ..EnqueueOptions::default()
         };
         self.queue.enqueue(job, options).await.map_err(|error| {
@@ -322,7 +327,7 @@ impl Bot {
     }
 }
 
-/// The idempotency key of everything one interaction enqueues.
+/// The idempotency key of what one interaction enqueues (`/notify`).
 pub fn interaction_key(interaction_id: u64) -> String {
     format!("discord:interaction:{interaction_id}")
 }
