@@ -20,6 +20,7 @@ use crate::audit::AuditEntry;
 use crate::configuration::Backend;
 use crate::kinds::{Platform, ProvisionClient, SubscriptionId, UserId};
 use crate::queue::{JobTx, Queue, QueueError};
+use crate::subscriptions::{SubscriptionError, SubscriptionStatus, Subscriptions};
 use crate::{EnqueueOptions, JobState};
 
 /// Where an order is.
@@ -185,6 +186,8 @@ pub enum OrderError {
     Queue(#[from] QueueError),
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
+    #[error(transparent)]
+    Subscriptions(#[from] SubscriptionError),
     /// A stored row this code cannot read (written by hand, or by a newer jobq).
     #[error("order {id}: stored {what} is not valid: {detail}")]
     Corrupt {
@@ -338,6 +341,7 @@ async fn get_order(conn: Conn<'_>, id: i64) -> Result<Option<Order>, OrderError>
 pub struct Orders {
     pool: Pool,
     queue: Queue,
+    subscriptions: Subscriptions,
 }
 
 impl Orders {
@@ -345,6 +349,7 @@ impl Orders {
         Ok(Orders {
             pool: pool_of(queue)?,
             queue: queue.clone(),
+            subscriptions: Subscriptions::new(queue)?,
         })
     }
 
@@ -481,9 +486,11 @@ impl Orders {
     }
 
     /// Brings an approved order's status up to date with its job and the subscription it
-    /// produced (`provisioning` while the job runs or retries, `active` when it completed and
-    /// the subscription is active, `failed` when the job failed or was discarded or cancelled),
-    /// records a new subscription's id, and returns the order.
+    /// produced or renewed ([`carried_status`]: `provisioning` while the job runs or retries,
+    /// or while the subscription is still being provisioned; `active` once the job completed
+    /// and the subscription is past provisioning; `failed` when the job failed, was discarded
+    /// or cancelled, or the subscription failed), records a new subscription's id, and returns
+    /// the order.
     pub async fn refresh(&self, id: i64) -> Result<Option<Order>, OrderError> {
         let Some(order) = self.get(id).await? else {
             return Ok(None);
@@ -496,7 +503,18 @@ impl Orders {
             Some(id) => Some(id.get()),
             None => self.subscription_by_origin(&order.job_key()).await?,
         };
-        let status = carried_status(job_state, order.status);
+        let subscription = match produced.map(SubscriptionId::parse).transpose() {
+            Ok(Some(id)) => self.subscriptions.get(id).await?.map(|s| s.status),
+            Ok(None) => None,
+            Err(detail) => {
+                return Err(OrderError::Corrupt {
+                    id,
+                    what: "subscription_id",
+                    detail,
+                });
+            }
+        };
+        let status = carried_status(job_state, subscription, order.status);
         if status == order.status && produced == order.subscription_id.map(SubscriptionId::get) {
             return Ok(Some(order));
         }
@@ -554,15 +572,32 @@ impl Orders {
     }
 }
 
-/// The status an approved order carries from its provision job.
-fn carried_status(job: Option<JobState>, current: OrderStatus) -> OrderStatus {
+/// The status an approved order carries from its provision job and the subscription it
+/// produced or renewed (`None` when there is none to read).
+///
+/// The job decides while it is unfinished or has failed. Once it completed, the subscription
+/// does: still `provisioning` keeps the order `provisioning`, `failed` fails it, and `active`
+/// (or any later state, `expired` or `disabled`: the order did deliver) makes it `active`.
+fn carried_status(
+    job: Option<JobState>,
+    subscription: Option<SubscriptionStatus>,
+    current: OrderStatus,
+) -> OrderStatus {
+    let delivered = match subscription {
+        Some(SubscriptionStatus::Provisioning) => OrderStatus::Provisioning,
+        Some(SubscriptionStatus::Failed) => OrderStatus::Failed,
+        Some(
+            SubscriptionStatus::Active | SubscriptionStatus::Expired | SubscriptionStatus::Disabled,
+        )
+        | None => OrderStatus::Active,
+    };
     match job {
-        Some(JobState::Completed) => OrderStatus::Active,
+        Some(JobState::Completed) => delivered,
         Some(JobState::Failed | JobState::Discarded | JobState::Cancelled) => OrderStatus::Failed,
         Some(_) => OrderStatus::Provisioning,
         // Pruned after completion (failed jobs stay until an admin acts).
         None if current == OrderStatus::Failed => OrderStatus::Failed,
-        None => OrderStatus::Active,
+        None => delivered,
     }
 }
 
@@ -779,32 +814,58 @@ mod tests {
     }
 
     #[test]
-    fn an_approved_order_carries_its_jobs_outcome() {
+    fn an_approved_order_carries_its_jobs_and_subscriptions_outcome() {
         use OrderStatus::*;
+        use SubscriptionStatus as S;
+        let sub = Some(S::Active);
         assert_eq!(
-            carried_status(Some(JobState::Running), Approved),
+            carried_status(Some(JobState::Running), None, Approved),
             Provisioning
         );
         assert_eq!(
-            carried_status(Some(JobState::Retrying), Approved),
+            carried_status(Some(JobState::Retrying), Some(S::Provisioning), Approved),
             Provisioning
         );
         assert_eq!(
-            carried_status(Some(JobState::Completed), Provisioning),
+            carried_status(Some(JobState::Completed), sub, Provisioning),
             Active
         );
-        assert_eq!(carried_status(Some(JobState::Failed), Provisioning), Failed);
         assert_eq!(
-            carried_status(Some(JobState::Discarded), Provisioning),
+            carried_status(Some(JobState::Failed), sub, Provisioning),
+            Failed
+        );
+        assert_eq!(
+            carried_status(Some(JobState::Discarded), None, Provisioning),
             Failed
         );
         // Retried by an admin after failing: provisioning again.
         assert_eq!(
-            carried_status(Some(JobState::Available), Failed),
+            carried_status(Some(JobState::Available), None, Failed),
             Provisioning
         );
         // Pruned: completed jobs are pruned, failed ones are not.
-        assert_eq!(carried_status(None, Provisioning), Active);
-        assert_eq!(carried_status(None, Failed), Failed);
+        assert_eq!(carried_status(None, sub, Provisioning), Active);
+        assert_eq!(carried_status(None, None, Provisioning), Active);
+        assert_eq!(carried_status(None, sub, Failed), Failed);
+        // The job completed: the subscription decides.
+        assert_eq!(
+            carried_status(Some(JobState::Completed), Some(S::Provisioning), Approved),
+            Provisioning
+        );
+        assert_eq!(
+            carried_status(Some(JobState::Completed), Some(S::Failed), Provisioning),
+            Failed
+        );
+        for later in [S::Expired, S::Disabled] {
+            assert_eq!(
+                carried_status(Some(JobState::Completed), Some(later), Provisioning),
+                Active,
+                "the order delivered; the subscription's own state is shown beside it"
+            );
+        }
+        assert_eq!(
+            carried_status(None, Some(S::Provisioning), Provisioning),
+            Provisioning
+        );
     }
 }
