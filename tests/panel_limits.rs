@@ -29,9 +29,14 @@ async fn two_workers_share_one_panels_limits(backend: Backend) {
         .collect();
     let first = spawn_panel_worker(&db);
     let second = spawn_panel_worker(&db);
+    let mut ran_by = std::collections::BTreeSet::new();
     for id in ids {
-        wait_state(&db, &queue, id, JobState::Completed, &first).await;
+        let job = wait_state(&db, &queue, id, JobState::Completed, &first).await;
+        ran_by.extend(job.attempted_by);
     }
+    // Each worker holds four slots and each job takes a second or more under these limits:
+    // both processes ran jobs, so the limits held across processes, not within one.
+    assert_eq!(ran_by.len(), 2, "both workers ran jobs: {ran_by:?}");
     assert_eq!(panel.clients().len(), 6, "one client per order");
     assert_eq!(
         panel.max_in_flight(),

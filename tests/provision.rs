@@ -24,6 +24,7 @@ on_both_backends!(
     a_connection_dropped_after_the_create_still_gives_one_client,
     a_502_is_retried_and_the_job_then_completes,
     a_duplicate_row_on_the_panel_is_deleted,
+    a_refused_token_marks_the_subscription_failed_until_an_admin_retries,
     unknown_panels_and_plans_and_renewals_fail_permanently_naming_them,
     a_worker_killed_mid_job_leaves_one_client_after_another_finishes_it,
     without_panels_the_worker_runs_with_no_key_and_fails_the_job_naming_the_panel,
@@ -184,7 +185,15 @@ async fn a_duplicate_row_on_the_panel_is_deleted(backend: Backend) {
 
     let id = enqueue(&db, &payload("main", "basic"), Some("order-dup"));
     let worker = spawn_panel_worker(&db);
-    wait_state(&db, &queue, id, JobState::Completed, &worker).await;
+    let job = wait_state(&db, &queue, id, JobState::Completed, &worker).await;
+    // The duplicate is said in the job's errors, where admins look, then checked again.
+    assert_eq!(job.attempts, 2, "{job:#?}");
+    let said = &job.errors[0].error;
+    assert!(
+        said.contains("held 2 clients") && said.contains(&format!("[{second}]")),
+        "{said}"
+    );
+    assert!(!said.contains(&name), "no client name in the error: {said}");
     let rows = panel.clients_named(&name);
     assert_eq!(rows.len(), 1, "{rows:#?}");
     assert_eq!(rows[0].id, first, "the oldest row is kept");
@@ -287,4 +296,29 @@ async fn with_panels_on_postgres_a_missing_secret_key_stops_the_worker() {
     let err = stderr(&out);
     assert!(err.contains("JOBQ_SECRET_KEY"), "{err}");
     assert!(err.contains("[[panels]]"), "{err}");
+}
+
+async fn a_refused_token_marks_the_subscription_failed_until_an_admin_retries(backend: Backend) {
+    let panel = fake().await;
+    panel.expire_token();
+    let db = db_with_panel(backend, &panel, "").await;
+    let queue = db.queue().await;
+    let id = enqueue(&db, &payload("main", "basic"), Some("order-refused"));
+    let worker = spawn_panel_worker(&db);
+    let job = wait_state(&db, &queue, id, JobState::Failed, &worker).await;
+    assert_eq!(job.attempts, 1, "a refused token is permanent: {job:#?}");
+    let subs = subscriptions(&queue).await;
+    assert_eq!(subs.len(), 1);
+    assert_eq!(
+        subs[0].status,
+        SubscriptionStatus::Failed,
+        "not provisioning for ever"
+    );
+    // The admin fixes the token and retries the job: the same subscription is provisioned.
+    panel.add_token(TOKEN, 0);
+    let out = db.jobq(&["jobs", "retry", &id.to_string()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    wait_state(&db, &queue, id, JobState::Completed, &worker).await;
+    let sub = assert_provisioned_once(&panel, &queue).await;
+    assert_eq!(sub.id, subs[0].id);
 }

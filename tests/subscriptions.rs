@@ -226,6 +226,7 @@ async fn mark_active_then_renew(backend: Backend) {
         up,
         down,
         enabled: true,
+        expected_expiry: active.expiry,
     };
     subs.sync_usage("main", &[sync(3 * GIB, 4 * GIB)])
         .await
@@ -309,6 +310,7 @@ async fn sync_usage_updates_one_panel_in_one_batch(backend: Backend) {
         up,
         down,
         enabled,
+        expected_expiry: s.expiry,
     };
     let before = Utc::now().trunc_subsecs(6) - ChronoDuration::seconds(1);
     let updated = subs
@@ -325,6 +327,7 @@ async fn sync_usage_updates_one_panel_in_one_batch(backend: Backend) {
                     up: 9,
                     down: 9,
                     enabled: true,
+                    expected_expiry: None,
                 },
             ],
         )
@@ -354,6 +357,19 @@ async fn sync_usage_updates_one_panel_in_one_batch(backend: Backend) {
         .await
         .expect("sync");
     assert_eq!((again[0].usage_up, again[0].usage_down), (0, 1));
+
+    // A row whose expiry changed after the listing was asked for (a renewal that reset the
+    // usage, say) keeps its counters until the next sync.
+    let stale = UsageUpdate {
+        expected_expiry: Some(Utc::now()),
+        ..update(&a, 7, 7, true)
+    };
+    let skipped = subs.sync_usage("main", &[stale]).await.expect("sync");
+    assert!(skipped.is_empty(), "{skipped:?}");
+    assert_eq!(
+        subs.get(a.id).await.expect("get").map(|s| s.usage_down),
+        Some(1)
+    );
 
     assert!(
         subs.sync_usage("main", &[])

@@ -29,7 +29,7 @@ on_both_backends!(
     a_periodic_job_is_enqueued_once_per_period_by_three_processes,
     garbage_rows_fail_alone_and_the_worker_keeps_running,
     a_worker_is_listed_while_running_and_gone_after_shutdown,
-    kinds_without_a_handler_here_are_left_for_other_workers,
+    a_product_kind_missing_its_credentials_fails_naming_them,
     a_running_job_cannot_be_cancelled_and_runs_to_completion,
     stats_show_the_last_hours_outcomes_per_queue,
 );
@@ -856,32 +856,31 @@ async fn a_worker_is_listed_while_running_and_gone_after_shutdown(backend: Backe
     assert!(left.is_empty(), "still listed after shutdown: {left:?}");
 }
 
-async fn kinds_without_a_handler_here_are_left_for_other_workers(backend: Backend) {
+async fn a_product_kind_missing_its_credentials_fails_naming_them(backend: Backend) {
     let db = TestDb::new(backend).await;
     let queue = db.queue().await;
-    // A product kind in the test queue: this worker has no handler for it (no panel, no chat
-    // API in this binary yet), so it must wait for a worker that has one, not fail.
-    let foreign = db.enqueue(
+    // Every worker has a handler for every product kind; one that lacks what the kind needs
+    // (here the Telegram token) fails the job for good, naming the variable, rather than
+    // leaving it for ever.
+    let dm = db.enqueue(
         "send_dm",
         r#"{"user":{"platform":"telegram","id":42},"text":"hi"}"#,
         &["--queue", "test"],
     );
-    let garbage = db.enqueue("test_effect", "{}", &[]);
     let worker = db.spawn_worker(&[]);
-    wait_job(
+    let job = wait_job(
         &db,
         &queue,
-        garbage,
+        dm,
         Duration::from_secs(15),
-        "completed",
+        "failed",
         &[&worker],
-        is(JobState::Completed),
+        is(JobState::Failed),
     )
     .await;
-    // The worker fetched after the foreign job was due and passed it over.
-    let job = db.job(&queue, foreign).await;
-    assert_eq!(job.state, JobState::Available, "{job:#?}");
-    assert_eq!(job.attempts, 0, "{job:#?}");
+    assert_eq!(job.attempts, 1, "permanent: {job:#?}");
+    let error = job.last_error.unwrap_or_default();
+    assert!(error.contains("JOBQ_TELEGRAM_TOKEN"), "{error}");
 }
 
 async fn a_running_job_cannot_be_cancelled_and_runs_to_completion(backend: Backend) {

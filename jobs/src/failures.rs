@@ -16,9 +16,10 @@ use crate::driver::{AttemptError, lenient_errors};
 use crate::queue::{JobTx, QueueError};
 
 const CURSOR: &str = "failure_alerts";
-/// A job's `finalized_at` is taken when its completion statement starts, and it becomes visible
-/// when that commits: the window stops this far before now so none is passed over unseen.
-const SETTLE_US: i64 = 2_000_000;
+/// A job's `finalized_at` is taken when its completion transaction starts, and it becomes
+/// visible when that commits: the window stops this far before now so none is passed over
+/// unseen (a completion slower than this to commit would be; they take milliseconds).
+const SETTLE_US: i64 = 10_000_000;
 /// At most this many failures are listed in one alert (the rest are counted).
 const LISTED: i64 = 50;
 
@@ -45,18 +46,17 @@ pub struct NewFailures {
 }
 
 /// In `tx`: the jobs that failed since the cursor, and the cursor moved past them, when at
-/// least `every` has passed since the last alert. `None` when there is nothing to report yet
+/// least `every` has passed since the last alert (times on the database's clock). `None` when there is nothing to report yet
 /// (nothing new, or too soon: the failures wait for the next window, gathered). The first call
-/// on a database starts the cursor at `now`: history is not reported.
+/// on a database starts the cursor at now: history is not reported.
 ///
 /// Alerts about alerts are left out: a failed `send_dm` keyed `failure_digest:...` is not
 /// reported again (an admin who blocked the bot would otherwise get an endless stream).
 pub async fn take_new_failures(
     tx: &mut JobTx,
-    now: DateTime<Utc>,
     every: Duration,
 ) -> Result<Option<NewFailures>, QueueError> {
-    let now_us = now.timestamp_micros();
+    let now_us = clock_us(tx).await?;
     let every_us = i64::try_from(every.as_micros()).unwrap_or(i64::MAX);
     let Some((since_us, last_alert_us)) = cursor(tx, now_us).await? else {
         return Ok(None);
@@ -78,6 +78,19 @@ pub async fn take_new_failures(
         total,
         since_us,
     }))
+}
+
+/// Now, on the clock that wrote `finalized_at`: the database's on PostgreSQL, this process's on
+/// SQLite (whose times the workers write).
+async fn clock_us(tx: &mut JobTx) -> Result<i64, QueueError> {
+    if let Some(c) = tx.postgres() {
+        let now: i64 =
+            sqlx::query_scalar("SELECT (extract(epoch from clock_timestamp()) * 1000000)::bigint")
+                .fetch_one(&mut *c)
+                .await?;
+        return Ok(now);
+    }
+    Ok(Utc::now().timestamp_micros())
 }
 
 /// The cursor, locked: (reported up to, last alert at), in microseconds. Created at `now`

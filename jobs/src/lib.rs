@@ -13,6 +13,7 @@
 //! - [`orders`]: what the bots keep: orders placed with `/buy`, dialogue state, bot admins.
 
 pub mod audit;
+pub mod bot_tokens;
 pub mod configuration;
 pub mod driver;
 pub mod failures;

@@ -276,6 +276,10 @@ pub struct UsageUpdate {
     pub up: i64,
     pub down: i64,
     pub enabled: bool,
+    /// The subscription's expiry as read before the panel was listed: a row whose expiry has
+    /// changed since (a renewal, which may have reset the usage) is left for the next sync
+    /// rather than given counters from before the change.
+    pub expected_expiry: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -426,8 +430,9 @@ impl Subscriptions {
     }
 
     /// Writes one panel listing: usage and enable state of every subscription on `panel` whose
-    /// client name is in `updates`, and its sync time, in one statement. Returns the rows
-    /// updated (names not found here are left out: the caller reconciles them). Each name may
+    /// client name is in `updates` and whose expiry is still the update's `expected_expiry`,
+    /// and its sync time, in one statement. Returns the rows updated (names not found here,
+    /// and rows renewed since, are left out). Each name may
     /// appear once: merge duplicates (and flag them) first.
     pub async fn sync_usage(
         &self,
@@ -852,6 +857,7 @@ mod tests {
             up: 1,
             down: 2,
             enabled: true,
+            expected_expiry: None,
         };
         assert!(!format!("{update:?}").contains("cdefghijklmnop"));
     }
@@ -879,6 +885,7 @@ mod tests {
             up,
             down: 0,
             enabled: true,
+            expected_expiry: None,
         };
         assert!(
             check_updates(&[

@@ -7,7 +7,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::Utc;
 use jobs::Queue;
 use jobs::configuration::Settings;
 use jobs::failures::{FailedJob, NewFailures, take_new_failures};
@@ -38,7 +37,7 @@ pub async fn run(queue: Queue, settings: Arc<Settings>, mut stop: watch::Receive
 pub async fn report_new_failures(queue: &Queue, settings: &Settings) -> Result<usize, String> {
     let every = settings.maintenance.failure_digest_every;
     let mut tx = queue.begin().await.map_err(|e| e.to_string())?;
-    let found = take_new_failures(&mut tx, Utc::now(), every)
+    let found = take_new_failures(&mut tx, every)
         .await
         .map_err(|e| e.to_string())?;
     let Some(failures) = found else {
@@ -98,6 +97,8 @@ fn describe(job: &FailedJob) -> String {
 
 #[cfg(test)]
 mod tests {
+    use chrono::Utc;
+
     use super::*;
 
     fn job(id: i64, error: &str) -> FailedJob {

@@ -183,6 +183,7 @@ pub(super) async fn sync_usage(
     let ups: Vec<i64> = updates.iter().map(|u| u.up).collect();
     let downs: Vec<i64> = updates.iter().map(|u| u.down).collect();
     let enabled: Vec<bool> = updates.iter().map(|u| u.enabled).collect();
+    let expiries: Vec<Option<DateTime<Utc>>> = updates.iter().map(|u| u.expected_expiry).collect();
     let qualified = COLUMNS
         .split(", ")
         .map(|c| format!("s.{c}"))
@@ -192,8 +193,9 @@ pub(super) async fn sync_usage(
         "UPDATE jobq_subscriptions s
          SET usage_up = u.up, usage_down = u.down, panel_enabled = u.enabled,
              last_synced_at = now(), updated_at = now()
-         FROM unnest($2::text[], $3::int8[], $4::int8[], $5::bool[]) AS u(name, up, down, enabled)
-         WHERE s.panel = $1 AND s.client_name = u.name
+         FROM unnest($2::text[], $3::int8[], $4::int8[], $5::bool[], $6::timestamptz[])
+              AS u(name, up, down, enabled, expiry)
+         WHERE s.panel = $1 AND s.client_name = u.name AND s.expiry IS NOT DISTINCT FROM u.expiry
          RETURNING {qualified}"
     ))
     .bind(panel)
@@ -201,6 +203,7 @@ pub(super) async fn sync_usage(
     .bind(&ups)
     .bind(&downs)
     .bind(&enabled)
+    .bind(&expiries)
     .fetch_all(c)
     .await?;
     let mut updated = rows(&rs)?;

@@ -211,6 +211,7 @@ pub(super) async fn sync_usage(
                 "up": u.up,
                 "down": u.down,
                 "enabled": u.enabled,
+                "expiry": u.expected_expiry.map(|e| e.timestamp_micros()),
             })
         })
         .collect();
@@ -221,9 +222,11 @@ pub(super) async fn sync_usage(
          FROM (SELECT json_extract(value, '$.name') AS name,
                       json_extract(value, '$.up') AS up,
                       json_extract(value, '$.down') AS down,
-                      json_extract(value, '$.enabled') AS enabled
+                      json_extract(value, '$.enabled') AS enabled,
+                      json_extract(value, '$.expiry') AS expiry
                FROM json_each(?2)) AS u
          WHERE jobq_subscriptions.panel = ?1 AND jobq_subscriptions.client_name = u.name
+           AND jobq_subscriptions.expiry IS u.expiry
          RETURNING {COLUMNS}"
     ))
     .bind(panel)

@@ -54,15 +54,7 @@ pub fn token_from(value: Option<String>) -> Result<SecretString, TokenError> {
         .ok_or(TokenError::Missing)?;
     let bare = value.trim();
     let bare = bare.strip_prefix("Bot ").unwrap_or(bare);
-    let parts: Vec<&str> = bare.split('.').collect();
-    let part_ok = |p: &&str| {
-        !p.is_empty()
-            && p.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-    };
-    if parts.len() != 3 || !parts.iter().all(part_ok) {
-        return Err(TokenError::Malformed);
-    }
+    jobs::bot_tokens::check_discord(bare).map_err(|_| TokenError::Malformed)?;
     Ok(SecretString::from(bare.to_owned()))
 }
 

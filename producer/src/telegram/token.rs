@@ -38,25 +38,7 @@ impl BotToken {
         if token.is_empty() {
             return Err(TokenError::Missing);
         }
-        let Some((id, secret)) = token.split_once(':') else {
-            return Err(TokenError::Malformed(
-                "expected BOT_ID:SECRET, as BotFather gives it",
-            ));
-        };
-        if id.is_empty() || id.len() > 20 || !id.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(TokenError::Malformed(
-                "the part before ':' must be the bot's numeric id",
-            ));
-        }
-        let secret_ok = secret.len() >= 20
-            && secret
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
-        if !secret_ok {
-            return Err(TokenError::Malformed(
-                "the part after ':' must be at least 20 characters of A-Z, a-z, 0-9, _ and -",
-            ));
-        }
+        jobs::bot_tokens::check_telegram(token).map_err(TokenError::Malformed)?;
         Ok(BotToken(SecretString::from(token.to_owned())))
     }
 

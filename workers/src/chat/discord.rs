@@ -18,7 +18,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use serenity::http::{Http, HttpBuilder, LightMethod, Request, Route};
-use serenity::model::channel::{Message, PrivateChannel};
+use serenity::model::channel::PrivateChannel;
 use serenity::model::id::ChannelId;
 
 use super::{ChatError, DISCORD_TOKEN_ENV, Messenger, Sent, TokenError, mask_token, record_call};
@@ -86,13 +86,28 @@ impl DiscordClient {
 
     /// Posts `text` to `channel`.
     #[tracing::instrument(skip(self, text))]
-    pub async fn post(&self, channel: ChannelId, text: &str) -> Result<Message, ChatError> {
+    /// Posts `text`; the new message's id. A 2xx answer means Discord created the message even
+    /// when its body cannot be read: that is a send (reported with an unknown id), never a
+    /// reason to post again.
+    pub async fn post(&self, channel: ChannelId, text: &str) -> Result<String, ChatError> {
         let body = json!({ "content": text });
         let route = Route::ChannelMessages {
             channel_id: channel,
         };
-        self.call(Request::new(route, LightMethod::Post), &body)
-            .await
+        let result = self
+            .execute_text(Request::new(route, LightMethod::Post), &body)
+            .await;
+        record_call(Platform::Discord, result.as_ref().map(|_| ()));
+        let answer = result?;
+        let id = serde_json::from_str::<Value>(&answer)
+            .ok()
+            .and_then(|m| m.get("id").and_then(Value::as_str).map(str::to_owned));
+        Ok(id.unwrap_or_else(|| {
+            tracing::warn!(
+                "Discord accepted a message with an unreadable answer; recorded as sent"
+            );
+            "unknown".to_string()
+        }))
     }
 
     async fn call<T: DeserializeOwned>(
@@ -110,6 +125,17 @@ impl DiscordClient {
         request: Request<'_>,
         body: &Value,
     ) -> Result<T, ChatError> {
+        let text = self.execute_text(request, body).await?;
+        serde_json::from_str(&text).map_err(|e| {
+            ChatError::retryable(
+                Platform::Discord,
+                format!("unreadable answer from Discord: {e}"),
+            )
+        })
+    }
+
+    /// The body of a 2xx answer, or the refusal classified.
+    async fn execute_text(&self, request: Request<'_>, body: &Value) -> Result<String, ChatError> {
         let platform = Platform::Discord;
         let bytes = serde_json::to_vec(body)
             .map_err(|e| ChatError::permanent(platform, format!("request body: {e}")))?;
@@ -132,9 +158,7 @@ impl DiscordClient {
             .await
             .map_err(|e| ChatError::retryable(platform, self.mask(&network(&e))))?;
         if status.is_success() {
-            return serde_json::from_str(&text).map_err(|e| {
-                ChatError::retryable(platform, format!("unreadable answer from Discord: {e}"))
-            });
+            return Ok(text);
         }
         Err(self.refusal(status, retry_header, &text))
     }
@@ -236,19 +260,10 @@ fn retry_after(body: Option<f64>, header: Option<f64>) -> Duration {
 }
 
 fn check_token(token: &str) -> Result<(), TokenError> {
-    let parts: Vec<&str> = token.split('.').collect();
-    let part_ok = |p: &&str| {
-        !p.is_empty()
-            && p.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-    };
-    if parts.len() != 3 || !parts.iter().all(part_ok) {
-        return Err(TokenError {
-            variable: DISCORD_TOKEN_ENV,
-            why: "expected three dot-separated parts of A-Z, a-z, 0-9, _ and -",
-        });
-    }
-    Ok(())
+    jobs::bot_tokens::check_discord(token).map_err(|why| TokenError {
+        variable: DISCORD_TOKEN_ENV,
+        why,
+    })
 }
 
 #[async_trait]
@@ -259,10 +274,8 @@ impl Messenger for DiscordClient {
 
     async fn send_dm(&self, user: UserId, text: &str) -> Result<Sent, ChatError> {
         let channel = self.dm_channel(user).await?;
-        let message = self.post(channel, text).await?;
-        Ok(Sent {
-            message_id: message.id.get().to_string(),
-        })
+        let message_id = self.post(channel, text).await?;
+        Ok(Sent { message_id })
     }
 }
 

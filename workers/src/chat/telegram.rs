@@ -73,24 +73,7 @@ fn check_token(token: &str) -> Result<(), TokenError> {
         variable: TELEGRAM_TOKEN_ENV,
         why,
     };
-    let Some((id, secret)) = token.split_once(':') else {
-        return Err(malformed("expected BOT_ID:SECRET, as BotFather gives it"));
-    };
-    if id.is_empty() || id.len() > 20 || !id.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(malformed(
-            "the part before ':' must be the bot's numeric id",
-        ));
-    }
-    let secret_ok = secret.len() >= 20
-        && secret
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
-    if !secret_ok {
-        return Err(malformed(
-            "the part after ':' must be at least 20 characters of A-Z, a-z, 0-9, _ and -",
-        ));
-    }
-    Ok(())
+    jobs::bot_tokens::check_telegram(token).map_err(malformed)
 }
 
 fn classify(error: &RequestError, reason: String) -> ChatError {

@@ -5,8 +5,10 @@
 //!   the new expiry: the old job then finds its expiry changed and does nothing).
 //! - `"force": true` (an admin's immediate expiry) skips the time and expiry checks and expires
 //!   whatever term the subscription is in now.
-//! - A renewal can land between our check and our write to the panel. So marking `expired` is
-//!   conditional on the expiry being unchanged, and if it changed after we disabled the client,
+//! - A renewal and an expiry of one subscription never interleave: both hold the subscription
+//!   (`lock_subscription`, across all workers) while they read the row, change the panel and
+//!   write the row. Marking `expired` is still conditional on the expiry being unchanged, and
+//!   if it changed (an admin's edit, a holder whose lock expired) after we disabled the client,
 //!   we enable the client again: the renewal wins.
 //! - Marking `expired` and enqueueing the DM (`expired_dm:<id>:<expiry>`) commit together; a
 //!   retry after a crash disables again (a no-op on the panel) and finds the row expired.
@@ -17,7 +19,7 @@ use jobs::EnqueueOptions;
 use jobs::kinds::{ExpireSubscription, Recipient, SendDm, SubscriptionId};
 use jobs::subscriptions::{Subscription, SubscriptionStatus, Subscriptions};
 
-use super::{Product, db_error, panel_job_error, queue_error};
+use super::{Product, db_error, lock_subscription, panel_job_error, queue_error};
 use crate::handler::{Handler, JobContext, JobError};
 use crate::panel::{ClientChange, Panel};
 
@@ -34,6 +36,15 @@ impl ExpireSubscriptionHandler {
 #[async_trait]
 impl Handler<ExpireSubscription> for ExpireSubscriptionHandler {
     async fn handle(&self, job: ExpireSubscription, ctx: &JobContext) -> Result<(), JobError> {
+        let lock = lock_subscription(&ctx.queue, job.subscription).await?;
+        let result = self.expire(job, ctx).await;
+        let _ = lock.release().await;
+        result
+    }
+}
+
+impl ExpireSubscriptionHandler {
+    async fn expire(&self, job: ExpireSubscription, ctx: &JobContext) -> Result<(), JobError> {
         let id = job.subscription;
         let subscriptions = Subscriptions::new(&ctx.queue).map_err(db_error)?;
         let Some(subscription) = subscriptions.get(id).await.map_err(db_error)? else {

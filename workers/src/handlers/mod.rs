@@ -147,3 +147,25 @@ pub(crate) fn queue_error(error: jobs::queue::QueueError) -> JobError {
         JobError::retry(error)
     }
 }
+
+/// Holds subscription `id` against the other jobs that change it (a renewal and an expiry,
+/// two renewals), across all workers: each reads the row, changes the panel, then writes the
+/// row, and two interleaved would leave the panel and the row disagreeing. Held until
+/// released, or past the jobs' timeout if the holder died. Busy: retry shortly.
+pub(crate) async fn lock_subscription(
+    queue: &jobs::Queue,
+    id: jobs::kinds::SubscriptionId,
+) -> Result<jobs::limits::Permit, JobError> {
+    const HOLD: std::time::Duration = std::time::Duration::from_secs(90);
+    const WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+    let limits = Limits::new(queue).map_err(JobError::retry)?;
+    let name = format!("subscription:{id}");
+    match limits.acquire_within(&name, 1, HOLD, WAIT).await {
+        Ok(Some(permit)) => Ok(permit),
+        Ok(None) => Err(JobError::RetryAfter {
+            after: std::time::Duration::from_secs(5),
+            reason: format!("subscription {id} is being changed by another job"),
+        }),
+        Err(error) => Err(JobError::retry(error)),
+    }
+}

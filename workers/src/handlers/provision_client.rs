@@ -7,8 +7,9 @@
 //!   so a retry finds the same subscription, and so the same derived client name;
 //! - the panel is asked for clients of that name before one is created (a create whose answer
 //!   was lost is found, not repeated); if the panel holds two (two workers, or a create that
-//!   was applied twice), the extra rows are deleted, keeping the oldest, and the worker's log
-//!   says so at `warn`;
+//!   was applied twice), the extra rows are deleted, keeping the oldest, and the attempt ends
+//!   with a retryable error saying so (kept in the job's errors for admins; the worker's log
+//!   says it at `warn`), so the next attempt looks again;
 //! - marking `active` and enqueueing the follow-ups commit together; both follow-ups are keyed.
 //!
 //! With `"renew": ID` the job renews (or, with another plan, upgrades) that subscription:
@@ -35,7 +36,7 @@ use jobs::subscriptions::{
     Subscriptions,
 };
 
-use super::{Product, db_error, panel_job_error, queue_error};
+use super::{Product, db_error, lock_subscription, panel_job_error, queue_error};
 use crate::handler::{Handler, JobContext, JobError};
 use crate::panel::{ClientChange, NewClient, Panel, PanelClient};
 
@@ -170,7 +171,11 @@ impl Provision<'_> {
                 new.origin_key.as_deref().unwrap_or_default()
             )));
         }
-        if subscription.status != SubscriptionStatus::Provisioning {
+        // `failed`: an earlier run gave up, and an admin retried the job: provision again.
+        if !matches!(
+            subscription.status,
+            SubscriptionStatus::Provisioning | SubscriptionStatus::Failed
+        ) {
             // Activated (with its follow-ups, in one transaction) by an earlier attempt.
             tracing::info!(
                 subscription = %subscription.id,
@@ -179,6 +184,34 @@ impl Provision<'_> {
             );
             return Ok(());
         }
+        let result = self.provision(&subscription).await;
+        if let Err(error) = &result
+            && self.is_last_word(error)
+        {
+            // The customer's /status and the order show it instead of `provisioning` for ever.
+            let marked = subscriptions
+                .set_status(subscription.id, SubscriptionStatus::Failed)
+                .await;
+            if let Err(db) = marked {
+                tracing::warn!(subscription = %subscription.id, error = %db, "could not mark the subscription failed");
+            }
+        }
+        result
+    }
+
+    /// Whether this error ends the job: permanent, or retryable with no attempt left.
+    fn is_last_word(&self, error: &JobError) -> bool {
+        match error {
+            JobError::Permanent(_) => true,
+            JobError::Retry(_) | JobError::RetryAfter { .. } => {
+                self.ctx.attempt >= self.ctx.max_attempts
+            }
+            JobError::Cancel(_) => false,
+        }
+    }
+
+    /// The client on the panel, then the row active with its follow-ups.
+    async fn provision(&self, subscription: &Subscription) -> Result<(), JobError> {
         let name = subscription.client_name.expose();
         let client = self
             .client_once(subscription.id, name, self.expiry_from_now())
@@ -250,6 +283,14 @@ impl Provision<'_> {
             for row in &extra {
                 self.panel.delete_client(*row).await.map_err(fail)?;
             }
+            // Said in the job's error (so an admin sees it), then looked at again next attempt.
+            return Err(JobError::retry(format!(
+                "panel {}: held {} clients of subscription {id}'s name (a create applied twice); \
+                 deleted the extra rows {extra:?}, kept {}; checking again",
+                self.panel_name,
+                rows.len(),
+                kept.id
+            )));
         }
         // Read back the row we keep, in full.
         self.panel
@@ -321,6 +362,13 @@ impl Provision<'_> {
 impl Provision<'_> {
     /// Renews or upgrades subscription `id` to this job's plan: see the module doc.
     async fn renew(self, id: SubscriptionId) -> Result<(), JobError> {
+        let lock = lock_subscription(&self.ctx.queue, id).await?;
+        let result = self.renew_locked(id).await;
+        let _ = lock.release().await;
+        result
+    }
+
+    async fn renew_locked(&self, id: SubscriptionId) -> Result<(), JobError> {
         let subscriptions = Subscriptions::new(&self.ctx.queue).map_err(db_error)?;
         let Some(subscription) = subscriptions.get(id).await.map_err(db_error)? else {
             return Err(JobError::permanent(format!(

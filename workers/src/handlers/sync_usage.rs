@@ -2,8 +2,11 @@
 //! and enable state of every subscription on it, warns users at 80% and 100% of their volume,
 //! and reconciles what the panel holds with what we sold.
 //!
-//! - Usage: rows of the same name (duplicates) are summed, since traffic may be split between
-//!   them; written in one statement ([`Subscriptions::sync_usage`]).
+//! - Usage: S-UI credits a client's traffic to every row of its name (its stats job updates
+//!   `WHERE name = ?`), so duplicates carry the same counters: the largest is taken, not the
+//!   sum. Written in one statement ([`Subscriptions::sync_usage`]), only to rows whose expiry is
+//!   still the one read before the listing (a renewal in between may have reset the usage; the
+//!   next sync picks it up).
 //! - Warnings: the highest threshold crossed, once per term: the subscription's
 //!   `usage_warned_percent` is raised and the DM (`usage_warning:<id>:<percent>:<expiry>`)
 //!   enqueued in one transaction, so a retried or overlapping sync sends none twice. A usage
@@ -17,6 +20,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use async_trait::async_trait;
+use chrono::Utc;
 use jobs::EnqueueOptions;
 use jobs::kinds::{Recipient, SendDm, SyncUsage};
 use jobs::subscriptions::{Flag, Subscription, SubscriptionStatus, Subscriptions, UsageUpdate};
@@ -45,16 +49,18 @@ impl Handler<SyncUsage> for SyncUsageHandler {
                 "panel {panel_name:?} is not configured (no [[panels]] entry with that name)"
             )));
         };
-        let clients = panel
-            .list_clients()
-            .await
-            .map_err(|e| panel_job_error(panel_name, &e))?;
-        let by_name = group_by_name(&clients);
+        // Our rows first, the panel second: a renewal landing in between shows as a changed
+        // expiry, and that row is left for the next sync.
         let subscriptions = Subscriptions::new(&ctx.queue).map_err(db_error)?;
         let ours = subscriptions
             .list_by_panel(panel_name)
             .await
             .map_err(db_error)?;
+        let clients = panel
+            .list_clients()
+            .await
+            .map_err(|e| panel_job_error(panel_name, &e))?;
+        let by_name = group_by_name(&clients);
         let updates = usage_updates(&ours, &by_name);
         let synced = subscriptions
             .sync_usage(panel_name, &updates)
@@ -89,8 +95,8 @@ fn group_by_name(clients: &[PanelClient]) -> BTreeMap<&str, Vec<&PanelClient>> {
     by_name
 }
 
-/// One update per subscription found on the panel: duplicates' usage summed, enabled if any
-/// row is.
+/// One update per subscription found on the panel: duplicates' largest counters (the panel
+/// credits each row of a name), enabled if any row is.
 fn usage_updates(
     ours: &[Subscription],
     by_name: &BTreeMap<&str, Vec<&PanelClient>>,
@@ -100,15 +106,10 @@ fn usage_updates(
             let rows = by_name.get(s.client_name.expose())?;
             Some(UsageUpdate {
                 client_name: s.client_name.clone(),
-                up: rows
-                    .iter()
-                    .map(|r| r.up.max(0))
-                    .fold(0, i64::saturating_add),
-                down: rows
-                    .iter()
-                    .map(|r| r.down.max(0))
-                    .fold(0, i64::saturating_add),
+                up: rows.iter().map(|r| r.up.max(0)).max().unwrap_or(0),
+                down: rows.iter().map(|r| r.down.max(0)).max().unwrap_or(0),
                 enabled: rows.iter().any(|r| r.enable),
+                expected_expiry: s.expiry,
             })
         })
         .collect()
@@ -179,7 +180,13 @@ fn findings(subscription: &Subscription, rows: Option<&Vec<&PanelClient>>) -> BT
             if rows.len() > 1 {
                 flags.insert(Flag::DuplicateOnPanel);
             }
-            if subscription.status == SubscriptionStatus::Active && !rows.iter().any(|r| r.enable) {
+            // At its expiry the panel disables the client itself before our expiry job runs:
+            // only a client disabled while the term still runs is a disagreement.
+            let running = subscription.expiry.is_none_or(|e| e > Utc::now());
+            if subscription.status == SubscriptionStatus::Active
+                && running
+                && !rows.iter().any(|r| r.enable)
+            {
                 flags.insert(Flag::DisabledOnPanel);
             }
         }

@@ -43,9 +43,9 @@ impl PanelLimits {
         }
     }
 
-    /// A permit and, when a rate is set, a turn; or why not. Release the permit when the
-    /// request's answer is read.
-    pub async fn enter(&self) -> Result<Permit, PanelError> {
+    /// A permit and, when a rate is set, `requests` turns (one per request the permit will
+    /// cover); or why not. Release the permit when the last answer is read.
+    pub async fn enter(&self, requests: u32) -> Result<Permit, PanelError> {
         let permit = self
             .limits
             .acquire_within(&self.key, self.concurrency, self.hold, MAX_WAIT)
@@ -55,19 +55,28 @@ impl PanelLimits {
                 limit: "concurrency",
                 retry_after: Duration::from_secs(1),
             })?;
-        if let Some(rate) = self.rate {
+        let Some(rate) = self.rate else {
+            return Ok(permit);
+        };
+        for _ in 0..requests.max(1) {
             let turn = self
                 .limits
                 .take_within(&self.key, rate, MAX_WAIT)
                 .await
-                .map_err(limit_error)?;
-            if let Err(wait) = turn {
-                let _ = permit.release().await;
-                return Err(PanelError::Throttled {
-                    limit: "requests_per_second",
-                    retry_after: wait,
-                });
-            }
+                .map_err(limit_error);
+            let wait = match turn {
+                Ok(Ok(())) => continue,
+                Ok(Err(wait)) => wait,
+                Err(error) => {
+                    let _ = permit.release().await;
+                    return Err(error);
+                }
+            };
+            let _ = permit.release().await;
+            return Err(PanelError::Throttled {
+                limit: "requests_per_second",
+                retry_after: wait,
+            });
         }
         Ok(permit)
     }

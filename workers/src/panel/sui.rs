@@ -55,6 +55,11 @@ impl fmt::Debug for SuiAuth {
     }
 }
 
+tokio::task_local! {
+    /// Set while a task holds one permit for a group of requests ([`SuiPanel::holding`]).
+    static HOLDING_PERMIT: ();
+}
+
 /// How to reach one panel.
 #[derive(Clone)]
 pub struct SuiOptions {
@@ -150,6 +155,29 @@ impl SuiPanel {
         self
     }
 
+    /// The limits a request must pass, unless the task already holds a permit for a group of
+    /// requests ([`Self::holding`]).
+    fn gate(&self) -> Option<&PanelLimits> {
+        let held = HOLDING_PERMIT.try_with(|_| ()).is_ok();
+        self.limits.as_ref().filter(|_| !held)
+    }
+
+    /// Runs `requests` requests under one permit and that many turns taken up front, so nothing
+    /// waits between them (an edit's read and write stay as close as the API allows).
+    async fn holding<T>(
+        &self,
+        requests: u32,
+        work: impl Future<Output = Result<T, PanelError>>,
+    ) -> Result<T, PanelError> {
+        let Some(limits) = self.gate() else {
+            return work.await;
+        };
+        let permit = limits.enter(requests).await?;
+        let result = HOLDING_PERMIT.scope((), work).await;
+        limits.leave(permit).await;
+        result
+    }
+
     /// One call, its answer's `obj`. With a login session, a lapsed session is logged in again
     /// once and the call repeated (the panel applied nothing for an unauthenticated call).
     async fn call(
@@ -225,8 +253,8 @@ impl SuiPanel {
             return Ok(cookie.clone());
         }
         *session = None;
-        let permit = match &self.limits {
-            Some(limits) => Some(limits.enter().await?),
+        let permit = match self.gate() {
+            Some(limits) => Some(limits.enter(1).await?),
             None => None,
         };
         let response = self
@@ -236,7 +264,7 @@ impl SuiPanel {
             .form(&[("user", user.as_str()), ("pass", pass.as_str())])
             .send()
             .await;
-        if let (Some(limits), Some(permit)) = (&self.limits, permit) {
+        if let (Some(limits), Some(permit)) = (self.gate(), permit) {
             limits.leave(permit).await;
         }
         let response = response.map_err(|e| transport(&e, self.timeout))?;
@@ -270,10 +298,10 @@ impl SuiPanel {
         form: Fields<'_>,
         token_api: bool,
     ) -> Result<Result<Value, PanelError>, Lapsed> {
-        let Some(limits) = &self.limits else {
+        let Some(limits) = self.gate() else {
             return self.send_now(request, query, form, token_api).await;
         };
-        let permit = match limits.enter().await {
+        let permit = match limits.enter(1).await {
             Ok(permit) => permit,
             Err(error) => return Ok(Err(error)),
         };
@@ -326,6 +354,35 @@ impl SuiPanel {
     async fn save(&self, action: &str, data: &str) -> Result<Value, PanelError> {
         let form = [("object", "clients"), ("action", action), ("data", data)];
         self.call(Method::POST, "save", &[], &form).await
+    }
+
+    /// The whole row read, `change` applied, written back.
+    async fn read_modify_write(
+        &self,
+        id: u64,
+        change: &ClientChange,
+    ) -> Result<PanelClient, PanelError> {
+        let mut row = self.read_row(id).await?.ok_or(PanelError::NotFound(id))?;
+        if let Some(enable) = change.enable {
+            row.insert("enable".into(), json!(enable));
+        }
+        if let Some(expiry) = change.expiry {
+            row.insert("expiry".into(), json!(expiry));
+        }
+        if let Some(volume) = change.volume {
+            row.insert("volume".into(), json!(volume));
+        }
+        if let Some(inbounds) = &change.inbounds {
+            row.insert("inbounds".into(), json!(inbounds));
+        }
+        if change.reset_usage {
+            row.insert("up".into(), json!(0));
+            row.insert("down".into(), json!(0));
+        }
+        self.save("edit", &Value::Object(row.clone()).to_string())
+            .await?;
+        client_from(&row)
+            .ok_or_else(|| PanelError::UnexpectedResponse("the row has no id or name".into()))
     }
 
     async fn detect_version(&self) -> Result<PanelVersion, PanelError> {
@@ -613,29 +670,10 @@ impl Panel for SuiPanel {
 
     async fn edit_client(&self, id: u64, change: &ClientChange) -> Result<PanelClient, PanelError> {
         self.version().await?;
-        // Read the whole row and write it straight back: nothing else between the two calls,
-        // so `up`/`down` are as fresh as the API allows (the panel has no partial update).
-        let mut row = self.read_row(id).await?.ok_or(PanelError::NotFound(id))?;
-        if let Some(enable) = change.enable {
-            row.insert("enable".into(), json!(enable));
-        }
-        if let Some(expiry) = change.expiry {
-            row.insert("expiry".into(), json!(expiry));
-        }
-        if let Some(volume) = change.volume {
-            row.insert("volume".into(), json!(volume));
-        }
-        if let Some(inbounds) = &change.inbounds {
-            row.insert("inbounds".into(), json!(inbounds));
-        }
-        if change.reset_usage {
-            row.insert("up".into(), json!(0));
-            row.insert("down".into(), json!(0));
-        }
-        self.save("edit", &Value::Object(row.clone()).to_string())
-            .await?;
-        client_from(&row)
-            .ok_or_else(|| PanelError::UnexpectedResponse("the row has no id or name".into()))
+        // Read the whole row and write it straight back: nothing else between the two calls
+        // (not even a wait for the panel's limits), so `up`/`down` are as fresh as the API
+        // allows (the panel has no partial update).
+        self.holding(2, self.read_modify_write(id, change)).await
     }
 
     async fn delete_client(&self, id: u64) -> Result<(), PanelError> {
