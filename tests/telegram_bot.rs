@@ -12,7 +12,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use fakes::sui::FakeSui;
-use fakes::telegram::FakeTelegram;
+use fakes::telegram::{FakeTelegram, Fault, FaultRule};
 use jobs::JobState;
 use jobs::driver::JobRecord;
 use serde_json::{Value, json};
@@ -26,12 +26,18 @@ on_both_backends!(
     non_admins_are_refused_and_nothing_is_enqueued,
     provision_on_telegram_reaches_the_panel_and_dms_the_link,
     a_missing_or_malformed_token_stops_the_bot_before_it_connects,
+    admin_notices_survive_failed_sends_and_a_restart_and_arrive_once,
+    reject_tells_the_customer_and_enqueues_nothing,
+    admins_remove_takes_the_rights_away,
+    a_flood_of_commands_is_slowed_and_enqueues_nothing_extra,
 );
 
 const TOKEN: &str = "424242:TGbotSECRETneverINlogs0123456789ab";
 const SECRET_PART: &str = "TGbotSECRETneverINlogs0123456789ab";
 const ADMIN: i64 = 9001;
 const CUSTOMER: i64 = panel::USER;
+/// An admin added through `/admins add` (kept in the database).
+const OTHER_ADMIN: i64 = 4242;
 
 struct Setup {
     telegram: FakeTelegram,
@@ -40,6 +46,11 @@ struct Setup {
 }
 
 async fn setup(backend: Backend) -> Setup {
+    setup_with(backend, 10_000, 1000).await
+}
+
+/// As [`setup`], with this per-user command rate.
+async fn setup_with(backend: Backend, per_minute: u32, burst: u32) -> Setup {
     let telegram = FakeTelegram::start(TOKEN).await.expect("fake telegram");
     let panel = panel::fake().await;
     let extra = format!(
@@ -55,8 +66,8 @@ api_url = "{}"
 admins = [{ADMIN}]
 
 [bots]
-commands_per_minute = 10000
-command_burst = 1000
+commands_per_minute = {per_minute}
+command_burst = {burst}
 "#,
         telegram.url()
     );
@@ -131,7 +142,18 @@ fn press(user: i64, callback: &str, message_id: i64, data: &str) -> Value {
 
 /// The newest message to `chat` containing `needle` (waits for it).
 async fn reply_to(fake: &FakeTelegram, chat: i64, needle: &str, bot: &Worker) -> (i64, String) {
-    let found = tokio::time::timeout(Duration::from_secs(20), async {
+    reply_within(fake, chat, needle, bot, Duration::from_secs(20)).await
+}
+
+/// As [`reply_to`], waiting up to `within`.
+async fn reply_within(
+    fake: &FakeTelegram,
+    chat: i64,
+    needle: &str,
+    bot: &Worker,
+    within: Duration,
+) -> (i64, String) {
+    let found = tokio::time::timeout(within, async {
         loop {
             if let Some(m) = fake
                 .sent_to(chat)
@@ -578,4 +600,351 @@ async fn a_missing_or_malformed_token_stops_the_bot_before_it_connects(backend: 
     assert!(!error.contains("SECRETVALUE"), "{error}");
     // Nothing reached the Bot API.
     assert!(s.telegram.calls().is_empty(), "{:?}", s.telegram.calls());
+}
+
+/// How many messages that reached `chat` contain `needle`.
+fn count_to(fake: &FakeTelegram, chat: i64, needle: &str) -> usize {
+    fake.sent_to(chat)
+        .iter()
+        .filter(|m| m.method == "sendMessage" && m.text.contains(needle))
+        .count()
+}
+
+/// How many `sendMessage` calls to `chat` with `needle` the bot made (delivered or not).
+fn attempts_to(fake: &FakeTelegram, chat: i64, needle: &str) -> usize {
+    fake.calls_of("sendMessage")
+        .iter()
+        .filter(|c| {
+            c.params["chat_id"].as_i64() == Some(chat)
+                && c.params["text"]
+                    .as_str()
+                    .is_some_and(|t| t.contains(needle))
+        })
+        .count()
+}
+
+fn forwards_to(fake: &FakeTelegram, chat: i64) -> usize {
+    fake.calls_of("forwardMessage")
+        .iter()
+        .filter(|c| c.params["chat_id"].as_i64() == Some(chat))
+        .count()
+}
+
+/// Waits until `check` holds, polling, for up to `within`.
+async fn until(within: Duration, what: &str, bot: &Worker, mut check: impl FnMut() -> bool) {
+    let ok = tokio::time::timeout(within, async {
+        while !check() {
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    })
+    .await;
+    assert!(
+        ok.is_ok(),
+        "timed out waiting for {what}; bot log:\n{}",
+        bot.log_text()
+    );
+}
+
+/// `update` with a fixed `update_id` (to deliver it again).
+fn numbered(mut update: Value, id: i64) -> Value {
+    update["update_id"] = json!(id);
+    update
+}
+
+/// `/buy` (message `nonce`) → plan number `plan` → Confirm by the customer; returns the
+/// Confirm update (numbered `nonce * 100`, to deliver it again) once the order is placed.
+async fn place_order(s: &Setup, bot: &Worker, nonce: i64, plan: usize) -> Value {
+    let fake = &s.telegram;
+    fake.push_update(message(CUSTOMER, nonce, "/buy"));
+    let (menu, _) = reply_to(fake, CUSTOMER, "Choose a plan", bot).await;
+    let choose = format!("cb-plan-{nonce}");
+    fake.push_update(press(CUSTOMER, &choose, menu, &format!("b:{nonce}:{plan}")));
+    answer_of(fake, &choose, bot).await;
+    let confirm_id = format!("cb-confirm-{nonce}");
+    let confirm = numbered(
+        press(CUSTOMER, &confirm_id, menu, &format!("b:{nonce}:y")),
+        nonce * 100,
+    );
+    fake.push_update(confirm.clone());
+    let answer = answer_of(fake, &confirm_id, bot).await;
+    assert!(answer.ends_with("placed"), "{answer}");
+    confirm
+}
+
+async fn admin_notices_survive_failed_sends_and_a_restart_and_arrive_once(backend: Backend) {
+    let s = setup(backend).await;
+    let fake = &s.telegram;
+    let mut bot = start_bot(&s).await;
+    fake.push_update(message(ADMIN, 60, &format!("/admins add {OTHER_ADMIN}")));
+    reply_to(fake, ADMIN, "is now an admin", &bot).await;
+
+    // The first admin's notice meets a 502, the other's a 429: both are sent again.
+    fake.inject(
+        FaultRule::new(Fault::Status(502))
+            .method("sendMessage")
+            .chat(ADMIN),
+    );
+    fake.inject(
+        FaultRule::new(Fault::RetryAfter(1))
+            .method("sendMessage")
+            .chat(OTHER_ADMIN),
+    );
+    let confirm = place_order(&s, &bot, 61, 0).await;
+    for admin in [ADMIN, OTHER_ADMIN] {
+        reply_to(fake, admin, "New order #1: basic (new)", &bot).await;
+        assert_eq!(
+            attempts_to(fake, admin, "New order #1"),
+            2,
+            "one failed send, one delivered"
+        );
+        assert_eq!(buttons(fake, admin, "New order #1"), ["o:1:a", "o:1:r"]);
+    }
+
+    // The receipt: every message to the first admin fails until the bot is restarted.
+    fake.inject(
+        FaultRule::new(Fault::Status(500))
+            .method("sendMessage")
+            .chat(ADMIN)
+            .times(100_000),
+    );
+    let receipt = numbered(photo(CUSTOMER, 62), 6200);
+    fake.push_update(receipt.clone());
+    reply_to(fake, CUSTOMER, "Receipt received for order #1", &bot).await;
+    reply_to(fake, OTHER_ADMIN, "Receipt for order #1", &bot).await;
+    until(
+        Duration::from_secs(20),
+        "a failed receipt notice",
+        &bot,
+        || attempts_to(fake, ADMIN, "Receipt for order #1") >= 1,
+    )
+    .await;
+    assert_eq!(count_to(fake, ADMIN, "Receipt for order #1"), 0);
+    bot.kill_hard();
+    fake.clear_faults();
+    let bot = start_bot(&s).await;
+    // Its retry is seconds away (a send the kill cut short would wait for its lease).
+    reply_within(
+        fake,
+        ADMIN,
+        "Receipt for order #1",
+        &bot,
+        Duration::from_secs(90),
+    )
+    .await;
+
+    // The Confirm and the photo delivered again (as to a bot that crashed before confirming
+    // its offset): answered again, nothing new for the admins.
+    fake.push_update(confirm);
+    fake.push_update(receipt);
+    until(
+        Duration::from_secs(20),
+        "the redelivered Confirm's answer",
+        &bot,
+        || {
+            fake.calls_of("answerCallbackQuery")
+                .iter()
+                .filter(|c| c.params["callback_query_id"] == "cb-confirm-61")
+                .count()
+                == 2
+        },
+    )
+    .await;
+    until(
+        Duration::from_secs(20),
+        "the redelivered receipt's answer",
+        &bot,
+        || count_to(fake, CUSTOMER, "Receipt received for order #1") == 2,
+    )
+    .await;
+
+    for admin in [ADMIN, OTHER_ADMIN] {
+        assert_eq!(count_to(fake, admin, "New order #1"), 1, "admin {admin}");
+        assert_eq!(
+            count_to(fake, admin, "Receipt for order #1"),
+            1,
+            "admin {admin}"
+        );
+        assert_eq!(forwards_to(fake, admin), 1, "admin {admin}");
+        assert_eq!(
+            buttons(fake, admin, "Receipt for order #1"),
+            ["o:1:a", "o:1:r"]
+        );
+    }
+    assert!(all_jobs(&s.db).await.is_empty());
+    assert_no_token(&bot);
+}
+
+async fn reject_tells_the_customer_and_enqueues_nothing(backend: Backend) {
+    let s = setup(backend).await;
+    let fake = &s.telegram;
+    let bot = start_bot(&s).await;
+    place_order(&s, &bot, 80, 0).await;
+    let (note, _) = reply_to(fake, ADMIN, "New order #1", &bot).await;
+
+    fake.push_update(press(ADMIN, "cb-reject", note, "o:1:r"));
+    assert_eq!(
+        answer_of(fake, "cb-reject", &bot).await,
+        "Order #1 rejected"
+    );
+    let (_, told) = reply_to(fake, CUSTOMER, "Your order #1 was not approved", &bot).await;
+    assert!(told.contains("contact the shop"), "{told}");
+    let edits = fake.calls_of("editMessageText");
+    assert!(
+        edits.iter().any(|e| e.params["chat_id"] == ADMIN
+            && e.params["text"]
+                .as_str()
+                .is_some_and(|t| t.contains("rejected by"))),
+        "{edits:#?}"
+    );
+
+    // Approve after the rejection: already decided, nothing enqueued.
+    fake.push_update(press(ADMIN, "cb-approve", note, "o:1:a"));
+    let late = answer_of(fake, "cb-approve", &bot).await;
+    assert!(late.contains("already decided"), "{late}");
+    assert!(all_jobs(&s.db).await.is_empty());
+    fake.push_update(message(CUSTOMER, 81, "/status"));
+    reply_to(fake, CUSTOMER, "Order #1 (basic): rejected", &bot).await;
+
+    let audit =
+        s.db.queue()
+            .await
+            .driver()
+            .audit_log(10)
+            .await
+            .expect("audit");
+    assert_eq!(
+        audit
+            .iter()
+            .filter(|a| a.surface == "telegram" && a.action == "reject_order")
+            .count(),
+        1,
+        "{audit:#?}"
+    );
+    assert!(!audit.iter().any(|a| a.action == "approve_order"));
+}
+
+async fn admins_remove_takes_the_rights_away(backend: Backend) {
+    let s = setup(backend).await;
+    let fake = &s.telegram;
+    let bot = start_bot(&s).await;
+    fake.push_update(message(ADMIN, 90, &format!("/admins add {OTHER_ADMIN}")));
+    reply_to(fake, ADMIN, "4242 is now an admin", &bot).await;
+    fake.push_update(message(OTHER_ADMIN, 1, "/failed"));
+    reply_to(fake, OTHER_ADMIN, "No failed jobs", &bot).await;
+    // Only an owner may remove.
+    fake.push_update(message(
+        OTHER_ADMIN,
+        2,
+        &format!("/admins remove {OTHER_ADMIN}"),
+    ));
+    reply_to(fake, OTHER_ADMIN, "Only the owners", &bot).await;
+
+    fake.push_update(message(ADMIN, 91, &format!("/admins remove {OTHER_ADMIN}")));
+    reply_to(fake, ADMIN, "4242 is no longer an admin.", &bot).await;
+    fake.push_update(message(OTHER_ADMIN, 3, "/failed"));
+    reply_to(fake, OTHER_ADMIN, "That command is for admins only.", &bot).await;
+    fake.push_update(message(ADMIN, 92, &format!("/admins remove {OTHER_ADMIN}")));
+    reply_to(fake, ADMIN, "4242 was not an admin.", &bot).await;
+    fake.push_update(message(ADMIN, 93, "/admins list"));
+    let (_, list) = reply_to(fake, ADMIN, "Owners", &bot).await;
+    assert!(!list.contains("4242"), "{list}");
+
+    let audit =
+        s.db.queue()
+            .await
+            .driver()
+            .audit_log(20)
+            .await
+            .expect("audit");
+    let removals: Vec<_> = audit
+        .iter()
+        .filter(|a| a.surface == "telegram" && a.action == "remove_admin")
+        .collect();
+    assert_eq!(removals.len(), 2, "{audit:#?}");
+    assert!(removals.iter().all(|a| a.actor.contains("telegram 9001")));
+    assert_eq!(
+        removals.iter().map(|a| a.count).sum::<i64>(),
+        1,
+        "one removed"
+    );
+}
+
+async fn a_flood_of_commands_is_slowed_and_enqueues_nothing_extra(backend: Backend) {
+    let s = setup_with(backend, 1, 3).await;
+    let fake = &s.telegram;
+    let queue = s.db.queue().await;
+    // The customer has an active subscription, so each allowed /link enqueues a DM.
+    let key = jobs::secret_key::SecretKey::parse(panel::SECRET).expect("key");
+    let subscriptions = jobs::subscriptions::Subscriptions::new(&queue).expect("subscriptions");
+    let created = subscriptions
+        .create(
+            &key,
+            &jobs::subscriptions::NewSubscription {
+                platform: jobs::kinds::Platform::Telegram,
+                user_id: jobs::kinds::UserId::parse(CUSTOMER).expect("id"),
+                panel: "main".into(),
+                plan: "basic".into(),
+                volume_bytes: 0,
+                origin_key: None,
+            },
+        )
+        .await
+        .expect("create");
+    let activation = jobs::subscriptions::Activation {
+        link: jobs::subscriptions::SubscriptionLink::new("https://sub.example.com/sub/jqflood"),
+        volume_bytes: 0,
+        expiry: chrono::Utc::now() + chrono::Duration::days(30),
+        plan: None,
+        reset_usage: false,
+    };
+    subscriptions
+        .mark_active(created.subscription.id, &activation)
+        .await
+        .expect("mark active")
+        .expect("the row");
+    let bot = start_bot(&s).await;
+
+    for id in 100..108 {
+        fake.push_update(message(CUSTOMER, id, "/link"));
+    }
+    until(Duration::from_secs(20), "eight answers", &bot, || {
+        fake.sent_to(CUSTOMER).len() == 8
+    })
+    .await;
+    assert_eq!(
+        count_to(fake, CUSTOMER, "sending your link"),
+        3,
+        "the burst"
+    );
+    assert_eq!(count_to(fake, CUSTOMER, "too fast. Try again in"), 5);
+    let mut keys: Vec<String> = all_jobs(&s.db)
+        .await
+        .into_iter()
+        .filter(|j| j.kind == "send_dm")
+        .filter_map(|j| j.key)
+        .collect();
+    keys.sort();
+    assert_eq!(
+        keys,
+        (100..103)
+            .map(|id| format!("telegram:link:{CUSTOMER}:{id}"))
+            .collect::<Vec<_>>(),
+        "only the allowed commands enqueued"
+    );
+
+    // Admins go past the limit, logged at INFO.
+    for id in 110..116 {
+        fake.push_update(message(ADMIN, id, "/stats"));
+    }
+    until(Duration::from_secs(20), "six admin answers", &bot, || {
+        count_to(fake, ADMIN, "Queues") == 6
+    })
+    .await;
+    assert_eq!(count_to(fake, ADMIN, "too fast"), 0);
+    let log = bot.log_text();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("INFO") && l.contains("bypassed the command rate limit")),
+        "{log}"
+    );
 }

@@ -356,6 +356,19 @@ impl Orders {
     /// Places an order in `pending_approval`; with an origin key already used, returns that
     /// order with `created: false`.
     pub async fn create(&self, new: &NewOrder) -> Result<Placed, OrderError> {
+        self.place(new, &[], |_| String::new()).await
+    }
+
+    /// Places an order as [`Orders::create`] and, in the same transaction, a notice to each of
+    /// `admins` (the text `note` writes for the order, sent with its Approve/Reject buttons by
+    /// [`Orders::claim_notices`]' caller). An order placed before gets no new notices: its own
+    /// were written with it.
+    pub async fn place(
+        &self,
+        new: &NewOrder,
+        admins: &[i64],
+        note: impl FnOnce(&Order) -> String,
+    ) -> Result<Placed, OrderError> {
         let sql = format!(
             "INSERT INTO jobq_orders (platform, user_id, chat_id, plan, kind, subscription_id,
                                       origin_key, created_at, updated_at)
@@ -363,7 +376,8 @@ impl Orders {
              ON CONFLICT (origin_key) DO NOTHING
              RETURNING {ORDER_COLUMNS}"
         );
-        let inserted: Option<Order> = with_pool!(&self.pool, |conn| on_conn!(conn, |c, now| {
+        let mut tx = self.queue.begin().await?;
+        let inserted: Option<Order> = on_conn!(conn_of(&mut tx)?, |c, now| {
             let row = sqlx::query(&sql)
                 .bind(new.platform.as_str())
                 .bind(new.user_id.get())
@@ -376,13 +390,27 @@ impl Orders {
                 .fetch_optional(&mut *c)
                 .await?;
             row.as_ref().map(|r| order_row!(r)).transpose()?
-        }));
+        });
         if let Some(order) = inserted {
+            let text = note(&order);
+            for admin in admins {
+                insert_notice(
+                    conn_of(&mut tx)?,
+                    order.id,
+                    *admin,
+                    0,
+                    NoticeWhat::Message,
+                    &text,
+                )
+                .await?;
+            }
+            tx.commit().await?;
             return Ok(Placed {
                 order,
                 created: true,
             });
         }
+        tx.rollback().await?;
         let existing = self.by_origin(&new.origin_key).await?;
         existing
             .map(|order| Placed {
@@ -545,9 +573,23 @@ impl Orders {
     /// Records a receipt message for an order: `true` the first time (forward it then),
     /// `false` when it was recorded before (a redelivered update).
     pub async fn add_receipt(&self, order: i64, message_id: i64) -> Result<bool, OrderError> {
+        self.receive(order, message_id, &[], "").await
+    }
+
+    /// Records a receipt as [`Orders::add_receipt`] and, in the same transaction, for each of
+    /// `admins` a forward of the receipt message and then a notice with `text` and the
+    /// order's buttons. A receipt recorded before gets no new notices.
+    pub async fn receive(
+        &self,
+        order: i64,
+        message_id: i64,
+        admins: &[i64],
+        text: &str,
+    ) -> Result<bool, OrderError> {
         let sql = "INSERT INTO jobq_order_receipts (order_id, message_id, received_at)
                    VALUES ($1, $2, $3) ON CONFLICT (order_id, message_id) DO NOTHING";
-        let added = with_pool!(&self.pool, |conn| on_conn!(conn, |c, now| {
+        let mut tx = self.queue.begin().await?;
+        let added = on_conn!(conn_of(&mut tx)?, |c, now| {
             sqlx::query(sql)
                 .bind(order)
                 .bind(message_id)
@@ -555,8 +597,19 @@ impl Orders {
                 .execute(&mut *c)
                 .await?
                 .rows_affected()
-        }));
-        Ok(added == 1)
+        });
+        if added != 1 {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        for admin in admins {
+            let conn = conn_of(&mut tx)?;
+            insert_notice(conn, order, *admin, message_id, NoticeWhat::Forward, "").await?;
+            let conn = conn_of(&mut tx)?;
+            insert_notice(conn, order, *admin, message_id, NoticeWhat::Message, text).await?;
+        }
+        tx.commit().await?;
+        Ok(true)
     }
 
     /// The receipt message ids of an order, oldest first.
@@ -648,6 +701,221 @@ pub async fn write_audit(tx: &mut JobTx, entry: &AuditEntry, count: i64) -> Resu
             .await?;
     });
     Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Admin notices (migration 0005)
+
+/// What a notice sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum NoticeWhat {
+    Message,
+    Forward,
+}
+
+impl NoticeWhat {
+    const fn as_str(self) -> &'static str {
+        match self {
+            NoticeWhat::Message => "message",
+            NoticeWhat::Forward => "forward",
+        }
+    }
+}
+
+/// A message to an admin about a pending order, claimed for sending by
+/// [`Orders::claim_notices`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notice {
+    pub id: i64,
+    pub order_id: i64,
+    /// The admin's user id (their private chat with the bot).
+    pub admin_id: i64,
+    /// The customer's chat (where a receipt to forward is).
+    pub customer_chat: i64,
+    pub kind: NoticeKind,
+    /// Sends tried, this one included.
+    pub attempts: i32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NoticeKind {
+    /// `text`, with the order's Approve/Reject buttons.
+    Message { text: String },
+    /// The customer's receipt message, forwarded.
+    Forward { message_id: i64 },
+}
+
+/// A time as a backend stores it, moved on by a duration (for `next_attempt_at`).
+trait Stamp: Copy {
+    fn after(self, delay: std::time::Duration) -> Self;
+    /// How long from `now` until `self` (zero when past).
+    fn since(self, now: Self) -> std::time::Duration;
+}
+
+impl Stamp for DateTime<Utc> {
+    fn after(self, delay: std::time::Duration) -> Self {
+        let delay = chrono::TimeDelta::from_std(delay).unwrap_or(chrono::TimeDelta::days(1));
+        self.checked_add_signed(delay).unwrap_or(self)
+    }
+    fn since(self, now: Self) -> std::time::Duration {
+        (self - now).to_std().unwrap_or_default()
+    }
+}
+
+impl Stamp for i64 {
+    fn after(self, delay: std::time::Duration) -> Self {
+        self.saturating_add(i64::try_from(delay.as_micros()).unwrap_or(i64::MAX))
+    }
+    fn since(self, now: Self) -> std::time::Duration {
+        std::time::Duration::from_micros(u64::try_from(self.saturating_sub(now)).unwrap_or(0))
+    }
+}
+
+/// How long from `now` until `next`, if any.
+fn until<T: Stamp>(next: Option<T>, now: T) -> Option<std::time::Duration> {
+    next.map(|at| at.since(now))
+}
+
+async fn insert_notice(
+    conn: Conn<'_>,
+    order: i64,
+    admin: i64,
+    receipt_message_id: i64,
+    what: NoticeWhat,
+    text: &str,
+) -> Result<(), OrderError> {
+    let sql = "INSERT INTO jobq_order_notices
+                   (order_id, admin_id, receipt_message_id, what, text, next_attempt_at, created_at)
+               VALUES ($1, $2, $3, $4, $5, $6, $6)
+               ON CONFLICT (order_id, receipt_message_id, what, admin_id) DO NOTHING";
+    on_conn!(conn, |c, now| {
+        sqlx::query(sql)
+            .bind(order)
+            .bind(admin)
+            .bind(receipt_message_id)
+            .bind(what.as_str())
+            .bind(text)
+            .bind(now)
+            .execute(&mut *c)
+            .await?;
+    });
+    Ok(())
+}
+
+/// Notices still to send whose order is still pending (a decided order's Approve/Reject
+/// buttons would only be stale).
+const NOTICES_PENDING: &str = "FROM jobq_order_notices n JOIN jobq_orders o ON o.id = n.order_id
+     WHERE n.sent_at IS NULL AND n.gave_up_at IS NULL AND o.status = 'pending_approval'";
+
+impl Orders {
+    /// Claims up to `limit` notices that are due, oldest first: each one's attempt is counted
+    /// and its next attempt pushed `lease` out, so a process that dies while sending leaves it
+    /// to be retried after the lease (it may then arrive twice: the one window), and two
+    /// processes never claim the same notice at once.
+    pub async fn claim_notices(
+        &self,
+        limit: u32,
+        lease: std::time::Duration,
+    ) -> Result<Vec<Notice>, OrderError> {
+        let due = format!(
+            "SELECT n.id, n.order_id, n.admin_id, o.chat_id, n.receipt_message_id, n.what, n.text
+             {NOTICES_PENDING} AND n.next_attempt_at <= $1 ORDER BY n.id LIMIT $2"
+        );
+        let claim = "UPDATE jobq_order_notices SET attempts = attempts + 1, next_attempt_at = $2
+                     WHERE id = $1 AND sent_at IS NULL AND gave_up_at IS NULL
+                       AND next_attempt_at <= $3
+                     RETURNING attempts";
+        type DueRow = (i64, i64, i64, i64, i64, String, String);
+        let rows: Vec<DueRow> = with_pool!(&self.pool, |conn| on_conn!(conn, |c, now| {
+            sqlx::query_as(&due)
+                .bind(now)
+                .bind(i64::from(limit))
+                .fetch_all(&mut *c)
+                .await?
+        }));
+        let mut claimed = Vec::new();
+        for (id, order_id, admin_id, customer_chat, receipt, what, text) in rows {
+            let attempts: Option<i32> = with_pool!(&self.pool, |conn| on_conn!(conn, |c, now| {
+                sqlx::query_scalar(claim)
+                    .bind(id)
+                    .bind(now.after(lease))
+                    .bind(now)
+                    .fetch_optional(&mut *c)
+                    .await?
+            }));
+            let Some(attempts) = attempts else {
+                continue; // another process claimed it first
+            };
+            let kind = match what.as_str() {
+                "forward" => NoticeKind::Forward {
+                    message_id: receipt,
+                },
+                _ => NoticeKind::Message { text },
+            };
+            claimed.push(Notice {
+                id,
+                order_id,
+                admin_id,
+                customer_chat,
+                kind,
+                attempts,
+            });
+        }
+        Ok(claimed)
+    }
+
+    /// How long until the next pending notice is due (zero if one is), `None` if none waits.
+    pub async fn next_notice_in(&self) -> Result<Option<std::time::Duration>, OrderError> {
+        let sql = format!("SELECT MIN(n.next_attempt_at) {NOTICES_PENDING}");
+        with_pool!(&self.pool, |conn| on_conn!(conn, |c, now| {
+            let next = sqlx::query_scalar(&sql).fetch_one(&mut *c).await?;
+            Ok(until(next, now))
+        }))
+    }
+
+    /// A claimed notice went out.
+    pub async fn notice_sent(&self, id: i64) -> Result<(), OrderError> {
+        let sql = "UPDATE jobq_order_notices SET sent_at = $2, last_error = NULL WHERE id = $1";
+        with_pool!(&self.pool, |conn| on_conn!(conn, |c, now| {
+            sqlx::query(sql).bind(id).bind(now).execute(&mut *c).await?;
+        }));
+        Ok(())
+    }
+
+    /// A claimed notice failed: try again after `retry_in`. `error` must be free of secrets.
+    pub async fn notice_failed(
+        &self,
+        id: i64,
+        retry_in: std::time::Duration,
+        error: &str,
+    ) -> Result<(), OrderError> {
+        let sql = "UPDATE jobq_order_notices SET next_attempt_at = $2, last_error = $3
+                   WHERE id = $1 AND sent_at IS NULL";
+        with_pool!(&self.pool, |conn| on_conn!(conn, |c, now| {
+            sqlx::query(sql)
+                .bind(id)
+                .bind(now.after(retry_in))
+                .bind(error)
+                .execute(&mut *c)
+                .await?;
+        }));
+        Ok(())
+    }
+
+    /// A claimed notice cannot be sent (the admin blocked the bot, say): not tried again.
+    pub async fn notice_given_up(&self, id: i64, error: &str) -> Result<(), OrderError> {
+        let sql = "UPDATE jobq_order_notices SET gave_up_at = $2, last_error = $3
+                   WHERE id = $1 AND sent_at IS NULL";
+        with_pool!(&self.pool, |conn| on_conn!(conn, |c, now| {
+            sqlx::query(sql)
+                .bind(id)
+                .bind(now)
+                .bind(error)
+                .execute(&mut *c)
+                .await?;
+        }));
+        Ok(())
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 //! `/buy`: plans as buttons → confirmation → an order in `pending_approval` → each admin gets
 //! Approve/Reject buttons (and any receipt photo the customer sends) → Approve enqueues
-//! `provision_client` keyed `order:ID`, Reject tells the customer.
+//! `provision_client` keyed `order:ID`, Reject tells the customer. The admins' messages are
+//! written with the order (or receipt) and sent by [`super::notices`], so none is lost.
 //!
 //! The dialogue's step is in the database (`jobq_bot_dialogues`), so a restart in the middle
 //! loses nothing. Buttons carry the id of the `/buy` message that opened the dialogue (the
@@ -219,7 +220,23 @@ impl Shop {
             subscription_id: existing.map(|s| s.id),
             origin_key: Self::origin(press.chat, nonce),
         };
-        let placed = self.orders.create(&new).await?;
+        // The admins' notices are written with the order, in one transaction, and sent by the
+        // notice loop ([`super::notices`]): a crash after this commit, a redelivered update or
+        // a failed send loses none of them, and a repeated Confirm adds none.
+        let admins = self.all_admins().await?;
+        let placed = self
+            .orders
+            .place(&new, &admins, |order| {
+                format!(
+                    "New order #{}: {} ({}) from {} (id {}). Approve once paid.",
+                    order.id,
+                    order.plan,
+                    describe_kind(order),
+                    press.name,
+                    press.user
+                )
+            })
+            .await?;
         let order = placed.order;
         self.set_dialogue(press.chat, &Dialogue::AwaitingReceipt { order: order.id })
             .await?;
@@ -228,7 +245,12 @@ impl Shop {
              here. An admin will approve the order and you will get your link here.",
             order.id, order.plan
         );
-        let mut actions = vec![
+        if placed.created {
+            tracing::info!(order = order.id, user = press.user, plan = %order.plan, kind = order.kind.as_str(),
+                "order placed");
+        }
+        self.wake_notices();
+        Ok(vec![
             Action::answer(&press.callback_id, format!("Order #{} placed", order.id)),
             Action::Edit {
                 chat: press.chat,
@@ -236,22 +258,7 @@ impl Shop {
                 text,
                 buttons: Vec::new(),
             },
-        ];
-        // A repeated Confirm (or a redelivered update) finds the order: admins were told once.
-        if placed.created {
-            tracing::info!(order = order.id, user = press.user, plan = %order.plan, kind = order.kind.as_str(),
-                "order placed");
-            let note = format!(
-                "New order #{}: {} ({}) from {} (id {}). Approve once paid.",
-                order.id,
-                order.plan,
-                describe_kind(&order),
-                press.name,
-                press.user
-            );
-            actions.extend(self.to_admins(&note, order.id).await?);
-        }
-        Ok(actions)
+        ])
     }
 
     async fn cancel(&self, press: &Press, nonce: i64) -> Result<Vec<Action>, BotError> {
@@ -295,25 +302,8 @@ impl Shop {
         Ok(vec![Action::answer(&press.callback_id, text)])
     }
 
-    /// Sends `text` with the order's Approve/Reject buttons to every admin.
-    async fn to_admins(&self, text: &str, order: i64) -> Result<Vec<Action>, BotError> {
-        let buttons = vec![vec![
-            Button::new("Approve", format!("o:{order}:a")),
-            Button::new("Reject", format!("o:{order}:r")),
-        ]];
-        Ok(self
-            .all_admins()
-            .await?
-            .into_iter()
-            .map(|admin| Action::Send {
-                chat: admin,
-                text: text.to_string(),
-                buttons: buttons.clone(),
-            })
-            .collect())
-    }
-
-    /// A photo: the receipt of the chat's order awaiting one, forwarded to the admins once.
+    /// A photo: the receipt of the chat's order awaiting one, forwarded to the admins once
+    /// (through the notice loop, as an order's notices).
     pub(super) async fn receipt(&self, message: &Incoming) -> Result<Vec<Action>, BotError> {
         let Some(Dialogue::AwaitingReceipt { order }) = self.dialogue(message.chat).await? else {
             return Ok(vec![Action::send(
@@ -335,20 +325,6 @@ impl Shop {
             );
             return Ok(vec![Action::send(message.chat, text)]);
         }
-        if !self
-            .orders
-            .add_receipt(order.id, message.message_id)
-            .await?
-        {
-            return Ok(Vec::new());
-        }
-        let mut actions = vec![Action::send(
-            message.chat,
-            format!(
-                "Receipt received for order #{}. An admin will check it.",
-                order.id
-            ),
-        )];
         let note = format!(
             "Receipt for order #{}: {} ({}) from {} (id {}).",
             order.id,
@@ -357,15 +333,20 @@ impl Shop {
             message.name,
             message.user
         );
-        for admin in self.all_admins().await? {
-            actions.push(Action::Forward {
-                to: admin,
-                from_chat: message.chat,
-                message_id: message.message_id,
-            });
-        }
-        actions.extend(self.to_admins(&note, order.id).await?);
-        Ok(actions)
+        let admins = self.all_admins().await?;
+        // Recorded with its notices in one transaction; a redelivered photo adds none (and
+        // its reply, which may not have gone out the first time, is given again).
+        self.orders
+            .receive(order.id, message.message_id, &admins, &note)
+            .await?;
+        self.wake_notices();
+        Ok(vec![Action::send(
+            message.chat,
+            format!(
+                "Receipt received for order #{}. An admin will check it.",
+                order.id
+            ),
+        )])
     }
 
     /// Approve or Reject, by an admin: decided once in the database.
@@ -510,6 +491,14 @@ impl Shop {
             }
         }
     }
+}
+
+/// An order's Approve/Reject buttons, on each admin notice.
+pub fn decision_buttons(order: i64) -> Vec<Vec<Button>> {
+    vec![vec![
+        Button::new("Approve", format!("o:{order}:a")),
+        Button::new("Reject", format!("o:{order}:r")),
+    ]]
 }
 
 /// A `provision_client` job; `renew` for a renewal or upgrade.

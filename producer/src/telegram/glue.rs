@@ -82,6 +82,11 @@ impl Connection {
         Ok(Connection { bot, token })
     }
 
+    /// The teloxide client.
+    pub(super) fn bot(&self) -> &Bot {
+        &self.bot
+    }
+
     /// An error's text, free of the token.
     pub fn describe(&self, error: &RequestError) -> String {
         self.token.mask(&error.to_string())
@@ -198,7 +203,7 @@ fn incoming(update: &Update) -> Option<Input> {
     }
 }
 
-fn keyboard(buttons: &[Vec<Button>]) -> InlineKeyboardMarkup {
+pub(super) fn keyboard(buttons: &[Vec<Button>]) -> InlineKeyboardMarkup {
     InlineKeyboardMarkup::new(buttons.iter().map(|row| {
         row.iter()
             .map(|b| InlineKeyboardButton::callback(b.label.clone(), b.data.clone()))
@@ -206,7 +211,7 @@ fn keyboard(buttons: &[Vec<Button>]) -> InlineKeyboardMarkup {
     }))
 }
 
-fn message_id(id: i64) -> MessageId {
+pub(super) fn message_id(id: i64) -> MessageId {
     MessageId(i32::try_from(id).unwrap_or(i32::MAX))
 }
 

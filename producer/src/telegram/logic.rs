@@ -131,6 +131,8 @@ pub struct Shop {
     pub(super) admins: BotAdmins,
     pub(super) subscriptions: Subscriptions,
     limit: CommandLimit,
+    /// Wakes the notice loop ([`super::notices`]) when notices were written.
+    pub(super) notices_due: Arc<tokio::sync::Notify>,
 }
 
 impl Shop {
@@ -142,9 +144,15 @@ impl Shop {
             admins: BotAdmins::new(&queue)?,
             subscriptions: Subscriptions::new(&queue)?,
             limit,
+            notices_due: Arc::new(tokio::sync::Notify::new()),
             settings,
             queue,
         })
+    }
+
+    /// Tells the notice loop that notices were written (a permit is kept if it is busy).
+    pub(super) fn wake_notices(&self) {
+        self.notices_due.notify_one();
     }
 
     /// The config's admins: admins, and the owners who may change the list.

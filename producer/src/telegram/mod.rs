@@ -7,6 +7,7 @@
 //! - [`command`]: text → [`command::Command`], with the usage replies;
 //! - [`logic`], [`buy`], [`admin`]: the decisions, as [`logic::Action`]s, without teloxide;
 //! - [`glue`]: teloxide: long polling or a webhook in, actions out, errors masked;
+//! - [`notices`]: the admins' order notices, sent until they arrive;
 //! - [`token`]: `JOBQ_TELEGRAM_TOKEN`, checked before connecting.
 
 mod admin;
@@ -14,6 +15,7 @@ pub mod buy;
 pub mod command;
 pub mod glue;
 pub mod logic;
+pub mod notices;
 pub mod token;
 
 use std::future::Future;
@@ -54,6 +56,10 @@ pub async fn run(
     })?;
     let shop = Shop::new(settings, queue).map_err(|e| RunError::Setup(e.to_string()))?;
     tracing::info!(bot = %username, mode = ?mode_name(&mode), "telegram bot started");
+    // Beside the updates, never in their way; stopped with them (a notice being sent is
+    // retried after its lease).
+    let notices = tokio::spawn(notices::run(conn.clone(), shop.clone()));
+    let _stop_notices = AbortOnDrop(notices);
     match mode {
         Mode::Polling => glue::poll(&conn, &shop, shutdown).await,
         Mode::Webhook { url, bind } => glue::webhook(&conn, &shop, url, bind, shutdown)
@@ -62,6 +68,15 @@ pub async fn run(
     }
     tracing::info!("telegram bot stopped");
     Ok(())
+}
+
+/// Aborts a task when dropped (however `run` returns).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 fn mode_name(mode: &Mode) -> &'static str {
