@@ -13,6 +13,7 @@ on_both_backends!(
     a_burst_is_allowed_then_spaced,
     permits_are_shared_and_released,
     an_expired_permit_is_taken_over,
+    idle_limits_are_forgotten_and_busy_ones_kept,
 );
 
 async fn two_handles(db: &TestDb) -> (Limits, Limits) {
@@ -140,4 +141,54 @@ async fn an_expired_permit_is_taken_over(backend: Backend) {
         .await
         .expect("acquire");
     assert!(taken.is_some(), "the expired permit is taken over");
+}
+
+/// Pruning forgets rows idle past the cut-off and keeps the ones in use.
+async fn idle_limits_are_forgotten_and_busy_ones_kept(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let (a, _) = two_handles(&db).await;
+    let hold = Duration::from_millis(50);
+    assert_eq!(
+        a.try_take("chat:idle", Rate::per_second(1000.0))
+            .await
+            .expect("take"),
+        None
+    );
+    let idle = a
+        .try_acquire("panel:idle", 1, hold)
+        .await
+        .expect("acquire")
+        .expect("permit");
+    idle.release().await.expect("release");
+    let held = a
+        .try_acquire("panel:busy", 1, Duration::from_secs(60))
+        .await
+        .expect("acquire")
+        .expect("permit");
+    // A turn at 1/s sets its row a second ahead: not idle.
+    assert_eq!(
+        a.try_take("chat:busy", Rate::per_second(1.0))
+            .await
+            .expect("take"),
+        None
+    );
+    let total = std::sync::atomic::AtomicU64::new(0);
+    let pruned = support::eventually(Duration::from_secs(5), "idle rows pruned", || async {
+        let now = a.prune(Duration::from_millis(100)).await.expect("prune");
+        let sum = total.fetch_add(now, std::sync::atomic::Ordering::SeqCst) + now;
+        (sum >= 2).then_some(sum)
+    })
+    .await;
+    assert_eq!(pruned, 2, "the idle rate row and the free permit row");
+    assert_eq!(
+        a.held("panel:busy").await.expect("held"),
+        1,
+        "a held permit is kept"
+    );
+    let refused = a
+        .try_take("chat:busy", Rate::per_second(1.0))
+        .await
+        .expect("take");
+    assert!(refused.is_some(), "a busy rate keeps its turn");
+    held.release().await.expect("release");
 }

@@ -320,6 +320,40 @@ impl Limits {
         Ok(())
     }
 
+    /// Forgets limits nobody has used for `idle`: rate rows whose next turn is that far in the
+    /// past (a fresh row behaves the same) and permits free or expired that long. Per-chat and
+    /// per-subscription names would otherwise pile up. Returns the rows deleted.
+    pub async fn prune(&self, idle: Duration) -> Result<u64, LimitError> {
+        let before = Utc::now()
+            .timestamp_micros()
+            .saturating_sub(i64::try_from(idle.as_micros()).unwrap_or(i64::MAX));
+        let deleted = match &self.pool {
+            Pool::Postgres(pool) => {
+                let rates = sqlx::query("DELETE FROM jobq_rate_limits WHERE tat < $1")
+                    .bind(before)
+                    .execute(pool)
+                    .await?;
+                let permits = sqlx::query("DELETE FROM jobq_permits WHERE expires_at < $1")
+                    .bind(before)
+                    .execute(pool)
+                    .await?;
+                rates.rows_affected() + permits.rows_affected()
+            }
+            Pool::Sqlite(pool) => {
+                let rates = sqlx::query("DELETE FROM jobq_rate_limits WHERE tat < ?1")
+                    .bind(before)
+                    .execute(pool)
+                    .await?;
+                let permits = sqlx::query("DELETE FROM jobq_permits WHERE expires_at < ?1")
+                    .bind(before)
+                    .execute(pool)
+                    .await?;
+                rates.rows_affected() + permits.rows_affected()
+            }
+        };
+        Ok(deleted)
+    }
+
     /// How many permits of `name` are held now (for tests and inspection).
     pub async fn held(&self, name: &str) -> Result<i64, LimitError> {
         let now = Utc::now().timestamp_micros();

@@ -116,6 +116,19 @@ impl Maintenance {
         if pruned > 0 {
             tracing::info!(pruned, "pruned finished jobs past their retention");
         }
+        self.forget_idle_limits().await;
+    }
+
+    /// Rate and permit rows idle for an hour (see [`jobs::limits::Limits::prune`]).
+    async fn forget_idle_limits(&self) {
+        const IDLE: Duration = Duration::from_secs(60 * 60);
+        let pruned = match jobs::limits::Limits::new(&self.shared.queue) {
+            Ok(limits) => limits.prune(IDLE).await,
+            Err(error) => Err(error),
+        };
+        if let Err(error) = pruned {
+            tracing::warn!(%error, "could not forget idle limits; will try again");
+        }
     }
 
     async fn heartbeat(&self) {
