@@ -301,10 +301,13 @@ async fn sync_writes_usage_warns_once_per_threshold_and_reports_new_findings(bac
     );
     // Known findings are not reported again.
     assert_eq!(keyed(&sync().await, "reconcile:").len(), 1);
-    assert!(
-        !worker.log_text().contains(&name_a),
-        "client names stay out of the log"
-    );
+    let log = worker.log_text();
+    for secret in [name_a.as_str(), name_b.as_str(), TOKEN, SECRET] {
+        assert!(
+            !log.contains(secret),
+            "a secret in the worker's log:\n{log}"
+        );
+    }
 }
 
 /// An active subscription whose client is not on the panel (deleted there by hand).
