@@ -30,6 +30,7 @@ on_both_backends!(
     reject_tells_the_customer_and_enqueues_nothing,
     admins_remove_takes_the_rights_away,
     a_flood_of_commands_is_slowed_and_enqueues_nothing_extra,
+    webhook_updates_are_handled_before_they_are_answered,
 );
 
 const TOKEN: &str = "424242:TGbotSECRETneverINlogs0123456789ab";
@@ -947,4 +948,111 @@ async fn a_flood_of_commands_is_slowed_and_enqueues_nothing_extra(backend: Backe
             .any(|l| l.contains("INFO") && l.contains("bypassed the command rate limit")),
         "{log}"
     );
+}
+
+/// `jobq telegram --webhook` on a free local port; killed when dropped.
+fn spawn_webhook_bot(db: &TestDb, port: u16) -> Worker {
+    let log = db.dir.path().join(format!("bot-{}.log", fastrand::u32(..)));
+    let log_file = std::fs::File::create(&log).expect("bot log");
+    let url = format!("http://127.0.0.1:{port}/telegram/webhook");
+    let bind = format!("127.0.0.1:{port}");
+    let child = db
+        .command(&["telegram", "--webhook", &url, "--webhook-bind", &bind])
+        .env("JOBQ_TELEGRAM_TOKEN", TOKEN)
+        .env("JOBQ_LOG_FILTER", "debug")
+        .stdout(Stdio::null())
+        .stderr(log_file)
+        .spawn()
+        .expect("spawn the bot");
+    Worker { child, log }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+async fn webhook_updates_are_handled_before_they_are_answered(backend: Backend) {
+    let s = setup(backend).await;
+    let fake = &s.telegram;
+    let port = free_port();
+    let bot = spawn_webhook_bot(&s.db, port);
+    // The bot listens before it registers the webhook, with the secret Telegram will echo.
+    until(Duration::from_secs(30), "setWebhook", &bot, || {
+        !fake.calls_of("setWebhook").is_empty()
+    })
+    .await;
+    let registered = fake.calls_of("setWebhook").remove(0);
+    assert_eq!(
+        registered.params["url"],
+        format!("http://127.0.0.1:{port}/telegram/webhook")
+    );
+    let secret = registered.params["secret_token"]
+        .as_str()
+        .expect("a secret token")
+        .to_string();
+    assert!(
+        !bot.log_text().contains(&secret),
+        "the secret is not logged"
+    );
+    let endpoint = format!("http://127.0.0.1:{port}/telegram/webhook");
+    let client = reqwest::Client::new();
+    let post = |update: Value, secret: &str| {
+        client
+            .post(&endpoint)
+            .header("content-type", "application/json")
+            .header("x-telegram-bot-api-secret-token", secret)
+            .body(update.to_string())
+            .send()
+    };
+
+    // Without the secret: refused, nothing handled.
+    let refused = post(
+        numbered(message(ADMIN, 1, "/provision 777 basic"), 1),
+        "wrong",
+    )
+    .await
+    .expect("post");
+    assert_eq!(refused.status(), 401);
+
+    // Answered 200 only once handled: the reply was sent and the job enqueued by then.
+    let update = numbered(message(ADMIN, 2, "/provision 777 basic"), 2);
+    let answer = post(update.clone(), &secret).await.expect("post");
+    assert_eq!(answer.status(), 200);
+    assert_eq!(count_to(fake, ADMIN, "Provisioning basic for user 777"), 1);
+    let jobs = all_jobs(&s.db).await;
+    assert_eq!(jobs.len(), 1, "{jobs:#?}");
+    assert_eq!(jobs[0].kind, "provision_client");
+    assert_eq!(
+        jobs[0].key.as_deref(),
+        Some(format!("telegram:provision:{ADMIN}:2").as_str())
+    );
+
+    // Telegram delivering it again (say the 200 was lost): nothing new.
+    let again = post(update, &secret).await.expect("post");
+    assert_eq!(again.status(), 200);
+    assert_eq!(count_to(fake, ADMIN, "Already done: job #"), 1);
+    assert_eq!(all_jobs(&s.db).await.len(), 1);
+
+    // Two updates of one chat posted at once (two connections): each is answered once
+    // handled, in the chat's turn (the order between them is the order they arrive).
+    let buy = numbered(message(CUSTOMER, 3, "/buy"), 3);
+    let status = numbered(message(CUSTOMER, 4, "/status"), 4);
+    let (first, second) = tokio::join!(post(buy, &secret), post(status, &secret));
+    assert_eq!(first.expect("post").status(), 200);
+    assert_eq!(second.expect("post").status(), 200);
+    assert_eq!(
+        fake.sent_to(CUSTOMER).len(),
+        2,
+        "both replies sent before the answers"
+    );
+    reply_to(fake, CUSTOMER, "Choose a plan", &bot).await;
+    reply_to(fake, CUSTOMER, "You have no subscriptions yet", &bot).await;
+    assert!(
+        fake.calls_of("getUpdates").is_empty(),
+        "webhook mode never polls"
+    );
+    assert_no_token(&bot);
 }

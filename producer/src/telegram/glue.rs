@@ -7,8 +7,14 @@
 //! Within a batch, chats are handled concurrently and each chat's updates in order, so one
 //! chat's dialogue never races itself and one slow chat does not hold up the others past the
 //! per-update time limit.
+//!
+//! Webhook mode answers Telegram only after the update was handled (200), or with a 500 when
+//! it could not be in time, so Telegram delivers it again: an update is never acknowledged and
+//! then lost. Both modes take the chat's turn ([`ChatTurns`]) around each update, so two
+//! updates of one chat (concurrent webhook posts) are handled one after the other, in the
+//! order they arrived.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::future::{Future, IntoFuture};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -59,11 +65,48 @@ impl Mode {
     }
 }
 
-/// The bot's connection: the teloxide client and the token to mask.
+/// The bot's connection: the teloxide client, the token to mask, and the chats' turns.
 #[derive(Clone)]
 pub struct Connection {
     bot: Bot,
     token: BotToken,
+    turns: Arc<ChatTurns>,
+}
+
+/// One lock per chat with an update in hand: a chat's updates are handled one at a time, in
+/// the order they asked (tokio's mutex is fair). Entries go when no one holds or waits.
+#[derive(Default)]
+pub struct ChatTurns {
+    chats: std::sync::Mutex<HashMap<i64, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl ChatTurns {
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<i64, Arc<tokio::sync::Mutex<()>>>> {
+        // Only inserts and removals happen under it: a panic leaves the map usable.
+        self.chats
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Runs `work` in `chat`'s turn.
+    pub async fn in_turn<T>(&self, chat: i64, work: impl Future<Output = T>) -> T {
+        let lock = self.map().entry(chat).or_default().clone();
+        let result = {
+            let _turn = lock.lock().await;
+            work.await
+        };
+        let mut map = self.map();
+        // The map's and ours: nobody else holds or waits for this chat.
+        if Arc::strong_count(&lock) == 2 {
+            map.remove(&chat);
+        }
+        result
+    }
+
+    /// Chats with an update in hand or waiting (for tests).
+    pub fn busy(&self) -> usize {
+        self.map().len()
+    }
 }
 
 impl Connection {
@@ -79,7 +122,11 @@ impl Connection {
             segments.pop_if_empty();
         }
         let bot = Bot::with_client(token.expose(), client).set_api_url(base);
-        Ok(Connection { bot, token })
+        Ok(Connection {
+            bot,
+            token,
+            turns: Arc::new(ChatTurns::default()),
+        })
     }
 
     /// The teloxide client.
@@ -152,9 +199,11 @@ async fn handle_batch(conn: &Connection, shop: &Shop, updates: Vec<Update>) {
     futures::future::join_all(chats).await;
 }
 
-/// One update, within [`PER_UPDATE`].
-pub async fn handle_update(conn: &Connection, shop: &Shop, update: Update) {
+/// One update, in its chat's turn, within [`PER_UPDATE`] (waiting for the turn included):
+/// `false` when it took too long.
+pub async fn handle_update(conn: &Connection, shop: &Shop, update: Update) -> bool {
     let id = update.id.0;
+    let chat = update.chat().map_or(0, |c| c.id.0);
     let work = async {
         let actions = match incoming(&update) {
             Some(Input::Message(message)) => shop.on_message(&message).await,
@@ -163,9 +212,12 @@ pub async fn handle_update(conn: &Connection, shop: &Shop, update: Update) {
         };
         perform(conn, actions).await;
     };
-    if tokio::time::timeout(PER_UPDATE, work).await.is_err() {
+    let turn = conn.turns.in_turn(chat, work);
+    if tokio::time::timeout(PER_UPDATE, turn).await.is_err() {
         tracing::warn!(update = id, "a telegram update took too long; moving on");
+        return false;
     }
+    true
 }
 
 enum Input {
@@ -270,8 +322,9 @@ pub async fn perform(conn: &Connection, actions: Vec<Action>) {
 }
 
 /// Webhook mode: registers `url` with a secret Telegram echoes in a header, then serves
-/// `POST /telegram/webhook` on `bind` until `shutdown`. Each update is answered 200 at once
-/// and handled in its own task.
+/// `POST /telegram/webhook` on `bind` until `shutdown` (requests in hand are finished). Each
+/// update is handled, in its chat's turn, before it is answered: 200 once handled, 500 when it
+/// took too long (Telegram then delivers it again, which its keys make harmless).
 pub async fn webhook(
     conn: &Connection,
     shop: &Shop,
@@ -326,8 +379,11 @@ async fn receive(
         tracing::warn!("a webhook update did not parse; ignored");
         return axum::http::StatusCode::OK;
     };
-    tokio::spawn(async move { handle_update(&state.conn, &state.shop, update).await });
-    axum::http::StatusCode::OK
+    if handle_update(&state.conn, &state.shop, update).await {
+        axum::http::StatusCode::OK
+    } else {
+        axum::http::StatusCode::INTERNAL_SERVER_ERROR
+    }
 }
 
 /// Constant-time comparison, so the secret cannot be guessed byte by byte from timings.
@@ -346,6 +402,49 @@ fn webhook_secret() -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_chats_updates_take_turns_and_other_chats_do_not_wait() {
+        let turns = Arc::new(ChatTurns::default());
+        let (held_tx, held_rx) = tokio::sync::oneshot::channel::<()>();
+        let (release_tx, release_rx) = tokio::sync::oneshot::channel::<()>();
+        let order = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let first = {
+            let (turns, order) = (turns.clone(), order.clone());
+            tokio::spawn(async move {
+                turns
+                    .in_turn(1, async {
+                        let _ = held_tx.send(());
+                        let _ = release_rx.await;
+                        order.lock().unwrap().push("first");
+                    })
+                    .await
+            })
+        };
+        held_rx.await.unwrap();
+        let second = {
+            let (turns, order) = (turns.clone(), order.clone());
+            tokio::spawn(async move {
+                turns
+                    .in_turn(1, async { order.lock().unwrap().push("second") })
+                    .await
+            })
+        };
+        // Another chat goes ahead while chat 1 is held.
+        turns.in_turn(2, async {}).await;
+        while turns.busy() == 0 {
+            tokio::task::yield_now().await;
+        }
+        assert!(
+            order.lock().unwrap().is_empty(),
+            "the second waited its turn"
+        );
+        release_tx.send(()).unwrap();
+        first.await.unwrap();
+        second.await.unwrap();
+        assert_eq!(*order.lock().unwrap(), ["first", "second"]);
+        assert_eq!(turns.busy(), 0, "entries go when done");
+    }
 
     #[test]
     fn secrets_compare_whole() {
