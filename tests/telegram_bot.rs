@@ -4,7 +4,10 @@
 //! forwarded → Approve, with the job it enqueues and repeated presses enqueuing nothing; admin
 //! commands' jobs (kind, payload, key) and audit entries; a redelivered update enqueuing
 //! nothing new; non-admins refused; bad input answered; and the whole path `/provision` →
-//! a client on the fake panel → the DM on the fake Bot API, through a real worker.
+//! a client on the fake panel → the DM on the fake Bot API, through a real worker. Also: the
+//! admins' order notices through a 502, a 429 and a restart (each admin told exactly once),
+//! Reject, `/admins remove`, the per-user rate limit, and `--webhook` answering only after
+//! an update was handled.
 
 mod support;
 
