@@ -30,6 +30,10 @@ pub struct BenchArgs {
     /// Jobs enqueued one at a time for the pickup latency.
     #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u32).range(10..=100_000))]
     pickup_samples: u32,
+    /// Instead of the queue: the shared limits every panel call and DM pays, this many rate
+    /// turns and permit cycles from each of 8 concurrent tasks.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    limits: Option<u32>,
 }
 
 const INSERT_BATCH: usize = 5_000;
@@ -70,6 +74,22 @@ impl Handler<Noop> for BenchHandler {
 pub async fn run(config: Option<&Path>, args: BenchArgs, json: bool) -> anyhow::Result<()> {
     let settings = crate::startup::settings(config, &[])?;
     let place = BenchPlace::create(config, &settings).await?;
+    if let Some(per_task) = args.limits {
+        let result = measure_limits(&place.settings, per_task).await;
+        place.remove().await;
+        let report = result?;
+        if json {
+            println!("{}", serde_json::to_string_pretty(&report)?);
+        } else {
+            println!(
+                "backend {}: 8 tasks x {per_task}\n  rate turns    {:.0}/s\n  permit cycles {:.0}/s (acquire + release)",
+                report["backend"],
+                report["turns_per_s"].as_f64().unwrap_or(0.0),
+                report["permit_cycles_per_s"].as_f64().unwrap_or(0.0),
+            );
+        }
+        return Ok(());
+    }
     let result = measure(&place.settings, &args).await;
     place.remove().await;
     let report = result?;
@@ -258,4 +278,64 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     }
     let rank = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[rank.min(sorted.len() - 1)]
+}
+
+/// Throughput of the shared limits (`jobs::limits`): 8 tasks taking rate turns (one name per
+/// task, as per-chat limits are, at a rate that never refuses) and cycling a permit of a
+/// 64-slot name each.
+async fn measure_limits(settings: &Settings, per_task: u32) -> anyhow::Result<serde_json::Value> {
+    const TASKS: u32 = 8;
+    let queue = Queue::connect(&settings.database).await?;
+    queue.migrate().await?;
+    let limits = jobs::limits::Limits::new(&queue)?;
+    let rate = jobs::limits::Rate::per_second(1_000_000.0);
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for task in 0..TASKS {
+        let limits = limits.clone();
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..per_task {
+                limits.try_take(&format!("bench:chat:{task}"), rate).await?;
+            }
+            Ok::<_, jobs::limits::LimitError>(())
+        }));
+    }
+    for task in tasks {
+        task.await??;
+    }
+    let turns_per_s = f64::from(TASKS * per_task) / started.elapsed().as_secs_f64();
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..TASKS {
+        let limits = limits.clone();
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..per_task {
+                let permit = limits
+                    .acquire_within(
+                        "bench:panel",
+                        64,
+                        Duration::from_secs(60),
+                        Duration::from_secs(10),
+                    )
+                    .await?;
+                if let Some(permit) = permit {
+                    permit.release().await?;
+                }
+            }
+            Ok::<_, jobs::limits::LimitError>(())
+        }));
+    }
+    for task in tasks {
+        task.await??;
+    }
+    let permit_cycles_per_s = f64::from(TASKS * per_task) / started.elapsed().as_secs_f64();
+    let backend = match queue.backend() {
+        Backend::Postgres => "postgres",
+        Backend::Sqlite => "sqlite",
+    };
+    Ok(json!({
+        "backend": backend,
+        "turns_per_s": turns_per_s,
+        "permit_cycles_per_s": permit_cycles_per_s,
+    }))
 }
