@@ -748,6 +748,7 @@ pub enum NoticeKind {
 /// A time as a backend stores it, moved on by a duration (for `next_attempt_at`).
 trait Stamp: Copy {
     fn after(self, delay: std::time::Duration) -> Self;
+    fn before(self, delay: std::time::Duration) -> Self;
     /// How long from `now` until `self` (zero when past).
     fn since(self, now: Self) -> std::time::Duration;
 }
@@ -757,6 +758,10 @@ impl Stamp for DateTime<Utc> {
         let delay = chrono::TimeDelta::from_std(delay).unwrap_or(chrono::TimeDelta::days(1));
         self.checked_add_signed(delay).unwrap_or(self)
     }
+    fn before(self, delay: std::time::Duration) -> Self {
+        let delay = chrono::TimeDelta::from_std(delay).unwrap_or(chrono::TimeDelta::days(1));
+        self.checked_sub_signed(delay).unwrap_or(self)
+    }
     fn since(self, now: Self) -> std::time::Duration {
         (self - now).to_std().unwrap_or_default()
     }
@@ -765,6 +770,9 @@ impl Stamp for DateTime<Utc> {
 impl Stamp for i64 {
     fn after(self, delay: std::time::Duration) -> Self {
         self.saturating_add(i64::try_from(delay.as_micros()).unwrap_or(i64::MAX))
+    }
+    fn before(self, delay: std::time::Duration) -> Self {
+        self.saturating_sub(i64::try_from(delay.as_micros()).unwrap_or(i64::MAX))
     }
     fn since(self, now: Self) -> std::time::Duration {
         std::time::Duration::from_micros(u64::try_from(self.saturating_sub(now)).unwrap_or(0))
@@ -900,6 +908,20 @@ impl Orders {
                 .await?;
         }));
         Ok(())
+    }
+
+    /// Forgets notices sent or given up more than `older_than` ago (a redelivered update is
+    /// days old at most, so their rows are no longer needed to keep it from notifying twice).
+    /// Returns how many were deleted.
+    pub async fn prune_notices(&self, older_than: std::time::Duration) -> Result<u64, OrderError> {
+        let sql = "DELETE FROM jobq_order_notices WHERE sent_at < $1 OR gave_up_at < $1";
+        with_pool!(&self.pool, |conn| on_conn!(conn, |c, now| {
+            let done = sqlx::query(sql)
+                .bind(now.before(older_than))
+                .execute(&mut *c)
+                .await?;
+            Ok(done.rows_affected())
+        }))
     }
 
     /// A claimed notice cannot be sent (the admin blocked the bot, say): not tried again.

@@ -66,7 +66,16 @@ fn after_failure(error: &RequestError, attempts: i32) -> Next {
 
 /// Sends due notices until the task is dropped.
 pub async fn run(conn: Connection, shop: Shop) {
+    const KEEP: Duration = Duration::from_secs(30 * 24 * 60 * 60);
+    const PRUNE_EVERY: Duration = Duration::from_secs(60 * 60);
+    let mut pruned_at: Option<std::time::Instant> = None;
     loop {
+        if pruned_at.is_none_or(|at| at.elapsed() >= PRUNE_EVERY) {
+            pruned_at = Some(std::time::Instant::now());
+            if let Err(error) = shop.orders.prune_notices(KEEP).await {
+                tracing::warn!(%error, "cannot forget old admin notices; will try again");
+            }
+        }
         let full = match shop.orders.claim_notices(BATCH, LEASE).await {
             Ok(batch) => {
                 let full = batch.len() == BATCH as usize;
