@@ -44,15 +44,15 @@ async fn insert(queue: &jobs::Queue, rows: &[(i64, Option<i64>, Option<i64>)]) {
         .await
         .expect("order");
         for (admin, sent, gave_up) in rows {
-            let at = |us: &Option<i64>| us.map(|us| chrono::DateTime::from_timestamp_micros(us));
+            let at = |us: &Option<i64>| us.and_then(chrono::DateTime::from_timestamp_micros);
             sqlx::query(
                 "INSERT INTO jobq_order_notices
                      (order_id, admin_id, what, next_attempt_at, sent_at, gave_up_at)
                  VALUES (1, $1, 'message', now(), $2, $3)",
             )
             .bind(admin)
-            .bind(at(sent).flatten())
-            .bind(at(gave_up).flatten())
+            .bind(at(sent))
+            .bind(at(gave_up))
             .execute(pool)
             .await
             .expect("notice");
