@@ -24,11 +24,13 @@ async fn two_workers_share_one_panels_limits(backend: Backend) {
     );
     std::fs::write(&db.config, config).expect("config");
     let queue = db.queue().await;
+    let first = spawn_panel_worker(&db);
+    let second = spawn_panel_worker(&db);
+    // Both fetch loops run before the jobs arrive, so both claim some.
+    db.wait_for_workers(2).await;
     let ids: Vec<i64> = (0..6)
         .map(|i| enqueue(&db, &payload("main", "basic"), Some(&format!("order-{i}"))))
         .collect();
-    let first = spawn_panel_worker(&db);
-    let second = spawn_panel_worker(&db);
     let mut ran_by = std::collections::BTreeSet::new();
     for id in ids {
         let job = wait_state(&db, &queue, id, JobState::Completed, &first).await;

@@ -315,6 +315,7 @@ async fn the_per_chat_rate_holds_across_two_worker_processes(backend: Backend) {
     // next job, so both send.
     let first = spawn_dm_worker_running(&db, "1");
     let second = spawn_dm_worker_running(&db, "1");
+    db.wait_for_workers(2).await;
     let ids: Vec<i64> = (0..N)
         .map(|i| {
             enqueue(

@@ -178,6 +178,23 @@ impl TestDb {
         out["id"].as_i64().expect("enqueue prints an id")
     }
 
+    /// Waits until `n` worker processes have registered (each fetch loop is running).
+    pub async fn wait_for_workers(&self, n: usize) {
+        let queue = self.queue().await;
+        eventually(
+            Duration::from_secs(30),
+            &format!("{n} live workers"),
+            || {
+                let queue = queue.clone();
+                async move {
+                    let live = queue.driver().workers().await.ok()?;
+                    (live.len() >= n).then_some(())
+                }
+            },
+        )
+        .await;
+    }
+
     /// Waits until job `id` is in `state`.
     pub async fn wait_for_state(&self, id: i64, state: jobs::JobState) {
         let queue = self.queue().await;
