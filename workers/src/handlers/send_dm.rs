@@ -108,6 +108,7 @@ impl Handler<SendDm> for SendDmHandler {
             .send_dm(user.id, job.text())
             .await
             .map_err(|e| chat_job_error(&e))?;
+        tracing::info!(message = %sent.message_id, "dm sent");
         let entry = SentEntry {
             key,
             platform: user.platform,
