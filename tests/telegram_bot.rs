@@ -30,7 +30,7 @@ on_both_backends!(
     provision_on_telegram_reaches_the_panel_and_dms_the_link,
     a_missing_or_malformed_token_stops_the_bot_before_it_connects,
     admin_notices_survive_failed_sends_and_a_restart_and_arrive_once,
-    reject_tells_the_customer_and_enqueues_nothing,
+    reject_tells_the_customer_by_a_keyed_dm_and_provisions_nothing,
     admins_remove_takes_the_rights_away,
     a_flood_of_commands_is_slowed_and_enqueues_nothing_extra,
     webhook_updates_are_handled_before_they_are_answered,
@@ -352,21 +352,26 @@ async fn buy_confirm_receipt_and_approve_survive_a_restart_and_enqueue_once(back
     );
     assert!(all_jobs(&s.db).await.is_empty());
 
-    // Approve: provision_client keyed by the order.
+    // Approve: provision_client keyed by the order, and the customer's DM committed with it.
     fake.push_update(press(ADMIN, "cb-approve", admin_note, "o:1:a"));
     assert_eq!(
         answer_of(fake, "cb-approve", &bot).await,
         "Order #1 approved"
     );
-    reply_to(fake, CUSTOMER, "Your order #1 is approved", &bot).await;
-    let jobs = all_jobs(&s.db).await;
-    assert_eq!(jobs.len(), 1, "{jobs:#?}");
+    let mut jobs = all_jobs(&s.db).await;
+    jobs.sort_by_key(|j| j.id);
+    assert_eq!(jobs.len(), 2, "{jobs:#?}");
     assert_eq!(jobs[0].kind, "provision_client");
     assert_eq!(jobs[0].key.as_deref(), Some("order:1"));
     assert_eq!(
         jobs[0].payload,
         json!({"panel": "main", "plan": "pro", "user": {"platform": "telegram", "id": CUSTOMER}})
     );
+    assert_eq!(jobs[1].kind, "send_dm");
+    assert_eq!(jobs[1].key.as_deref(), Some("order_decision:1"));
+    assert_eq!(jobs[1].payload["user"]["id"], CUSTOMER);
+    let told = jobs[1].payload["text"].as_str().unwrap_or_default();
+    assert!(told.starts_with("Your order #1 is approved"), "{told}");
 
     // Approve again, and Reject after: answered with the decision, nothing new.
     fake.push_update(press(ADMIN, "cb-approve-2", admin_note, "o:1:a"));
@@ -378,7 +383,7 @@ async fn buy_confirm_receipt_and_approve_survive_a_restart_and_enqueue_once(back
             .await
             .contains("already decided")
     );
-    assert_eq!(all_jobs(&s.db).await.len(), 1);
+    assert_eq!(all_jobs(&s.db).await.len(), 2);
 
     // The customer's /status shows the order being set up.
     fake.push_update(message(CUSTOMER, 22, "/status"));
@@ -778,7 +783,7 @@ async fn admin_notices_survive_failed_sends_and_a_restart_and_arrive_once(backen
     assert_no_token(&bot);
 }
 
-async fn reject_tells_the_customer_and_enqueues_nothing(backend: Backend) {
+async fn reject_tells_the_customer_by_a_keyed_dm_and_provisions_nothing(backend: Backend) {
     let s = setup(backend).await;
     let fake = &s.telegram;
     let bot = start_bot(&s).await;
@@ -790,8 +795,16 @@ async fn reject_tells_the_customer_and_enqueues_nothing(backend: Backend) {
         answer_of(fake, "cb-reject", &bot).await,
         "Order #1 rejected"
     );
-    let (_, told) = reply_to(fake, CUSTOMER, "Your order #1 was not approved", &bot).await;
-    assert!(told.contains("contact the shop"), "{told}");
+    let jobs = all_jobs(&s.db).await;
+    assert_eq!(jobs.len(), 1, "only the customer's DM: {jobs:#?}");
+    assert_eq!(jobs[0].kind, "send_dm");
+    assert_eq!(jobs[0].key.as_deref(), Some("order_decision:1"));
+    assert_eq!(jobs[0].payload["user"]["id"], CUSTOMER);
+    let told = jobs[0].payload["text"].as_str().unwrap_or_default();
+    assert!(
+        told.starts_with("Your order #1 was not approved") && told.contains("contact the shop"),
+        "{told}"
+    );
     let edits = fake.calls_of("editMessageText");
     assert!(
         edits.iter().any(|e| e.params["chat_id"] == ADMIN
@@ -805,7 +818,11 @@ async fn reject_tells_the_customer_and_enqueues_nothing(backend: Backend) {
     fake.push_update(press(ADMIN, "cb-approve", note, "o:1:a"));
     let late = answer_of(fake, "cb-approve", &bot).await;
     assert!(late.contains("already decided"), "{late}");
-    assert!(all_jobs(&s.db).await.is_empty());
+    assert_eq!(
+        all_jobs(&s.db).await.len(),
+        1,
+        "still only the customer's DM"
+    );
     fake.push_update(message(CUSTOMER, 81, "/status"));
     reply_to(fake, CUSTOMER, "Order #1 (basic): rejected", &bot).await;
 

@@ -18,7 +18,7 @@ use sqlx::Row;
 
 use crate::audit::AuditEntry;
 use crate::configuration::Backend;
-use crate::kinds::{Platform, ProvisionClient, SubscriptionId, UserId};
+use crate::kinds::{Platform, ProvisionClient, SendDm, SubscriptionId, UserId};
 use crate::queue::{JobTx, Queue, QueueError};
 use crate::subscriptions::{SubscriptionError, SubscriptionStatus, Subscriptions};
 use crate::{EnqueueOptions, JobState};
@@ -141,6 +141,15 @@ impl Order {
     /// The provision job's idempotency key.
     pub fn job_key(&self) -> String {
         job_key(self.id)
+    }
+}
+
+/// The customer's DM about the decision on order `id`: a `send_dm` job committed with the
+/// decision, so a bot that dies right after deciding still tells the customer, once.
+fn decision_dm_options(id: i64) -> EnqueueOptions {
+    EnqueueOptions {
+        key: Some(format!("order_decision:{id}")),
+        ..EnqueueOptions::default()
     }
 }
 
@@ -462,13 +471,15 @@ impl Orders {
     }
 
     /// Approves a pending order: in one transaction the status becomes `approved`, `job` is
-    /// enqueued with key `order:ID` (and its id recorded) and `audit` written. Anything but
+    /// enqueued with key `order:ID` (and its id recorded), `tell` (the customer's DM) with key
+    /// `order_decision:ID`, and `audit` written. Anything but
     /// `pending_approval` is left as it is and returned as [`Decision::AlreadyDecided`].
     pub async fn approve(
         &self,
         id: i64,
         admin: i64,
         job: &ProvisionClient,
+        tell: &SendDm,
         audit: &AuditEntry,
     ) -> Result<Decision, OrderError> {
         let mut tx = self.queue.begin().await?;
@@ -481,6 +492,7 @@ impl Orders {
             ..EnqueueOptions::default()
         };
         let enqueued = tx.enqueue(job, options).await?;
+        tx.enqueue(tell, decision_dm_options(id)).await?;
         set_job(conn_of(&mut tx)?, id, enqueued.id).await?;
         write_audit(&mut tx, audit, 1).await?;
         let order = get_order(conn_of(&mut tx)?, id).await?;
@@ -493,6 +505,7 @@ impl Orders {
         &self,
         id: i64,
         admin: i64,
+        tell: &SendDm,
         audit: &AuditEntry,
     ) -> Result<Decision, OrderError> {
         let mut tx = self.queue.begin().await?;
@@ -500,6 +513,7 @@ impl Orders {
             tx.rollback().await?;
             return self.already(id).await;
         }
+        tx.enqueue(tell, decision_dm_options(id)).await?;
         write_audit(&mut tx, audit, 1).await?;
         let order = get_order(conn_of(&mut tx)?, id).await?;
         tx.commit().await?;

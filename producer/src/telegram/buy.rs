@@ -1,6 +1,7 @@
 //! `/buy`: plans as buttons → confirmation → an order in `pending_approval` → each admin gets
 //! Approve/Reject buttons (and any receipt photo the customer sends) → Approve enqueues
-//! `provision_client` keyed `order:ID`, Reject tells the customer. The admins' messages are
+//! `provision_client` keyed `order:ID`, Reject tells the customer (either way the customer's DM is
+//! a `send_dm` job keyed `order_decision:ID`, committed with the decision). The admins' messages are
 //! written with the order (or receipt) and sent by [`super::notices`], so none is lost.
 //!
 //! The dialogue's step is in the database (`jobq_bot_dialogues`), so a restart in the middle
@@ -9,7 +10,7 @@
 //! nonce (`telegram:buy:CHAT:NONCE`), so pressing Confirm twice places one order, and the
 //! decision moves the order only from `pending_approval`, so Approve twice enqueues one job.
 
-use jobs::kinds::{Name, Platform, ProvisionClient, Recipient, SubscriptionId};
+use jobs::kinds::{Name, Platform, ProvisionClient, Recipient, SendDm, SubscriptionId};
 use jobs::orders::{Decision, NewOrder, Order, OrderKind, OrderStatus};
 use jobs::subscriptions::{Subscription, SubscriptionStatus};
 use serde::{Deserialize, Serialize};
@@ -389,11 +390,25 @@ impl Shop {
                 Ok(job) => job,
                 Err(problem) => return Ok(vec![Action::answer(&press.callback_id, problem)]),
             };
+            let tell = customer_dm(
+                &order,
+                format!(
+                    "Your order #{order_id} is approved. Your subscription is being set up; the link will arrive here shortly."
+                ),
+            )?;
             self.orders
-                .approve(order_id, press.user, &job, &audit)
+                .approve(order_id, press.user, &job, &tell, &audit)
                 .await?
         } else {
-            self.orders.reject(order_id, press.user, &audit).await?
+            let tell = customer_dm(
+                &order,
+                format!(
+                    "Your order #{order_id} was not approved. If you paid, contact the shop with your receipt."
+                ),
+            )?;
+            self.orders
+                .reject(order_id, press.user, &tell, &audit)
+                .await?
         };
         Ok(self.decided(press, decision))
     }
@@ -463,13 +478,6 @@ impl Shop {
                         "Order #{} ({}, user {}) approved by {}{job}.",
                         order.id, order.plan, order.user_id, press.name
                     )),
-                    Action::send(
-                        order.chat_id,
-                        format!(
-                            "Your order #{} is approved. Your subscription is being set up; the link will arrive here shortly.",
-                            order.id
-                        ),
-                    ),
                 ]
             }
             Decision::Decided(order) => {
@@ -480,17 +488,17 @@ impl Shop {
                         "Order #{} ({}, user {}) rejected by {}.",
                         order.id, order.plan, order.user_id, press.name
                     )),
-                    Action::send(
-                        order.chat_id,
-                        format!(
-                            "Your order #{} was not approved. If you paid, contact the shop with your receipt.",
-                            order.id
-                        ),
-                    ),
                 ]
             }
         }
     }
+}
+
+/// The customer's DM about a decision: a `send_dm` job the decision commits with (the worker
+/// sends it, so a bot that dies right after deciding still tells the customer, once).
+fn customer_dm(order: &Order, text: String) -> Result<SendDm, BotError> {
+    let to = Recipient::new(Platform::Telegram, order.user_id);
+    SendDm::new(to, text).map_err(BotError::Invalid)
 }
 
 /// An order's Approve/Reject buttons, on each admin notice.
