@@ -26,11 +26,16 @@ async fn two_workers_share_one_panels_limits(backend: Backend) {
     let queue = db.queue().await;
     let first = spawn_panel_worker(&db);
     let second = spawn_panel_worker(&db);
-    // Both fetch loops run before the jobs arrive, so both claim some.
+    // Both fetch loops run, and the six jobs become available at once (the queue paused while
+    // they are enqueued): whichever worker claims first takes four, the other the rest.
     db.wait_for_workers(2).await;
+    let paused = db.jobq(&["queues", "pause", "panel"]);
+    assert!(paused.status.success(), "{}", stderr(&paused));
     let ids: Vec<i64> = (0..6)
         .map(|i| enqueue(&db, &payload("main", "basic"), Some(&format!("order-{i}"))))
         .collect();
+    let resumed = db.jobq(&["queues", "resume", "panel"]);
+    assert!(resumed.status.success(), "{}", stderr(&resumed));
     let mut ran_by = std::collections::BTreeSet::new();
     for id in ids {
         let job = wait_state(&db, &queue, id, JobState::Completed, &first).await;
