@@ -12,7 +12,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use sqlx::Row;
 
-use crate::driver::{AttemptError, lenient_errors};
+use crate::driver::{last_error, lenient_errors};
 use crate::queue::{JobTx, QueueError};
 
 const CURSOR: &str = "failure_alerts";
@@ -213,10 +213,6 @@ async fn failed_between(
         })
         .collect::<Result<_, sqlx::Error>>()?;
     Ok((listed, total))
-}
-
-fn last_error(errors: &[AttemptError]) -> Option<String> {
-    errors.last().map(|e| e.error.clone())
 }
 
 /// Moves the cursor to `until` and records the alert's time, `now`.
