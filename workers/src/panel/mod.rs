@@ -5,6 +5,7 @@
 //! passwords and links: none of them appears in `Debug` output, logs or errors (masked with
 //! [`jobs::redact::mask`]).
 
+pub mod credentials;
 pub mod health;
 pub mod limited;
 pub mod sui;

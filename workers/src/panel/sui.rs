@@ -24,6 +24,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Map, Value, json};
 use tokio::sync::{Mutex, OnceCell};
 
+use super::credentials::ClientCredentials;
 use super::limited::PanelLimits;
 use super::{
     ClientChange, NewClient, Panel, PanelClient, PanelError, PanelInbound, PanelVersion,
@@ -555,77 +556,6 @@ fn clients_from(obj: &Value) -> Result<Vec<PanelClient>, PanelError> {
         .collect()
 }
 
-fn random_string(len: usize) -> String {
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
-    (0..len)
-        .map(|_| ALPHABET[fastrand::usize(..ALPHABET.len())] as char)
-        .collect()
-}
-
-fn random_uuid() -> String {
-    let mut bytes = [0u8; 16];
-    fastrand::fill(&mut bytes);
-    bytes[6] = (bytes[6] & 0x0f) | 0x40;
-    bytes[8] = (bytes[8] & 0x3f) | 0x80;
-    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    format!(
-        "{}-{}-{}-{}-{}",
-        &hex[0..8],
-        &hex[8..12],
-        &hex[12..16],
-        &hex[16..20],
-        &hex[20..32]
-    )
-}
-
-fn random_base64(len: usize) -> String {
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut bytes = vec![0u8; len];
-    fastrand::fill(&mut bytes);
-    // Standard base64 of `len` random bytes.
-    let mut out = String::new();
-    for chunk in bytes.chunks(3) {
-        let n = chunk.len();
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let v = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= n {
-                out.push(ALPHABET[((v >> (18 - 6 * i)) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
-/// Credentials for every protocol, as the panel's own frontend makes them (`randomConfigs`),
-/// each entry named after the client (before 1.5 the server does not do it).
-fn random_config(name: &str) -> Value {
-    let uuid = random_uuid();
-    let password = random_string(16);
-    json!({
-        "mixed": {"username": name, "password": password},
-        "socks": {"username": name, "password": password},
-        "http": {"username": name, "password": password},
-        "naive": {"username": name, "password": password},
-        "shadowsocks": {"name": name, "password": random_base64(32)},
-        "shadowsocks16": {"name": name, "password": random_base64(16)},
-        "shadowtls": {"name": name, "password": random_base64(32)},
-        "vmess": {"name": name, "uuid": uuid, "alterId": 0},
-        "vless": {"name": name, "uuid": uuid, "flow": ""},
-        "trojan": {"name": name, "password": password},
-        "hysteria": {"name": name, "auth_str": password},
-        "hysteria2": {"name": name, "password": password},
-        "tuic": {"name": name, "uuid": uuid, "password": password},
-        "anytls": {"name": name, "password": password},
-    })
-}
-
 #[async_trait]
 impl Panel for SuiPanel {
     async fn version(&self) -> Result<PanelVersion, PanelError> {
@@ -643,10 +573,12 @@ impl Panel for SuiPanel {
 
     async fn create_client(&self, client: &NewClient) -> Result<Vec<PanelClient>, PanelError> {
         self.version().await?;
+        let credentials = ClientCredentials::generate()
+            .map_err(|e| PanelError::Transport(format!("client credentials: {e}")))?;
         let data = json!({
             "enable": client.enable,
             "name": client.name,
-            "config": random_config(&client.name),
+            "config": credentials.panel_config(&client.name),
             "inbounds": client.inbounds,
             "links": [],
             "volume": client.volume,
@@ -751,12 +683,6 @@ mod tests {
         assert_eq!(retry_after(&headers, now), Some(Duration::from_secs(30)));
         headers.insert(RETRY_AFTER, "soon".parse().expect("header"));
         assert_eq!(retry_after(&headers, now), None);
-    }
-
-    #[test]
-    fn base64_lengths() {
-        assert_eq!(random_base64(32).len(), 44);
-        assert_eq!(random_base64(16).len(), 24);
     }
 
     #[test]
