@@ -125,7 +125,7 @@ impl BenchPlace {
             Backend::Postgres => {
                 let schema = format!("jobq_bench_{}", std::process::id());
                 let admin = Queue::connect(&settings.database).await?;
-                let pool = admin.postgres_pool().context("no PostgreSQL pool")?;
+                let pool = admin.db().postgres_pool().context("no PostgreSQL pool")?;
                 sqlx::query(&format!("CREATE SCHEMA {schema}"))
                     .execute(pool)
                     .await?;
@@ -154,7 +154,7 @@ impl BenchPlace {
 
     async fn remove(self) {
         if let Some((admin, schema)) = self.admin
-            && let Some(pool) = admin.postgres_pool()
+            && let Some(pool) = admin.db().postgres_pool()
         {
             let drop = format!("DROP SCHEMA {schema} CASCADE");
             if let Err(error) = sqlx::query(&drop).execute(pool).await {
@@ -287,7 +287,7 @@ async fn measure_limits(settings: &Settings, per_task: u32) -> anyhow::Result<se
     const TASKS: u32 = 8;
     let queue = Queue::connect(&settings.database).await?;
     queue.migrate().await?;
-    let limits = jobs::limits::Limits::new(&queue)?;
+    let limits = jobs::limits::Limits::new(&queue);
     let rate = jobs::limits::Rate::per_second(1_000_000.0);
     let started = Instant::now();
     let mut tasks = Vec::new();

@@ -73,7 +73,7 @@ pub fn worker_registry(
 /// settings without their credentials stop start-up, naming what is missing).
 fn product(settings: &Settings, queue: &Queue) -> anyhow::Result<Product> {
     // Every panel call goes through the panel's limits, shared by all workers in the database.
-    let limits = jobs::limits::Limits::new(queue)?;
+    let limits = jobs::limits::Limits::new(queue);
     let panels = Panels::from_settings(settings, &limits)?;
     let key = if settings.panels.is_empty() {
         None

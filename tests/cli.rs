@@ -545,7 +545,7 @@ async fn a_newer_schema_is_refused(backend: Backend) {
     let queue = db.queue().await;
     const COLUMNS: &str = "_sqlx_migrations \
         (version, description, installed_on, success, checksum, execution_time)";
-    if let Some(pool) = queue.postgres_pool() {
+    if let Some(pool) = queue.db().postgres_pool() {
         sqlx::query(&format!(
             "INSERT INTO {COLUMNS} VALUES (99, 'from the future', now(), true, '\\x00', 1)"
         ))
@@ -553,7 +553,7 @@ async fn a_newer_schema_is_refused(backend: Backend) {
         .await
         .expect("insert version 99");
     } else {
-        let pool = queue.sqlite_pool().expect("a pool");
+        let pool = queue.db().sqlite_pool().expect("a pool");
         sqlx::query(&format!(
             "INSERT INTO {COLUMNS} VALUES (99, 'from the future', CURRENT_TIMESTAMP, 1, X'00', 1)"
         ))

@@ -216,13 +216,13 @@ async fn a_key_is_free_again_after_discard_or_cancel_but_not_while_completed_or_
 const ORDERS_TABLE: &str = "CREATE TABLE shop_orders (id BIGINT PRIMARY KEY, note TEXT NOT NULL)";
 
 async fn create_orders_table(queue: &Queue) {
-    if let Some(pool) = queue.postgres_pool() {
+    if let Some(pool) = queue.db().postgres_pool() {
         sqlx::query(ORDERS_TABLE)
             .execute(pool)
             .await
             .expect("create table");
     } else {
-        let pool = queue.sqlite_pool().expect("a pool");
+        let pool = queue.db().sqlite_pool().expect("a pool");
         sqlx::query(ORDERS_TABLE)
             .execute(pool)
             .await
@@ -232,13 +232,13 @@ async fn create_orders_table(queue: &Queue) {
 
 async fn orders(queue: &Queue) -> Vec<(i64, String)> {
     const SQL: &str = "SELECT id, note FROM shop_orders ORDER BY id";
-    if let Some(pool) = queue.postgres_pool() {
+    if let Some(pool) = queue.db().postgres_pool() {
         sqlx::query_as(SQL)
             .fetch_all(pool)
             .await
             .expect("read orders")
     } else {
-        let pool = queue.sqlite_pool().expect("a pool");
+        let pool = queue.db().sqlite_pool().expect("a pool");
         sqlx::query_as(SQL)
             .fetch_all(pool)
             .await
@@ -248,11 +248,13 @@ async fn orders(queue: &Queue) -> Vec<(i64, String)> {
 
 async fn insert_order(tx: &mut jobs::queue::JobTx, id: i64) {
     let sql = format!("INSERT INTO shop_orders (id, note) VALUES ({id}, 'paid')");
-    if let Some(conn) = tx.postgres() {
-        sqlx::query(&sql).execute(conn).await.expect("insert order");
-    } else {
-        let conn = tx.sqlite().expect("a connection");
-        sqlx::query(&sql).execute(conn).await.expect("insert order");
+    match tx.conn() {
+        jobs::db::Conn::Postgres(conn) => {
+            sqlx::query(&sql).execute(conn).await.expect("insert order");
+        }
+        jobs::db::Conn::Sqlite(conn) => {
+            sqlx::query(&sql).execute(conn).await.expect("insert order");
+        }
     }
 }
 

@@ -63,7 +63,7 @@ async fn failures_are_reported_once_alone_or_gathered(backend: Backend) {
     let queue = db.queue().await;
     eventually(Duration::from_secs(30), "the alert cursor", || async {
         let sql = "SELECT count(*) FROM jobq_cursors WHERE name = 'failure_alerts'";
-        let count: i64 = match (queue.postgres_pool(), queue.sqlite_pool()) {
+        let count: i64 = match (queue.db().postgres_pool(), queue.db().sqlite_pool()) {
             (Some(pool), _) => sqlx::query_scalar(sql).fetch_one(pool).await.ok()?,
             (_, Some(pool)) => sqlx::query_scalar(sql).fetch_one(pool).await.ok()?,
             _ => return None,

@@ -17,8 +17,8 @@ on_both_backends!(
 );
 
 async fn two_handles(db: &TestDb) -> (Limits, Limits) {
-    let a = Limits::new(&db.queue().await).expect("limits a");
-    let b = Limits::new(&db.queue().await).expect("limits b");
+    let a = Limits::new(&db.queue().await);
+    let b = Limits::new(&db.queue().await);
     (a, b)
 }
 

@@ -35,7 +35,7 @@ async fn old_sent_notices_are_forgotten_and_pending_ones_kept(backend: Backend) 
 
 /// One order and a notice per row, with times in microseconds (as timestamps on PostgreSQL).
 async fn insert(queue: &jobs::Queue, rows: &[(i64, Option<i64>, Option<i64>)]) {
-    if let Some(pool) = queue.postgres_pool() {
+    if let Some(pool) = queue.db().postgres_pool() {
         sqlx::query(
             "INSERT INTO jobq_orders (id, platform, user_id, chat_id, plan, kind, origin_key)
              VALUES (1, 'telegram', 9, 9, 'basic', 'new', 'o1')",
@@ -59,7 +59,7 @@ async fn insert(queue: &jobs::Queue, rows: &[(i64, Option<i64>, Option<i64>)]) {
         }
         return;
     }
-    let pool = queue.sqlite_pool().expect("one backend");
+    let pool = queue.db().sqlite_pool().expect("one backend");
     sqlx::query(
         "INSERT INTO jobq_orders (id, platform, user_id, chat_id, plan, kind, origin_key,
                                   created_at, updated_at)
@@ -85,7 +85,7 @@ async fn insert(queue: &jobs::Queue, rows: &[(i64, Option<i64>, Option<i64>)]) {
 
 async fn admins_left(queue: &jobs::Queue) -> Vec<i64> {
     let sql = "SELECT admin_id FROM jobq_order_notices ORDER BY admin_id";
-    match (queue.postgres_pool(), queue.sqlite_pool()) {
+    match (queue.db().postgres_pool(), queue.db().sqlite_pool()) {
         (Some(pool), _) => sqlx::query_scalar(sql).fetch_all(pool).await.expect("read"),
         (_, Some(pool)) => sqlx::query_scalar(sql).fetch_all(pool).await.expect("read"),
         _ => Vec::new(),

@@ -72,7 +72,7 @@ async fn postgres_twenty_thousand_jobs_through_four_workers_run_exactly_once() {
     let distinct: HashSet<i64> = ids.iter().copied().collect();
     assert_eq!(distinct.len(), JOBS, "enqueue returned repeated ids");
 
-    let pool = queue.postgres_pool().expect("a PostgreSQL pool");
+    let pool = queue.db().postgres_pool().expect("a PostgreSQL pool");
     let deadline = Instant::now() + Duration::from_secs(180);
     loop {
         let completed: i64 =

@@ -165,7 +165,7 @@ async fn a_dm_is_delivered_once_and_recorded_in_the_ledger(backend: Backend) {
     assert_eq!(sent.len(), 1, "{sent:?}");
     assert_eq!(sent[0].content, "Your transcript is ready");
 
-    let ledger = Ledger::new(&queue).expect("ledger");
+    let ledger = Ledger::new(&queue);
     let tg_row = ledger
         .get("dm:tg:1")
         .await
@@ -190,7 +190,7 @@ async fn a_job_whose_send_is_recorded_sends_nothing(backend: Backend) {
     let db = db_with_chats(backend, &fakes).await;
     let queue = db.queue().await;
     // An earlier attempt sent and recorded, then its worker died before the completion.
-    let ledger = Ledger::new(&queue).expect("ledger");
+    let ledger = Ledger::new(&queue);
     let recorded = ledger
         .record(&SentEntry {
             key: "dm:already".into(),

@@ -563,7 +563,7 @@ async fn sqlite_times_are_integer_microseconds(backend: Backend) {
     )
     .await
     .expect("activate");
-    let Some(pool) = queue.sqlite_pool() else {
+    let Some(pool) = queue.db().sqlite_pool() else {
         return; // PostgreSQL keeps TIMESTAMPTZ.
     };
     let (kind, value): (String, i64) =

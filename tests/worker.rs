@@ -742,7 +742,7 @@ async fn garbage_rows_fail_alone_and_the_worker_keeps_running(backend: Backend) 
     }
     let mut bad = Vec::new();
     for (kind, payload, says) in rows {
-        let id: i64 = if let Some(pool) = queue.postgres_pool() {
+        let id: i64 = if let Some(pool) = queue.db().postgres_pool() {
             sqlx::query_scalar(
                 "INSERT INTO jobq_jobs (kind, queue, payload, state, max_attempts)
                  VALUES ($1, 'test', $2::jsonb, 'available', 3) RETURNING id",
@@ -753,7 +753,7 @@ async fn garbage_rows_fail_alone_and_the_worker_keeps_running(backend: Backend) 
             .await
             .expect("insert a bad row")
         } else {
-            let pool = queue.sqlite_pool().expect("a SQLite pool");
+            let pool = queue.db().sqlite_pool().expect("a SQLite pool");
             let now = Utc::now().timestamp_micros();
             sqlx::query_scalar(
                 "INSERT INTO jobq_jobs (kind, queue, payload, state, max_attempts, run_at, created_at)

@@ -10,8 +10,8 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use sqlx::Row;
 
+use crate::db::{Conn, DbError, Fields, Stamp, micros, on_conn, row_id};
 use crate::driver::{last_error, lenient_errors};
 use crate::queue::{JobTx, QueueError};
 
@@ -45,34 +45,41 @@ pub struct NewFailures {
     pub since_us: i64,
 }
 
+/// Failed jobs that are not reported: the alerts themselves (jobs of `kind` whose key starts
+/// with `key_prefix`), so that an alert that fails for good (an admin who blocked the bot)
+/// does not start an endless stream of alerts about alerts.
+#[derive(Debug, Clone, Copy)]
+pub struct NotReported<'a> {
+    pub kind: &'a str,
+    pub key_prefix: &'a str,
+}
+
 /// In `tx`: the jobs that failed since the cursor, and the cursor moved past them, when at
-/// least `every` has passed since the last alert (times on the database's clock). `None` when there is nothing to report yet
-/// (nothing new, or too soon: the failures wait for the next window, gathered). The first call
-/// on a database starts the cursor at now: history is not reported.
-///
-/// Alerts about alerts are left out: a failed `send_dm` keyed `failure_digest:...` is not
-/// reported again (an admin who blocked the bot would otherwise get an endless stream).
+/// least `every` has passed since the last alert (times on the database's clock). `None` when
+/// there is nothing to report yet (nothing new, or too soon: the failures wait for the next
+/// window, gathered). The first call on a database starts the cursor at now: history is not
+/// reported.
 pub async fn take_new_failures(
     tx: &mut JobTx,
     every: Duration,
+    not_reported: NotReported<'_>,
 ) -> Result<Option<NewFailures>, QueueError> {
-    let now_us = clock_us(tx).await?;
-    let every_us = i64::try_from(every.as_micros()).unwrap_or(i64::MAX);
-    let Some((since_us, last_alert_us)) = cursor(tx, now_us).await? else {
+    let now_us = clock_us(tx.conn()).await?;
+    let Some((since_us, last_alert_us)) = cursor(tx.conn(), now_us).await? else {
         return Ok(None);
     };
-    if now_us.saturating_sub(last_alert_us) < every_us {
+    if now_us.saturating_sub(last_alert_us) < micros(every) {
         return Ok(None);
     }
     let until_us = now_us - SETTLE_US;
     if until_us <= since_us {
         return Ok(None);
     }
-    let (listed, total) = failed_between(tx, since_us, until_us).await?;
+    let (listed, total) = failed_between(tx.conn(), since_us, until_us, not_reported).await?;
     if total == 0 {
         return Ok(None);
     }
-    advance(tx, until_us, now_us).await?;
+    advance(tx.conn(), until_us, now_us).await?;
     Ok(Some(NewFailures {
         listed,
         total,
@@ -80,167 +87,119 @@ pub async fn take_new_failures(
     }))
 }
 
-/// Now, on the clock that wrote `finalized_at`: the database's on PostgreSQL, this process's on
-/// SQLite (whose times the workers write).
-async fn clock_us(tx: &mut JobTx) -> Result<i64, QueueError> {
-    if let Some(c) = tx.postgres() {
-        let now: i64 =
-            sqlx::query_scalar("SELECT (extract(epoch from clock_timestamp()) * 1000000)::bigint")
+/// Now, on the clock that wrote `finalized_at`: the database's on PostgreSQL (whose completer
+/// stamps rows with it), this process's on SQLite (whose times the workers write).
+async fn clock_us(conn: Conn<'_>) -> Result<i64, QueueError> {
+    match conn {
+        Conn::Postgres(c) => {
+            let now: Stamp = sqlx::query_scalar("SELECT clock_timestamp()")
                 .fetch_one(&mut *c)
                 .await?;
-        return Ok(now);
+            Ok(now.0.timestamp_micros())
+        }
+        Conn::Sqlite(_) => Ok(Utc::now().timestamp_micros()),
     }
-    Ok(Utc::now().timestamp_micros())
+}
+
+fn stamp(us: i64) -> Stamp {
+    Stamp(DateTime::from_timestamp_micros(us).unwrap_or(DateTime::<Utc>::MIN_UTC))
 }
 
 /// The cursor, locked: (reported up to, last alert at), in microseconds. Created at `now`
 /// (and `None` returned) on first use.
-async fn cursor(tx: &mut JobTx, now_us: i64) -> Result<Option<(i64, i64)>, QueueError> {
-    if let Some(c) = tx.postgres() {
-        let row = sqlx::query(
-            "SELECT value, (extract(epoch from updated_at) * 1000000)::bigint AS updated_us
-               FROM jobq_cursors WHERE name = $1 FOR UPDATE",
-        )
-        .bind(CURSOR)
-        .fetch_optional(&mut *c)
-        .await?;
-        if let Some(row) = row {
-            return Ok(Some((row.try_get("value")?, row.try_get("updated_us")?)));
+async fn cursor(conn: Conn<'_>, now_us: i64) -> Result<Option<(i64, i64)>, QueueError> {
+    // PostgreSQL locks the row for the transaction; on SQLite the IMMEDIATE transaction
+    // already holds the only write lock.
+    let select = match conn {
+        Conn::Postgres(_) => {
+            "SELECT value, updated_at FROM jobq_cursors WHERE name = $1 FOR UPDATE"
         }
-        sqlx::query(
-            "INSERT INTO jobq_cursors (name, value, updated_at)
-             VALUES ($1, $2, to_timestamp(0)) ON CONFLICT (name) DO NOTHING",
-        )
-        .bind(CURSOR)
-        .bind(now_us)
-        .execute(&mut *c)
-        .await?;
-        return Ok(None);
-    }
-    let c = tx.sqlite().ok_or_else(no_connection)?;
-    let row = sqlx::query("SELECT value, updated_at FROM jobq_cursors WHERE name = ?1")
-        .bind(CURSOR)
-        .fetch_optional(&mut *c)
-        .await?;
-    if let Some(row) = row {
-        return Ok(Some((row.try_get("value")?, row.try_get("updated_at")?)));
-    }
-    sqlx::query(
-        "INSERT INTO jobq_cursors (name, value, updated_at) VALUES (?1, ?2, 0)
-         ON CONFLICT (name) DO NOTHING",
-    )
-    .bind(CURSOR)
-    .bind(now_us)
-    .execute(&mut *c)
-    .await?;
-    Ok(None)
+        Conn::Sqlite(_) => "SELECT value, updated_at FROM jobq_cursors WHERE name = $1",
+    };
+    Ok(on_conn!(conn.into(), |c| {
+        let row = sqlx::query(select)
+            .bind(CURSOR)
+            .fetch_optional(&mut *c)
+            .await?;
+        if let Some(row) = row {
+            let f = Fields::new(&row, "jobq_cursors", CURSOR);
+            let updated: Stamp = f.get("updated_at")?;
+            Some((f.get("value")?, updated.0.timestamp_micros()))
+        } else {
+            sqlx::query(
+                "INSERT INTO jobq_cursors (name, value, updated_at) VALUES ($1, $2, $3)
+                 ON CONFLICT (name) DO NOTHING",
+            )
+            .bind(CURSOR)
+            .bind(now_us)
+            .bind(stamp(0))
+            .execute(&mut *c)
+            .await?;
+            None
+        }
+    }))
 }
 
 /// Failed jobs finalized in `(since, until]`, oldest first, at most [`LISTED`], and their count.
 async fn failed_between(
-    tx: &mut JobTx,
+    conn: Conn<'_>,
     since_us: i64,
     until_us: i64,
+    not_reported: NotReported<'_>,
 ) -> Result<(Vec<FailedJob>, i64), QueueError> {
-    const NOT_AN_ALERT: &str = "NOT (kind = 'send_dm' AND idempotency_key LIKE 'failure_digest:%' \
-                                AND idempotency_key IS NOT NULL)";
-    if let Some(c) = tx.postgres() {
-        let window = "state = 'failed' AND finalized_at > to_timestamp($1 / 1000000.0)
-                      AND finalized_at <= to_timestamp($2 / 1000000.0)";
-        let rows = sqlx::query(&format!(
-            "SELECT id, kind, queue, attempt, errors::text AS errors, finalized_at
-               FROM jobq_jobs WHERE {window} AND {NOT_AN_ALERT}
-              ORDER BY finalized_at, id LIMIT $3"
-        ))
-        .bind(since_us)
-        .bind(until_us)
-        .bind(LISTED)
-        .fetch_all(&mut *c)
-        .await?;
-        let total: i64 = sqlx::query_scalar(&format!(
-            "SELECT count(*) FROM jobq_jobs WHERE {window} AND {NOT_AN_ALERT}"
-        ))
-        .bind(since_us)
-        .bind(until_us)
-        .fetch_one(&mut *c)
-        .await?;
+    const WHERE: &str = "state = 'failed' AND finalized_at > $1 AND finalized_at <= $2
+        AND NOT (kind = $3 AND idempotency_key IS NOT NULL
+                 AND substr(idempotency_key, 1, length($4)) = $4)";
+    let listed = format!(
+        "SELECT id, kind, queue, attempt, CAST(errors AS TEXT) AS errors, finalized_at
+           FROM jobq_jobs WHERE {WHERE} ORDER BY finalized_at, id LIMIT $5"
+    );
+    let count = format!("SELECT count(*) FROM jobq_jobs WHERE {WHERE}");
+    let (since, until) = (stamp(since_us), stamp(until_us));
+    Ok(on_conn!(conn.into(), |c| {
+        let rows = sqlx::query(&listed)
+            .bind(since)
+            .bind(until)
+            .bind(not_reported.kind)
+            .bind(not_reported.key_prefix)
+            .bind(LISTED)
+            .fetch_all(&mut *c)
+            .await?;
+        let total: i64 = sqlx::query_scalar(&count)
+            .bind(since)
+            .bind(until)
+            .bind(not_reported.kind)
+            .bind(not_reported.key_prefix)
+            .fetch_one(&mut *c)
+            .await?;
         let listed = rows
             .iter()
             .map(|r| {
+                let id = row_id(r, "jobq_jobs")?;
+                let f = Fields::new(r, "jobq_jobs", id);
                 Ok(FailedJob {
-                    id: r.try_get("id")?,
-                    kind: r.try_get("kind")?,
-                    queue: r.try_get("queue")?,
-                    attempts: r.try_get("attempt")?,
-                    last_error: last_error(&lenient_errors(r.try_get("errors")?)),
-                    failed_at: r.try_get("finalized_at")?,
+                    id,
+                    kind: f.get("kind")?,
+                    queue: f.get("queue")?,
+                    attempts: f.get("attempt")?,
+                    last_error: last_error(&lenient_errors(&f.get::<String>("errors")?)),
+                    failed_at: f.get::<Stamp>("finalized_at")?.into(),
                 })
             })
-            .collect::<Result<_, sqlx::Error>>()?;
-        return Ok((listed, total));
-    }
-    let c = tx.sqlite().ok_or_else(no_connection)?;
-    let window = "state = 'failed' AND finalized_at > ?1 AND finalized_at <= ?2";
-    let rows = sqlx::query(&format!(
-        "SELECT id, kind, queue, attempt, errors, finalized_at
-           FROM jobq_jobs WHERE {window} AND {NOT_AN_ALERT}
-          ORDER BY finalized_at, id LIMIT ?3"
-    ))
-    .bind(since_us)
-    .bind(until_us)
-    .bind(LISTED)
-    .fetch_all(&mut *c)
-    .await?;
-    let total: i64 = sqlx::query_scalar(&format!(
-        "SELECT count(*) FROM jobq_jobs WHERE {window} AND {NOT_AN_ALERT}"
-    ))
-    .bind(since_us)
-    .bind(until_us)
-    .fetch_one(&mut *c)
-    .await?;
-    let listed = rows
-        .iter()
-        .map(|r| {
-            let at: i64 = r.try_get("finalized_at")?;
-            Ok(FailedJob {
-                id: r.try_get("id")?,
-                kind: r.try_get("kind")?,
-                queue: r.try_get("queue")?,
-                attempts: r.try_get("attempt")?,
-                last_error: last_error(&lenient_errors(r.try_get("errors")?)),
-                failed_at: DateTime::from_timestamp_micros(at).unwrap_or_default(),
-            })
-        })
-        .collect::<Result<_, sqlx::Error>>()?;
-    Ok((listed, total))
+            .collect::<Result<Vec<_>, DbError>>()?;
+        (listed, total)
+    }))
 }
 
 /// Moves the cursor to `until` and records the alert's time, `now`.
-async fn advance(tx: &mut JobTx, until_us: i64, now_us: i64) -> Result<(), QueueError> {
-    if let Some(c) = tx.postgres() {
-        sqlx::query(
-            "UPDATE jobq_cursors SET value = $2, updated_at = to_timestamp($3 / 1000000.0)
-              WHERE name = $1",
-        )
-        .bind(CURSOR)
-        .bind(until_us)
-        .bind(now_us)
-        .execute(&mut *c)
-        .await?;
-        return Ok(());
-    }
-    let c = tx.sqlite().ok_or_else(no_connection)?;
-    sqlx::query("UPDATE jobq_cursors SET value = ?2, updated_at = ?3 WHERE name = ?1")
-        .bind(CURSOR)
-        .bind(until_us)
-        .bind(now_us)
-        .execute(&mut *c)
-        .await?;
+async fn advance(conn: Conn<'_>, until_us: i64, now_us: i64) -> Result<(), QueueError> {
+    on_conn!(conn.into(), |c| {
+        sqlx::query("UPDATE jobq_cursors SET value = $2, updated_at = $3 WHERE name = $1")
+            .bind(CURSOR)
+            .bind(until_us)
+            .bind(stamp(now_us))
+            .execute(&mut *c)
+            .await?;
+    });
     Ok(())
-}
-
-fn no_connection() -> QueueError {
-    QueueError::Database(sqlx::Error::Protocol(
-        "transaction has no connection".into(),
-    ))
 }

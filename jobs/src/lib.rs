@@ -15,7 +15,7 @@
 pub mod audit;
 pub mod bot_tokens;
 pub mod configuration;
-pub mod driver;
+pub mod db;
 pub mod failures;
 pub mod job;
 pub mod kinds;
@@ -31,6 +31,7 @@ pub mod secret_key;
 pub mod state;
 pub mod subscriptions;
 
+pub use db::driver;
 pub use job::{EnqueueOptions, Job, JobSpec, NewJob};
 pub use queue::{Enqueued, Queue};
 pub use retry::RetryPolicy;

@@ -18,6 +18,7 @@ use chrono::Utc;
 
 use crate::Queue;
 use crate::configuration::Backend;
+use crate::db::{Db, DbError, Exec, micros, on_conn};
 
 /// A request rate: `per_second` on average, up to `burst` at once after a quiet spell.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -66,23 +67,19 @@ impl Rate {
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum LimitError {
-    #[error("rate limit database error: {0}")]
-    Database(#[from] sqlx::Error),
-    #[error("queue backend and driver disagree")]
-    Backend,
-}
+#[error("rate limit database error: {0}")]
+pub struct LimitError(#[from] DbError);
 
-#[derive(Clone)]
-enum Pool {
-    Postgres(sqlx::PgPool),
-    Sqlite(sqlx::SqlitePool),
+impl From<sqlx::Error> for LimitError {
+    fn from(error: sqlx::Error) -> Self {
+        LimitError(DbError::Sqlx(error))
+    }
 }
 
 /// The shared limits of a queue's database. Cheap to clone.
 #[derive(Clone)]
 pub struct Limits {
-    pool: Pool,
+    db: Db,
 }
 
 /// A held concurrency permit. Release it with [`Permit::release`] when the call ends; one
@@ -90,18 +87,52 @@ pub struct Limits {
 pub struct Permit {
     limits: Limits,
     name: String,
-    slot: i64,
+    slot: i32,
     holder: String,
     released: bool,
 }
 
+// The upsert that takes a turn: only the larger-of-two function is spelled differently.
+const TAKE_POSTGRES: &str = "INSERT INTO jobq_rate_limits (name, tat) VALUES ($1, $2 + $3)
+     ON CONFLICT (name) DO UPDATE
+        SET tat = GREATEST(jobq_rate_limits.tat, $2) + $3
+      WHERE jobq_rate_limits.tat - $4 <= $2
+     RETURNING tat";
+const TAKE_SQLITE: &str = "INSERT INTO jobq_rate_limits (name, tat) VALUES ($1, $2 + $3)
+     ON CONFLICT (name) DO UPDATE
+        SET tat = MAX(jobq_rate_limits.tat, $2) + $3
+      WHERE jobq_rate_limits.tat - $4 <= $2
+     RETURNING tat";
+
+// Permit rows `0..slots`: PostgreSQL counts with `generate_series`, SQLite with a recursive CTE.
+const SLOTS_POSTGRES: &str = "INSERT INTO jobq_permits (name, slot)
+     SELECT $1, s FROM generate_series(0, $2 - 1) AS s
+     ON CONFLICT DO NOTHING";
+const SLOTS_SQLITE: &str =
+    "WITH RECURSIVE s(n) AS (SELECT 0 UNION ALL SELECT n + 1 FROM s WHERE n + 1 < $2)
+     INSERT INTO jobq_permits (name, slot) SELECT $1, n FROM s WHERE true
+     ON CONFLICT DO NOTHING";
+
+// A free permit, claimed: PostgreSQL skips rows other transactions hold; SQLite has one writer
+// at a time (the transaction is IMMEDIATE), so there is nothing to skip.
+const CLAIM_POSTGRES: &str = "UPDATE jobq_permits SET holder = $3, expires_at = $4
+      WHERE (name, slot) = (
+        SELECT name, slot FROM jobq_permits
+         WHERE name = $1 AND slot < $2 AND (holder IS NULL OR expires_at <= $5)
+         ORDER BY slot LIMIT 1 FOR UPDATE SKIP LOCKED)
+     RETURNING slot";
+const CLAIM_SQLITE: &str = "UPDATE jobq_permits SET holder = $3, expires_at = $4
+      WHERE name = $1 AND slot = (
+        SELECT slot FROM jobq_permits
+         WHERE name = $1 AND slot < $2 AND (holder IS NULL OR expires_at <= $5)
+         ORDER BY slot LIMIT 1)
+     RETURNING slot";
+
 impl Limits {
-    pub fn new(queue: &Queue) -> Result<Limits, LimitError> {
-        let pool = match queue.backend() {
-            Backend::Postgres => queue.postgres_pool().cloned().map(Pool::Postgres),
-            Backend::Sqlite => queue.sqlite_pool().cloned().map(Pool::Sqlite),
-        };
-        pool.map(|pool| Limits { pool }).ok_or(LimitError::Backend)
+    pub fn new(queue: &Queue) -> Limits {
+        Limits {
+            db: queue.db().clone(),
+        }
     }
 
     /// Takes one turn of `name` at `rate`: `None` when the request may go now, else how long
@@ -110,38 +141,16 @@ impl Limits {
         let now = Utc::now().timestamp_micros();
         let interval = rate.interval_us();
         let tolerance = rate.tolerance_us();
-        let taken = match &self.pool {
-            Pool::Postgres(pool) => {
-                sqlx::query_scalar::<_, i64>(
-                    "INSERT INTO jobq_rate_limits (name, tat) VALUES ($1, $2 + $3)
-                     ON CONFLICT (name) DO UPDATE
-                        SET tat = GREATEST(jobq_rate_limits.tat, $2) + $3
-                      WHERE jobq_rate_limits.tat - $4 <= $2
-                     RETURNING tat",
-                )
+        let sql = pick(&self.db, TAKE_POSTGRES, TAKE_SQLITE);
+        let taken: Option<i64> = on_conn!(self.db.exec(), |c| {
+            sqlx::query_scalar(sql)
                 .bind(name)
                 .bind(now)
                 .bind(interval)
                 .bind(tolerance)
-                .fetch_optional(pool)
+                .fetch_optional(&mut *c)
                 .await?
-            }
-            Pool::Sqlite(pool) => {
-                sqlx::query_scalar::<_, i64>(
-                    "INSERT INTO jobq_rate_limits (name, tat) VALUES (?1, ?2 + ?3)
-                     ON CONFLICT (name) DO UPDATE
-                        SET tat = MAX(jobq_rate_limits.tat, ?2) + ?3
-                      WHERE jobq_rate_limits.tat - ?4 <= ?2
-                     RETURNING tat",
-                )
-                .bind(name)
-                .bind(now)
-                .bind(interval)
-                .bind(tolerance)
-                .fetch_optional(pool)
-                .await?
-            }
-        };
+        });
         if taken.is_some() {
             return Ok(None);
         }
@@ -171,21 +180,12 @@ impl Limits {
     }
 
     async fn tat(&self, name: &str) -> Result<Option<i64>, LimitError> {
-        let tat = match &self.pool {
-            Pool::Postgres(pool) => {
-                sqlx::query_scalar("SELECT tat FROM jobq_rate_limits WHERE name = $1")
-                    .bind(name)
-                    .fetch_optional(pool)
-                    .await?
-            }
-            Pool::Sqlite(pool) => {
-                sqlx::query_scalar("SELECT tat FROM jobq_rate_limits WHERE name = ?1")
-                    .bind(name)
-                    .fetch_optional(pool)
-                    .await?
-            }
-        };
-        Ok(tat)
+        Ok(on_conn!(self.db.exec(), |c| {
+            sqlx::query_scalar("SELECT tat FROM jobq_rate_limits WHERE name = $1")
+                .bind(name)
+                .fetch_optional(&mut *c)
+                .await?
+        }))
     }
 
     /// One of `slots` permits of `name`, held for at most `hold` (then it expires), or `None`
@@ -196,70 +196,31 @@ impl Limits {
         slots: u32,
         hold: Duration,
     ) -> Result<Option<Permit>, LimitError> {
-        let slots = i64::from(slots.max(1));
+        let slots = i32::try_from(slots.max(1)).unwrap_or(i32::MAX);
         let now = Utc::now().timestamp_micros();
-        let expires = now.saturating_add(i64::try_from(hold.as_micros()).unwrap_or(i64::MAX / 4));
+        let expires = now.saturating_add(micros(hold).min(i64::MAX / 4));
         let holder = format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..));
-        let slot = match &self.pool {
-            Pool::Postgres(pool) => {
-                let mut tx = pool.begin().await?;
-                sqlx::query(
-                    "INSERT INTO jobq_permits (name, slot)
-                     SELECT $1, s FROM generate_series(0, $2 - 1) AS s
-                     ON CONFLICT DO NOTHING",
-                )
-                .bind(name)
-                .bind(slots)
-                .execute(&mut *tx)
-                .await?;
-                let slot = sqlx::query_scalar::<_, i32>(
-                    "UPDATE jobq_permits SET holder = $3, expires_at = $4
-                      WHERE (name, slot) = (
-                        SELECT name, slot FROM jobq_permits
-                         WHERE name = $1 AND slot < $2 AND (holder IS NULL OR expires_at <= $5)
-                         ORDER BY slot LIMIT 1 FOR UPDATE SKIP LOCKED)
-                     RETURNING slot",
-                )
-                .bind(name)
-                .bind(slots)
-                .bind(&holder)
-                .bind(expires)
-                .bind(now)
-                .fetch_optional(&mut *tx)
-                .await?;
-                tx.commit().await?;
-                slot.map(i64::from)
-            }
-            Pool::Sqlite(pool) => {
-                let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-                sqlx::query(
-                    "WITH RECURSIVE s(n) AS (SELECT 0 UNION ALL SELECT n + 1 FROM s WHERE n + 1 < ?2)
-                     INSERT INTO jobq_permits (name, slot) SELECT ?1, n FROM s WHERE true
-                     ON CONFLICT DO NOTHING",
-                )
-                .bind(name)
-                .bind(slots)
-                .execute(&mut *tx)
-                .await?;
-                let slot = sqlx::query_scalar::<_, i64>(
-                    "UPDATE jobq_permits SET holder = ?3, expires_at = ?4
-                      WHERE name = ?1 AND slot = (
-                        SELECT slot FROM jobq_permits
-                         WHERE name = ?1 AND slot < ?2 AND (holder IS NULL OR expires_at <= ?5)
-                         ORDER BY slot LIMIT 1)
-                     RETURNING slot",
-                )
-                .bind(name)
-                .bind(slots)
-                .bind(&holder)
-                .bind(expires)
-                .bind(now)
-                .fetch_optional(&mut *tx)
-                .await?;
-                tx.commit().await?;
-                slot
-            }
+        let (add_slots, claim) = match self.db.backend() {
+            Backend::Postgres => (SLOTS_POSTGRES, CLAIM_POSTGRES),
+            Backend::Sqlite => (SLOTS_SQLITE, CLAIM_SQLITE),
         };
+        let mut tx = self.db.begin().await?;
+        let slot: Option<i32> = on_conn!(Exec::from(&mut tx), |c| {
+            sqlx::query(add_slots)
+                .bind(name)
+                .bind(slots)
+                .execute(&mut *c)
+                .await?;
+            sqlx::query_scalar(claim)
+                .bind(name)
+                .bind(slots)
+                .bind(&holder)
+                .bind(expires)
+                .bind(now)
+                .fetch_optional(&mut *c)
+                .await?
+        });
+        tx.commit().await?;
         Ok(slot.map(|slot| Permit {
             limits: self.clone(),
             name: name.to_string(),
@@ -292,31 +253,18 @@ impl Limits {
         }
     }
 
-    async fn release(&self, name: &str, slot: i64, holder: &str) -> Result<(), LimitError> {
-        match &self.pool {
-            Pool::Postgres(pool) => {
-                sqlx::query(
-                    "UPDATE jobq_permits SET holder = NULL, expires_at = 0
-                      WHERE name = $1 AND slot = $2 AND holder = $3",
-                )
-                .bind(name)
-                .bind(slot as i32)
-                .bind(holder)
-                .execute(pool)
-                .await?;
-            }
-            Pool::Sqlite(pool) => {
-                sqlx::query(
-                    "UPDATE jobq_permits SET holder = NULL, expires_at = 0
-                      WHERE name = ?1 AND slot = ?2 AND holder = ?3",
-                )
-                .bind(name)
-                .bind(slot)
-                .bind(holder)
-                .execute(pool)
-                .await?;
-            }
-        }
+    async fn release(&self, name: &str, slot: i32, holder: &str) -> Result<(), LimitError> {
+        on_conn!(self.db.exec(), |c| {
+            sqlx::query(
+                "UPDATE jobq_permits SET holder = NULL, expires_at = 0
+                  WHERE name = $1 AND slot = $2 AND holder = $3",
+            )
+            .bind(name)
+            .bind(slot)
+            .bind(holder)
+            .execute(&mut *c)
+            .await?;
+        });
         Ok(())
     }
 
@@ -324,62 +272,40 @@ impl Limits {
     /// past (a fresh row behaves the same) and permits free or expired that long. Per-chat and
     /// per-subscription names would otherwise pile up. Returns the rows deleted.
     pub async fn prune(&self, idle: Duration) -> Result<u64, LimitError> {
-        let before = Utc::now()
-            .timestamp_micros()
-            .saturating_sub(i64::try_from(idle.as_micros()).unwrap_or(i64::MAX));
-        let deleted = match &self.pool {
-            Pool::Postgres(pool) => {
-                let rates = sqlx::query("DELETE FROM jobq_rate_limits WHERE tat < $1")
-                    .bind(before)
-                    .execute(pool)
-                    .await?;
-                let permits = sqlx::query("DELETE FROM jobq_permits WHERE expires_at < $1")
-                    .bind(before)
-                    .execute(pool)
-                    .await?;
-                rates.rows_affected() + permits.rows_affected()
-            }
-            Pool::Sqlite(pool) => {
-                let rates = sqlx::query("DELETE FROM jobq_rate_limits WHERE tat < ?1")
-                    .bind(before)
-                    .execute(pool)
-                    .await?;
-                let permits = sqlx::query("DELETE FROM jobq_permits WHERE expires_at < ?1")
-                    .bind(before)
-                    .execute(pool)
-                    .await?;
-                rates.rows_affected() + permits.rows_affected()
-            }
-        };
-        Ok(deleted)
+        let before = Utc::now().timestamp_micros().saturating_sub(micros(idle));
+        Ok(on_conn!(self.db.exec(), |c| {
+            let rates = sqlx::query("DELETE FROM jobq_rate_limits WHERE tat < $1")
+                .bind(before)
+                .execute(&mut *c)
+                .await?;
+            let permits = sqlx::query("DELETE FROM jobq_permits WHERE expires_at < $1")
+                .bind(before)
+                .execute(&mut *c)
+                .await?;
+            rates.rows_affected() + permits.rows_affected()
+        }))
     }
 
     /// How many permits of `name` are held now (for tests and inspection).
     pub async fn held(&self, name: &str) -> Result<i64, LimitError> {
         let now = Utc::now().timestamp_micros();
-        let held = match &self.pool {
-            Pool::Postgres(pool) => {
-                sqlx::query_scalar(
-                    "SELECT count(*) FROM jobq_permits
-                      WHERE name = $1 AND holder IS NOT NULL AND expires_at > $2",
-                )
-                .bind(name)
-                .bind(now)
-                .fetch_one(pool)
-                .await?
-            }
-            Pool::Sqlite(pool) => {
-                sqlx::query_scalar(
-                    "SELECT count(*) FROM jobq_permits
-                      WHERE name = ?1 AND holder IS NOT NULL AND expires_at > ?2",
-                )
-                .bind(name)
-                .bind(now)
-                .fetch_one(pool)
-                .await?
-            }
-        };
-        Ok(held)
+        Ok(on_conn!(self.db.exec(), |c| {
+            sqlx::query_scalar(
+                "SELECT count(*) FROM jobq_permits
+                  WHERE name = $1 AND holder IS NOT NULL AND expires_at > $2",
+            )
+            .bind(name)
+            .bind(now)
+            .fetch_one(&mut *c)
+            .await?
+        }))
+    }
+}
+
+fn pick(db: &Db, postgres: &'static str, sqlite: &'static str) -> &'static str {
+    match db.backend() {
+        Backend::Postgres => postgres,
+        Backend::Sqlite => sqlite,
     }
 }
 

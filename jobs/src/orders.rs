@@ -17,7 +17,6 @@ use chrono::{DateTime, Utc};
 use sqlx::Row;
 
 use crate::audit::AuditEntry;
-use crate::configuration::Backend;
 use crate::kinds::{Platform, ProvisionClient, SendDm, SubscriptionId, UserId};
 use crate::queue::{JobTx, Queue, QueueError};
 use crate::subscriptions::{SubscriptionError, SubscriptionStatus, Subscriptions};
@@ -196,6 +195,8 @@ pub enum OrderError {
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
     #[error(transparent)]
+    Db(#[from] DbError),
+    #[error(transparent)]
     Subscriptions(#[from] SubscriptionError),
     /// A stored row this code cannot read (written by hand, or by a newer jobq).
     #[error("order {id}: stored {what} is not valid: {detail}")]
@@ -206,17 +207,7 @@ pub enum OrderError {
     },
 }
 
-#[derive(Clone)]
-enum Pool {
-    Postgres(sqlx::PgPool),
-    Sqlite(sqlx::SqlitePool),
-}
-
-/// A connection of either backend, from a pool or a [`JobTx`].
-enum Conn<'c> {
-    Postgres(&'c mut sqlx::PgConnection),
-    Sqlite(&'c mut sqlx::SqliteConnection),
-}
+use crate::db::{Conn, Db, DbError, Fields};
 
 /// Runs `$body` on the backend's connection `$c`, with `$now` the current time as that backend
 /// stores it. The body is the same text on both; each arm type-checks it for its database.
@@ -237,69 +228,27 @@ macro_rules! on_conn {
     };
 }
 
-/// Runs `$body` with `$c` a connection acquired from the pool.
+/// Runs `$body` with `$c` a connection acquired from the database.
 macro_rules! with_pool {
-    ($pool:expr, |$c:ident| $body:expr) => {
-        match $pool {
-            Pool::Postgres(pool) => {
-                let mut acquired = pool.acquire().await?;
-                let $c = Conn::Postgres(&mut acquired);
-                $body
-            }
-            Pool::Sqlite(pool) => {
-                let mut acquired = pool.acquire().await?;
-                let $c = Conn::Sqlite(&mut acquired);
-                $body
-            }
-        }
-    };
-}
-
-fn pool_of(queue: &Queue) -> Result<Pool, QueueError> {
-    let pool = match queue.backend() {
-        Backend::Postgres => queue.postgres_pool().cloned().map(Pool::Postgres),
-        Backend::Sqlite => queue.sqlite_pool().cloned().map(Pool::Sqlite),
-    };
-    pool.ok_or_else(|| {
-        QueueError::Database(sqlx::Error::Protocol(
-            "queue backend and driver disagree".into(),
-        ))
-    })
+    ($db:expr, |$c:ident| $body:expr) => {{
+        let mut acquired = $db.acquire().await?;
+        let $c = acquired.conn();
+        $body
+    }};
 }
 
 fn conn_of(tx: &mut JobTx) -> Result<Conn<'_>, OrderError> {
-    if tx.postgres().is_some() {
-        return tx.postgres().map(Conn::Postgres).ok_or_else(mismatch);
-    }
-    tx.sqlite().map(Conn::Sqlite).ok_or_else(mismatch)
+    Ok(tx.conn())
 }
 
-fn mismatch() -> OrderError {
-    OrderError::Database(sqlx::Error::Protocol(
-        "transaction backend and driver disagree".into(),
-    ))
-}
-
-/// A time column as the backend stores it.
-trait TimeColumn {
-    fn time(&self, id: i64, column: &'static str) -> Result<DateTime<Utc>, OrderError>;
-}
-
-impl TimeColumn for sqlx::postgres::PgRow {
-    fn time(&self, _id: i64, column: &'static str) -> Result<DateTime<Utc>, OrderError> {
-        Ok(self.try_get(column)?)
-    }
-}
-
-impl TimeColumn for sqlx::sqlite::SqliteRow {
-    fn time(&self, id: i64, column: &'static str) -> Result<DateTime<Utc>, OrderError> {
-        let us: i64 = self.try_get(column)?;
-        DateTime::from_timestamp_micros(us).ok_or_else(|| OrderError::Corrupt {
-            id,
-            what: column,
-            detail: format!("{us} is not a time"),
-        })
-    }
+/// A time column, refused with its row and column named when it does not hold a time.
+fn time<R: sqlx::Row>(r: &R, id: i64, column: &'static str) -> Result<DateTime<Utc>, DbError>
+where
+    &'static str: sqlx::ColumnIndex<R>,
+    crate::db::Stamp: for<'a> sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+{
+    let stamp: crate::db::Stamp = Fields::new(r, "jobq_orders", id).get(column)?;
+    Ok(stamp.into())
 }
 
 const ORDER_COLUMNS: &str = "id, platform, user_id, chat_id, plan, kind, subscription_id, \
@@ -331,8 +280,8 @@ macro_rules! order_row {
             origin_key: r.try_get("origin_key")?,
             decided_by: r.try_get("decided_by")?,
             job_id: r.try_get("job_id")?,
-            created_at: r.time(id, "created_at")?,
-            updated_at: r.time(id, "updated_at")?,
+            created_at: time(r, id, "created_at")?,
+            updated_at: time(r, id, "updated_at")?,
         })
     }};
 }
@@ -348,7 +297,7 @@ async fn get_order(conn: Conn<'_>, id: i64) -> Result<Option<Order>, OrderError>
 /// Reads and writes orders on the queue's database. Cheap to clone.
 #[derive(Clone)]
 pub struct Orders {
-    pool: Pool,
+    db: Db,
     queue: Queue,
     subscriptions: Subscriptions,
 }
@@ -356,7 +305,7 @@ pub struct Orders {
 impl Orders {
     pub fn new(queue: &Queue) -> Result<Self, OrderError> {
         Ok(Orders {
-            pool: pool_of(queue)?,
+            db: queue.db().clone(),
             queue: queue.clone(),
             subscriptions: Subscriptions::new(queue)?,
         })
@@ -434,12 +383,12 @@ impl Orders {
     }
 
     pub async fn get(&self, id: i64) -> Result<Option<Order>, OrderError> {
-        with_pool!(&self.pool, |conn| get_order(conn, id).await)
+        with_pool!(self.db, |conn| get_order(conn, id).await)
     }
 
     pub async fn by_origin(&self, origin_key: &str) -> Result<Option<Order>, OrderError> {
         let sql = format!("SELECT {ORDER_COLUMNS} FROM jobq_orders WHERE origin_key = $1");
-        with_pool!(&self.pool, |conn| on_conn!(conn, |c, now| {
+        with_pool!(self.db, |conn| on_conn!(conn, |c, now| {
             let row = sqlx::query(&sql)
                 .bind(origin_key)
                 .fetch_optional(&mut *c)
@@ -459,7 +408,7 @@ impl Orders {
             "SELECT {ORDER_COLUMNS} FROM jobq_orders WHERE platform = $1 AND user_id = $2
              ORDER BY id DESC LIMIT $3"
         );
-        with_pool!(&self.pool, |conn| on_conn!(conn, |c, now| {
+        with_pool!(self.db, |conn| on_conn!(conn, |c, now| {
             let rows = sqlx::query(&sql)
                 .bind(platform.as_str())
                 .bind(user_id.get())
@@ -562,7 +511,7 @@ impl Orders {
         }
         let sql = "UPDATE jobq_orders SET status = $2, subscription_id = $3, updated_at = $4
                    WHERE id = $1";
-        with_pool!(&self.pool, |conn| on_conn!(conn, |c, now| {
+        with_pool!(self.db, |conn| on_conn!(conn, |c, now| {
             sqlx::query(sql)
                 .bind(id)
                 .bind(status.as_str())
@@ -576,7 +525,7 @@ impl Orders {
 
     async fn subscription_by_origin(&self, key: &str) -> Result<Option<i64>, OrderError> {
         let sql = "SELECT id FROM jobq_subscriptions WHERE origin_key = $1";
-        with_pool!(&self.pool, |conn| on_conn!(conn, |c, now| {
+        with_pool!(self.db, |conn| on_conn!(conn, |c, now| {
             Ok(sqlx::query_scalar(sql)
                 .bind(key)
                 .fetch_optional(&mut *c)
@@ -630,7 +579,7 @@ impl Orders {
     pub async fn receipts(&self, order: i64) -> Result<Vec<i64>, OrderError> {
         let sql = "SELECT message_id FROM jobq_order_receipts WHERE order_id = $1
                    ORDER BY received_at, message_id";
-        with_pool!(&self.pool, |conn| on_conn!(conn, |c, now| {
+        with_pool!(self.db, |conn| on_conn!(conn, |c, now| {
             Ok(sqlx::query_scalar(sql)
                 .bind(order)
                 .fetch_all(&mut *c)
@@ -848,7 +797,7 @@ impl Orders {
                        AND next_attempt_at <= $3
                      RETURNING attempts";
         type DueRow = (i64, i64, i64, i64, i64, String, String);
-        let rows: Vec<DueRow> = with_pool!(&self.pool, |conn| on_conn!(conn, |c, now| {
+        let rows: Vec<DueRow> = with_pool!(self.db, |conn| on_conn!(conn, |c, now| {
             sqlx::query_as(&due)
                 .bind(now)
                 .bind(i64::from(limit))
@@ -857,7 +806,7 @@ impl Orders {
         }));
         let mut claimed = Vec::new();
         for (id, order_id, admin_id, customer_chat, receipt, what, text) in rows {
-            let attempts: Option<i32> = with_pool!(&self.pool, |conn| on_conn!(conn, |c, now| {
+            let attempts: Option<i32> = with_pool!(self.db, |conn| on_conn!(conn, |c, now| {
                 sqlx::query_scalar(claim)
                     .bind(id)
                     .bind(now.after(lease))
@@ -889,7 +838,7 @@ impl Orders {
     /// How long until the next pending notice is due (zero if one is), `None` if none waits.
     pub async fn next_notice_in(&self) -> Result<Option<std::time::Duration>, OrderError> {
         let sql = format!("SELECT MIN(n.next_attempt_at) {NOTICES_PENDING}");
-        with_pool!(&self.pool, |conn| on_conn!(conn, |c, now| {
+        with_pool!(self.db, |conn| on_conn!(conn, |c, now| {
             let next = sqlx::query_scalar(&sql).fetch_one(&mut *c).await?;
             Ok(until(next, now))
         }))
@@ -898,7 +847,7 @@ impl Orders {
     /// A claimed notice went out.
     pub async fn notice_sent(&self, id: i64) -> Result<(), OrderError> {
         let sql = "UPDATE jobq_order_notices SET sent_at = $2, last_error = NULL WHERE id = $1";
-        with_pool!(&self.pool, |conn| on_conn!(conn, |c, now| {
+        with_pool!(self.db, |conn| on_conn!(conn, |c, now| {
             sqlx::query(sql).bind(id).bind(now).execute(&mut *c).await?;
         }));
         Ok(())
@@ -913,7 +862,7 @@ impl Orders {
     ) -> Result<(), OrderError> {
         let sql = "UPDATE jobq_order_notices SET next_attempt_at = $2, last_error = $3
                    WHERE id = $1 AND sent_at IS NULL";
-        with_pool!(&self.pool, |conn| on_conn!(conn, |c, now| {
+        with_pool!(self.db, |conn| on_conn!(conn, |c, now| {
             sqlx::query(sql)
                 .bind(id)
                 .bind(now.after(retry_in))
@@ -929,7 +878,7 @@ impl Orders {
     /// Returns how many were deleted.
     pub async fn prune_notices(&self, older_than: std::time::Duration) -> Result<u64, OrderError> {
         let sql = "DELETE FROM jobq_order_notices WHERE sent_at < $1 OR gave_up_at < $1";
-        with_pool!(&self.pool, |conn| on_conn!(conn, |c, now| {
+        with_pool!(self.db, |conn| on_conn!(conn, |c, now| {
             let done = sqlx::query(sql)
                 .bind(now.before(older_than))
                 .execute(&mut *c)
@@ -942,7 +891,7 @@ impl Orders {
     pub async fn notice_given_up(&self, id: i64, error: &str) -> Result<(), OrderError> {
         let sql = "UPDATE jobq_order_notices SET gave_up_at = $2, last_error = $3
                    WHERE id = $1 AND sent_at IS NULL";
-        with_pool!(&self.pool, |conn| on_conn!(conn, |c, now| {
+        with_pool!(self.db, |conn| on_conn!(conn, |c, now| {
             sqlx::query(sql)
                 .bind(id)
                 .bind(now)
@@ -960,19 +909,19 @@ impl Orders {
 /// Each chat's dialogue state with a bot, as JSON the bot writes (opaque here). Cheap to clone.
 #[derive(Clone)]
 pub struct Dialogues {
-    pool: Pool,
+    db: Db,
 }
 
 impl Dialogues {
     pub fn new(queue: &Queue) -> Result<Self, OrderError> {
         Ok(Dialogues {
-            pool: pool_of(queue)?,
+            db: queue.db().clone(),
         })
     }
 
     pub async fn get(&self, platform: Platform, chat: i64) -> Result<Option<String>, OrderError> {
         let sql = "SELECT state FROM jobq_bot_dialogues WHERE platform = $1 AND chat_id = $2";
-        with_pool!(&self.pool, |conn| on_conn!(conn, |c, now| {
+        with_pool!(self.db, |conn| on_conn!(conn, |c, now| {
             Ok(sqlx::query_scalar(sql)
                 .bind(platform.as_str())
                 .bind(chat)
@@ -986,7 +935,7 @@ impl Dialogues {
                    VALUES ($1, $2, $3, $4)
                    ON CONFLICT (platform, chat_id)
                    DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at";
-        with_pool!(&self.pool, |conn| on_conn!(conn, |c, now| {
+        with_pool!(self.db, |conn| on_conn!(conn, |c, now| {
             sqlx::query(sql)
                 .bind(platform.as_str())
                 .bind(chat)
@@ -1000,7 +949,7 @@ impl Dialogues {
 
     pub async fn clear(&self, platform: Platform, chat: i64) -> Result<(), OrderError> {
         let sql = "DELETE FROM jobq_bot_dialogues WHERE platform = $1 AND chat_id = $2";
-        with_pool!(&self.pool, |conn| on_conn!(conn, |c, now| {
+        with_pool!(self.db, |conn| on_conn!(conn, |c, now| {
             sqlx::query(sql)
                 .bind(platform.as_str())
                 .bind(chat)
@@ -1018,14 +967,14 @@ impl Dialogues {
 /// is). Cheap to clone.
 #[derive(Clone)]
 pub struct BotAdmins {
-    pool: Pool,
+    db: Db,
     queue: Queue,
 }
 
 impl BotAdmins {
     pub fn new(queue: &Queue) -> Result<Self, OrderError> {
         Ok(BotAdmins {
-            pool: pool_of(queue)?,
+            db: queue.db().clone(),
             queue: queue.clone(),
         })
     }
@@ -1033,7 +982,7 @@ impl BotAdmins {
     /// The admins in the database, by user id.
     pub async fn list(&self, platform: Platform) -> Result<Vec<i64>, OrderError> {
         let sql = "SELECT user_id FROM jobq_bot_admins WHERE platform = $1 ORDER BY user_id";
-        with_pool!(&self.pool, |conn| on_conn!(conn, |c, now| {
+        with_pool!(self.db, |conn| on_conn!(conn, |c, now| {
             Ok(sqlx::query_scalar(sql)
                 .bind(platform.as_str())
                 .fetch_all(&mut *c)
@@ -1043,7 +992,7 @@ impl BotAdmins {
 
     pub async fn contains(&self, platform: Platform, user: i64) -> Result<bool, OrderError> {
         let sql = "SELECT 1 FROM jobq_bot_admins WHERE platform = $1 AND user_id = $2";
-        let found: Option<i32> = with_pool!(&self.pool, |conn| on_conn!(conn, |c, now| {
+        let found: Option<i32> = with_pool!(self.db, |conn| on_conn!(conn, |c, now| {
             sqlx::query_scalar(sql)
                 .bind(platform.as_str())
                 .bind(user)

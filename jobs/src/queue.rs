@@ -12,7 +12,8 @@ use tokio::sync::Notify;
 
 use crate::audit::AuditEntry;
 use crate::configuration::{Backend, DatabaseSettings};
-use crate::driver::{Driver, JobFilter, Repair, postgres::PostgresDriver, sqlite::SqliteDriver};
+use crate::db::{Conn, Db, DbError, Exec, Tx};
+use crate::driver::{Driver, JobFilter, Repair};
 use crate::job::{EnqueueOptions, InvalidJob, Job, NewJob};
 
 #[derive(Debug, thiserror::Error)]
@@ -25,29 +26,36 @@ pub enum QueueError {
     },
     #[error("{0}")]
     Schema(String),
-    #[error("database error: {0}")]
-    Database(#[from] sqlx::Error),
+    #[error(transparent)]
+    Database(#[from] DbError),
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error(transparent)]
     InvalidJob(#[from] InvalidJob),
     #[error("no job with id {0}")]
     NotFound(i64),
+    /// The database answered against its own rules (an insert with no row for a job, a key
+    /// neither inserted nor found): a bug or a damaged database, never the caller's input.
+    #[error("the database answered inconsistently: {0}")]
+    Inconsistent(String),
 }
 
 impl QueueError {
     /// The database refused the data itself (a value it cannot store, a constraint): trying the
     /// same statement again cannot help, unlike a lost connection or a busy database.
     pub fn is_bad_data(&self) -> bool {
-        let QueueError::Database(sqlx::Error::Database(error)) = self else {
-            return false;
-        };
-        let code = error.code().unwrap_or_default();
-        // PostgreSQL SQLSTATE classes 22 (data exception) and 23 (integrity constraint);
-        // SQLite primary codes 19 (constraint), 20 (type mismatch) and 25 (range).
-        code.starts_with("22")
-            || code.starts_with("23")
-            || matches!(code.parse::<i32>().map(|c| c & 0xff), Ok(19 | 20 | 25))
+        matches!(self, QueueError::Database(error) if error.is_bad_data())
+    }
+
+    /// An insert that answered no row for a job it was given: the database broke its promise.
+    fn no_row() -> QueueError {
+        QueueError::Inconsistent("the insert returned no row for a job".into())
+    }
+}
+
+impl From<sqlx::Error> for QueueError {
+    fn from(error: sqlx::Error) -> Self {
+        QueueError::Database(DbError::Sqlx(error))
     }
 }
 
@@ -106,9 +114,9 @@ impl Wakeups {
 
 #[derive(Clone)]
 pub struct Queue {
+    db: Db,
     driver: Arc<dyn Driver>,
     wakeups: Arc<Wakeups>,
-    backend: Backend,
 }
 
 impl Queue {
@@ -122,44 +130,29 @@ impl Queue {
     /// Connects within `database.connect_timeout`, without looking at the schema (for `migrate`).
     #[tracing::instrument(skip_all, fields(database = %settings.url))]
     pub async fn connect(settings: &DatabaseSettings) -> Result<Queue, QueueError> {
-        let backend = settings.url.backend();
-        let driver: Arc<dyn Driver> = match backend {
-            Backend::Postgres => Arc::new(PostgresDriver::connect(settings).await?),
-            Backend::Sqlite => Arc::new(SqliteDriver::connect(settings).await?),
-        };
-        let wakeups = match backend {
+        let db = Db::connect(settings).await?;
+        let wakeups = match db.backend() {
             Backend::Sqlite => Wakeups::shared_for(settings.url.as_str()),
             Backend::Postgres => Arc::new(Wakeups::default()),
         };
         Ok(Queue {
-            driver,
+            driver: db.driver(),
+            db,
             wakeups,
-            backend,
         })
     }
 
     pub fn backend(&self) -> Backend {
-        self.backend
+        self.db.backend()
     }
 
     pub fn driver(&self) -> &dyn Driver {
         self.driver.as_ref()
     }
 
-    /// The PostgreSQL pool, for code that keeps its own rows beside the queue's.
-    pub fn postgres_pool(&self) -> Option<&sqlx::PgPool> {
-        self.driver
-            .as_any()
-            .downcast_ref::<PostgresDriver>()
-            .map(PostgresDriver::pool)
-    }
-
-    /// The SQLite pool, for code that keeps its own rows beside the queue's.
-    pub fn sqlite_pool(&self) -> Option<&sqlx::SqlitePool> {
-        self.driver
-            .as_any()
-            .downcast_ref::<SqliteDriver>()
-            .map(SqliteDriver::pool)
+    /// The database, for the repositories that keep their rows beside the queue's.
+    pub fn db(&self) -> &Db {
+        &self.db
     }
 
     pub fn wakeups(&self) -> &Arc<Wakeups> {
@@ -172,7 +165,7 @@ impl Queue {
 
     pub async fn check_schema(&self) -> Result<(), QueueError> {
         let applied = self.driver.applied_versions().await?;
-        let known = match self.backend {
+        let known = match self.backend() {
             Backend::Postgres => &crate::schema::POSTGRES,
             Backend::Sqlite => &crate::schema::SQLITE,
         };
@@ -191,9 +184,7 @@ impl Queue {
 
     pub async fn enqueue_new(&self, job: NewJob) -> Result<Enqueued, QueueError> {
         let mut results = self.enqueue_many(std::slice::from_ref(&job)).await?;
-        results.pop().ok_or_else(|| {
-            QueueError::Database(sqlx::Error::Protocol("insert returned no row".into()))
-        })
+        results.pop().ok_or_else(QueueError::no_row)
     }
 
     /// Enqueues many jobs in one statement (chunked only past the database's parameter limits).
@@ -209,26 +200,8 @@ impl Queue {
     /// Begins a transaction in which the caller may write its own rows and enqueue jobs:
     /// rolled back, nothing is enqueued.
     pub async fn begin(&self) -> Result<JobTx, QueueError> {
-        let inner = match self.backend {
-            Backend::Postgres => TxInner::Postgres(
-                self.driver
-                    .as_any()
-                    .downcast_ref::<PostgresDriver>()
-                    .ok_or_else(driver_mismatch)?
-                    .begin()
-                    .await?,
-            ),
-            Backend::Sqlite => TxInner::Sqlite(
-                self.driver
-                    .as_any()
-                    .downcast_ref::<SqliteDriver>()
-                    .ok_or_else(driver_mismatch)?
-                    .begin()
-                    .await?,
-            ),
-        };
         Ok(JobTx {
-            inner,
+            inner: self.db.begin().await?,
             wakeups: self.wakeups.clone(),
             queues: Vec::new(),
             created: Vec::new(),
@@ -238,7 +211,7 @@ impl Queue {
     /// SQLite has no NOTIFY: wake this process's fetch loops; other processes poll.
     /// On PostgreSQL the insert itself notifies every listener, this process included.
     fn wake_local(&self, jobs: &[NewJob]) {
-        if self.backend == Backend::Sqlite {
+        if self.backend() == Backend::Sqlite {
             for job in jobs {
                 self.wakeups.wake(&job.queue);
             }
@@ -289,20 +262,9 @@ fn created<'a>(
         .map(|(job, result)| (job.kind.as_str(), job.queue.as_str(), result.created))
 }
 
-fn driver_mismatch() -> QueueError {
-    QueueError::Database(sqlx::Error::Protocol(
-        "queue backend and driver disagree".into(),
-    ))
-}
-
-enum TxInner {
-    Postgres(sqlx::Transaction<'static, sqlx::Postgres>),
-    Sqlite(sqlx::Transaction<'static, sqlx::Sqlite>),
-}
-
 /// A caller's transaction with enqueue in it.
 pub struct JobTx {
-    inner: TxInner,
+    inner: Tx,
     wakeups: Arc<Wakeups>,
     queues: Vec<String>,
     /// (kind, queue) of each job created, counted as enqueued when the transaction commits.
@@ -317,16 +279,11 @@ impl JobTx {
     ) -> Result<Enqueued, QueueError> {
         let new = NewJob::new(job, options)?;
         let mut results = self.enqueue_many(std::slice::from_ref(&new)).await?;
-        results.pop().ok_or_else(|| {
-            QueueError::Database(sqlx::Error::Protocol("insert returned no row".into()))
-        })
+        results.pop().ok_or_else(QueueError::no_row)
     }
 
     pub async fn enqueue_many(&mut self, jobs: &[NewJob]) -> Result<Vec<Enqueued>, QueueError> {
-        let results = match &mut self.inner {
-            TxInner::Postgres(tx) => crate::driver::postgres::insert(tx, jobs).await?,
-            TxInner::Sqlite(tx) => crate::driver::sqlite::insert(tx, jobs).await?,
-        };
+        let results = crate::driver::insert(self.inner.conn(), jobs).await?;
         self.queues.extend(jobs.iter().map(|j| j.queue.clone()));
         self.created.extend(
             created(jobs, &results)
@@ -336,28 +293,19 @@ impl JobTx {
         Ok(results)
     }
 
-    /// The PostgreSQL connection of this transaction, for the caller's own statements.
-    pub fn postgres(&mut self) -> Option<&mut sqlx::PgConnection> {
-        match &mut self.inner {
-            TxInner::Postgres(tx) => Some(tx),
-            TxInner::Sqlite(_) => None,
-        }
+    /// This transaction's connection, for the caller's own statements.
+    pub fn conn(&mut self) -> Conn<'_> {
+        self.inner.conn()
     }
 
-    /// The SQLite connection of this transaction, for the caller's own statements.
-    pub fn sqlite(&mut self) -> Option<&mut sqlx::SqliteConnection> {
-        match &mut self.inner {
-            TxInner::Sqlite(tx) => Some(tx),
-            TxInner::Postgres(_) => None,
-        }
+    /// Operations of the repositories inside this transaction.
+    pub fn exec(&mut self) -> Exec<'_> {
+        Exec::Conn(self.inner.conn())
     }
 
     pub async fn commit(self) -> Result<(), QueueError> {
-        let sqlite = matches!(self.inner, TxInner::Sqlite(_));
-        match self.inner {
-            TxInner::Postgres(tx) => tx.commit().await?,
-            TxInner::Sqlite(tx) => tx.commit().await?,
-        }
+        let sqlite = matches!(self.inner, Tx::Sqlite(_));
+        self.inner.commit().await?;
         if sqlite {
             self.queues.iter().for_each(|q| self.wakeups.wake(q));
         }
@@ -370,10 +318,12 @@ impl JobTx {
     }
 
     pub async fn rollback(self) -> Result<(), QueueError> {
-        match self.inner {
-            TxInner::Postgres(tx) => tx.rollback().await?,
-            TxInner::Sqlite(tx) => tx.rollback().await?,
-        }
-        Ok(())
+        Ok(self.inner.rollback().await?)
+    }
+}
+
+impl<'c> From<&'c mut JobTx> for Exec<'c> {
+    fn from(tx: &'c mut JobTx) -> Self {
+        tx.exec()
     }
 }

@@ -324,8 +324,8 @@ impl Subscriptions {
     /// The subscriptions of `queue`'s database (same pool).
     pub fn new(queue: &Queue) -> Result<Self, SubscriptionError> {
         let pool = match queue.backend() {
-            Backend::Postgres => queue.postgres_pool().cloned().map(Pool::Postgres),
-            Backend::Sqlite => queue.sqlite_pool().cloned().map(Pool::Sqlite),
+            Backend::Postgres => queue.db().postgres_pool().cloned().map(Pool::Postgres),
+            Backend::Sqlite => queue.db().sqlite_pool().cloned().map(Pool::Sqlite),
         };
         pool.map(|pool| Subscriptions { pool }).ok_or_else(|| {
             SubscriptionError::Database(sqlx::Error::Protocol(
@@ -528,15 +528,10 @@ pub struct InTx<'t> {
 
 impl InTx<'_> {
     fn conn(&mut self) -> Result<Conn<'_>, SubscriptionError> {
-        // Exactly one of the two is Some; borrowck wants them asked in turn.
-        if self.tx.postgres().is_some() {
-            return self
-                .tx
-                .postgres()
-                .map(Conn::Postgres)
-                .ok_or_else(tx_mismatch);
-        }
-        self.tx.sqlite().map(Conn::Sqlite).ok_or_else(tx_mismatch)
+        Ok(match self.tx.conn() {
+            crate::db::Conn::Postgres(c) => Conn::Postgres(c),
+            crate::db::Conn::Sqlite(c) => Conn::Sqlite(c),
+        })
     }
 
     pub async fn create(
@@ -625,12 +620,6 @@ impl InTx<'_> {
             Conn::Sqlite(c) => sqlite::apply_renewal(c, origin_key).await,
         }
     }
-}
-
-fn tx_mismatch() -> SubscriptionError {
-    SubscriptionError::Database(sqlx::Error::Protocol(
-        "transaction has no connection".into(),
-    ))
 }
 
 /// Insert with a placeholder name (unique, never committed), derive the name from the id,

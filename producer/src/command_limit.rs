@@ -44,7 +44,7 @@ impl CommandLimit {
         platform: Platform,
     ) -> Result<Self, LimitError> {
         Ok(CommandLimit {
-            limits: Limits::new(queue)?,
+            limits: Limits::new(queue),
             rate: rate(settings),
             platform,
         })

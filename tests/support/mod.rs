@@ -225,12 +225,12 @@ impl TestDb {
     pub async fn effects(&self, queue: &Queue) -> Vec<(i64, i64)> {
         const SQL: &str =
             "SELECT job_id, CAST(runs AS BIGINT) FROM jobq_test_effects ORDER BY job_id";
-        if let Some(pool) = queue.postgres_pool() {
+        if let Some(pool) = queue.db().postgres_pool() {
             sqlx::query_as(SQL)
                 .fetch_all(pool)
                 .await
                 .unwrap_or_default()
-        } else if let Some(pool) = queue.sqlite_pool() {
+        } else if let Some(pool) = queue.db().sqlite_pool() {
             sqlx::query_as(SQL)
                 .fetch_all(pool)
                 .await

@@ -7,12 +7,24 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use jobs::Job;
 use jobs::Queue;
 use jobs::configuration::Settings;
-use jobs::failures::{FailedJob, NewFailures, take_new_failures};
+use jobs::failures::{FailedJob, NewFailures, NotReported, take_new_failures};
+use jobs::kinds::SendDm;
 use tokio::sync::watch;
 
 use crate::handlers::alerts::{alert_admins, digest};
+
+/// The key of the alert for the window starting at a time: one alert per window.
+const DIGEST_KEY_PREFIX: &str = "failure_digest:";
+
+/// The alerts are not reported themselves: an admin who blocked the bot would otherwise get
+/// an endless stream of alerts about alerts.
+const ALERTS: NotReported<'static> = NotReported {
+    kind: SendDm::KIND,
+    key_prefix: DIGEST_KEY_PREFIX,
+};
 
 /// Runs until `stop` turns true. Does nothing when no admin is configured.
 pub async fn run(queue: Queue, settings: Arc<Settings>, mut stop: watch::Receiver<bool>) {
@@ -37,14 +49,14 @@ pub async fn run(queue: Queue, settings: Arc<Settings>, mut stop: watch::Receive
 pub async fn report_new_failures(queue: &Queue, settings: &Settings) -> Result<usize, String> {
     let every = settings.maintenance.failure_digest_every;
     let mut tx = queue.begin().await.map_err(|e| e.to_string())?;
-    let found = take_new_failures(&mut tx, every)
+    let found = take_new_failures(&mut tx, every, ALERTS)
         .await
         .map_err(|e| e.to_string())?;
     let Some(failures) = found else {
         tx.commit().await.map_err(|e| e.to_string())?;
         return Ok(0);
     };
-    let key = format!("failure_digest:{}", failures.since_us);
+    let key = format!("{DIGEST_KEY_PREFIX}{}", failures.since_us);
     alert_admins(&mut tx, settings, &key, &alert_text(&failures))
         .await
         .map_err(|e| e.to_string())?;

@@ -122,10 +122,9 @@ impl Maintenance {
     /// Rate and permit rows idle for an hour (see [`jobs::limits::Limits::prune`]).
     async fn forget_idle_limits(&self) {
         const IDLE: Duration = Duration::from_secs(60 * 60);
-        let pruned = match jobs::limits::Limits::new(&self.shared.queue) {
-            Ok(limits) => limits.prune(IDLE).await,
-            Err(error) => Err(error),
-        };
+        let pruned = jobs::limits::Limits::new(&self.shared.queue)
+            .prune(IDLE)
+            .await;
         if let Err(error) = pruned {
             tracing::warn!(%error, "could not forget idle limits; will try again");
         }

@@ -167,7 +167,7 @@ pub fn register_tests(registry: &mut Registry) {
 pub async fn create_effects_table(queue: &Queue) -> Result<(), sqlx::Error> {
     const SQL: &str = "CREATE TABLE IF NOT EXISTS jobq_test_effects (
         job_id BIGINT PRIMARY KEY, runs INTEGER NOT NULL)";
-    if let Some(pool) = queue.postgres_pool() {
+    if let Some(pool) = queue.db().postgres_pool() {
         // Workers starting together would race on the catalog (CREATE TABLE IF NOT EXISTS is
         // not atomic in PostgreSQL): one at a time.
         let mut tx = pool.begin().await?;
@@ -176,7 +176,7 @@ pub async fn create_effects_table(queue: &Queue) -> Result<(), sqlx::Error> {
             .await?;
         sqlx::query(SQL).execute(&mut *tx).await?;
         tx.commit().await?;
-    } else if let Some(pool) = queue.sqlite_pool() {
+    } else if let Some(pool) = queue.db().sqlite_pool() {
         sqlx::query(SQL).execute(pool).await?;
     }
     Ok(())
@@ -185,9 +185,9 @@ pub async fn create_effects_table(queue: &Queue) -> Result<(), sqlx::Error> {
 async fn record_effect(queue: &Queue, job_id: i64) -> Result<(), sqlx::Error> {
     const SQL: &str = "INSERT INTO jobq_test_effects (job_id, runs) VALUES ($1, 1)
         ON CONFLICT (job_id) DO UPDATE SET runs = jobq_test_effects.runs + 1";
-    if let Some(pool) = queue.postgres_pool() {
+    if let Some(pool) = queue.db().postgres_pool() {
         sqlx::query(SQL).bind(job_id).execute(pool).await?;
-    } else if let Some(pool) = queue.sqlite_pool() {
+    } else if let Some(pool) = queue.db().sqlite_pool() {
         sqlx::query(SQL).bind(job_id).execute(pool).await?;
     }
     Ok(())

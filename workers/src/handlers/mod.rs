@@ -158,7 +158,7 @@ pub(crate) async fn lock_subscription(
 ) -> Result<jobs::limits::Permit, JobError> {
     const HOLD: std::time::Duration = std::time::Duration::from_secs(90);
     const WAIT: std::time::Duration = std::time::Duration::from_secs(10);
-    let limits = Limits::new(queue).map_err(JobError::retry)?;
+    let limits = Limits::new(queue);
     let name = format!("subscription:{id}");
     match limits.acquire_within(&name, 1, HOLD, WAIT).await {
         Ok(Some(permit)) => Ok(permit),

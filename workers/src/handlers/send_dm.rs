@@ -87,7 +87,7 @@ impl Handler<SendDm> for SendDmHandler {
     async fn handle(&self, job: SendDm, ctx: &JobContext) -> Result<(), JobError> {
         let user = job.user();
         let key = ledger_key(ctx.key.as_deref(), ctx.id);
-        let ledger = Ledger::new(&ctx.queue).map_err(JobError::retry)?;
+        let ledger = Ledger::new(&ctx.queue);
         if let Some(sent) = ledger.get(&key).await.map_err(JobError::retry)? {
             tracing::info!(
                 sent_by_job = sent.job_id,
@@ -101,7 +101,7 @@ impl Handler<SendDm> for SendDmHandler {
             .get(user.platform)
             .map_err(|e| chat_job_error(&e))?;
         if user.platform == Platform::Telegram {
-            let limits = Limits::new(&ctx.queue).map_err(JobError::retry)?;
+            let limits = Limits::new(&ctx.queue);
             self.take_telegram_turns(&limits, user).await?;
         }
         let sent = messenger

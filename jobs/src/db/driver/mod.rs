@@ -1,4 +1,7 @@
-//! One driver per database, behind one trait: the SQL lives here and nowhere else.
+//! The queue's statements: one driver per database behind one trait, because the queue's hot
+//! statements are where the dialects differ most (batches as arrays through `unnest` against
+//! one JSON array through `json_each`, claims with `FOR UPDATE SKIP LOCKED` against SQLite's
+//! single writer, NOTIFY against in-process wake-ups). Built from a [`Db`] by [`Db::driver`].
 //!
 //! Both drivers give the same behaviour: the same states, the same idempotency rule (a partial
 //! unique index over the key, for jobs not discarded or cancelled), the same guards on completion
@@ -19,6 +22,33 @@ use crate::state::JobState;
 
 pub mod postgres;
 pub mod sqlite;
+
+use crate::db::{Conn, Db, Pools};
+
+impl Db {
+    /// The queue's statements for this database.
+    pub(crate) fn driver(&self) -> Arc<dyn Driver> {
+        let location = self.location().to_string();
+        match &self.pools {
+            Pools::Postgres(pool) => {
+                Arc::new(postgres::PostgresDriver::new(pool.clone(), location))
+            }
+            Pools::Sqlite(pool) => Arc::new(sqlite::SqliteDriver::new(pool.clone(), location)),
+        }
+    }
+}
+
+/// Inserts `jobs` on a connection the caller holds (inside its transaction): one statement
+/// for the batch, idempotent by key, results in the order of `jobs`.
+pub(crate) async fn insert(conn: Conn<'_>, jobs: &[NewJob]) -> Result<Vec<Enqueued>, QueueError> {
+    if jobs.is_empty() {
+        return Ok(Vec::new());
+    }
+    match conn {
+        Conn::Postgres(c) => postgres::insert(c, jobs).await,
+        Conn::Sqlite(c) => sqlite::insert(c, jobs).await,
+    }
+}
 
 /// How the rescuer decides what becomes of a job whose lease ran out.
 pub type RescuePolicy = dyn Fn(&str, i32) -> Duration + Send + Sync;
@@ -168,7 +198,6 @@ pub struct Repair {
 pub trait Driver: Send + Sync + 'static {
     /// Where the data is, with any password masked, for messages.
     fn name(&self) -> &str;
-    fn as_any(&self) -> &dyn std::any::Any;
 
     // Schema.
     async fn migrate(&self) -> Result<(), QueueError>;

@@ -4,17 +4,13 @@
 //! upgrade to a write lock without waiting for it).
 
 use std::collections::HashMap;
-use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde_json::json;
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
-    SqliteSynchronous,
-};
+use sqlx::sqlite::{SqlitePool, SqliteRow};
 use sqlx::{Row, SqliteConnection};
 
 use super::repair_rules::{CANCEL_FROM, DISCARD_FROM, RETRY_FROM};
@@ -23,7 +19,6 @@ use super::{
     StatCount, StatKey, StateCount, WorkerInfo, last_error, lenient_errors, lenient_json,
 };
 use crate::audit::{AuditEntry, AuditRecord};
-use crate::configuration::{self, DatabaseSettings};
 use crate::job::NewJob;
 use crate::queue::{Enqueued, QueueError, Wakeups};
 use crate::state::JobState;
@@ -50,58 +45,11 @@ fn us(d: Duration) -> i64 {
 }
 
 impl SqliteDriver {
-    pub async fn connect(settings: &DatabaseSettings) -> Result<Self, QueueError> {
-        let location = settings.url.to_string();
-        let failed = |reason: String| QueueError::Connect {
-            location: location.clone(),
-            timeout: settings.connect_timeout,
-            reason,
-        };
-        if let Some(dir) = settings
-            .url
-            .sqlite_path()
-            .as_deref()
-            .and_then(|p| p.parent())
-            && !dir.as_os_str().is_empty()
-        {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| failed(format!("cannot create directory {}: {e}", dir.display())))?;
-        }
-        let synchronous = match settings.sqlite_synchronous {
-            configuration::SqliteSynchronous::Full => SqliteSynchronous::Full,
-            configuration::SqliteSynchronous::Normal => SqliteSynchronous::Normal,
-        };
-        let options = SqliteConnectOptions::from_str(settings.url.as_str())
-            .map_err(|e| failed(format!("the URL does not parse: {e}")))?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(synchronous)
-            .busy_timeout(settings.sqlite_busy_timeout)
-            .foreign_keys(true);
-        let connecting = async {
-            let pool = SqlitePoolOptions::new()
-                .max_connections(settings.max_connections)
-                .acquire_timeout(settings.acquire_timeout)
-                .connect_with(options)
-                .await?;
-            // A corrupt file or one locked by another program fails here, not on first use.
-            sqlx::query("SELECT count(*) FROM sqlite_master")
-                .fetch_one(&pool)
-                .await?;
-            Ok::<_, sqlx::Error>(pool)
-        };
-        let pool = tokio::time::timeout(settings.connect_timeout, connecting)
-            .await
-            .map_err(|_| failed("timed out (is the file locked by another program?)".into()))?
-            .map_err(|e| failed(e.to_string()))?;
-        Ok(SqliteDriver { pool, location })
+    pub(in crate::db) fn new(pool: SqlitePool, location: String) -> Self {
+        SqliteDriver { pool, location }
     }
 
-    pub fn pool(&self) -> &SqlitePool {
-        &self.pool
-    }
-
-    pub async fn begin(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, QueueError> {
+    async fn begin(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, QueueError> {
         Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
     }
 }
@@ -170,9 +118,9 @@ pub async fn insert(
         .into_iter()
         .map(|r| {
             r.ok_or_else(|| {
-                QueueError::Database(sqlx::Error::Protocol(
+                QueueError::Inconsistent(
                     "a job could neither be inserted nor found by its key".into(),
-                ))
+                )
             })
         })
         .collect()
@@ -356,10 +304,6 @@ impl SqliteDriver {
 impl Driver for SqliteDriver {
     fn name(&self) -> &str {
         &self.location
-    }
-
-    fn as_any(&self) -> &dyn std::any::Any {
-        self
     }
 
     async fn migrate(&self) -> Result<(), QueueError> {

@@ -2,13 +2,12 @@
 //! LOCKED`, wake-ups with NOTIFY sent inside the inserting transaction.
 
 use std::collections::HashMap;
-use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions, PgRow};
+use sqlx::postgres::{PgListener, PgPool, PgRow};
 use sqlx::{PgConnection, Row};
 
 use super::repair_rules::{CANCEL_FROM, DISCARD_FROM, RETRY_FROM};
@@ -18,7 +17,6 @@ use super::{
     lenient_json,
 };
 use crate::audit::{AuditEntry, AuditRecord};
-use crate::configuration::DatabaseSettings;
 use crate::job::NewJob;
 use crate::queue::{Enqueued, QueueError, Wakeups};
 use crate::state::JobState;
@@ -32,37 +30,11 @@ pub struct PostgresDriver {
 }
 
 impl PostgresDriver {
-    pub async fn connect(settings: &DatabaseSettings) -> Result<Self, QueueError> {
-        let location = settings.url.to_string();
-        let failed = |reason: String| QueueError::Connect {
-            location: location.clone(),
-            timeout: settings.connect_timeout,
-            reason,
-        };
-        let options = PgConnectOptions::from_str(settings.url.as_str())
-            .map_err(|e| failed(format!("the URL does not parse: {e}")))?
-            .application_name("jobq");
-        let connecting = PgPoolOptions::new()
-            .max_connections(settings.max_connections)
-            .acquire_timeout(settings.acquire_timeout)
-            .connect_with(options);
-        let pool = tokio::time::timeout(settings.connect_timeout, connecting)
-            .await
-            .map_err(|_| failed("timed out (is PostgreSQL running and reachable?)".into()))?
-            .map_err(|e| failed(e.to_string()))?;
-        Ok(PostgresDriver { pool, location })
-    }
-
-    pub fn pool(&self) -> &PgPool {
-        &self.pool
-    }
-
-    pub async fn begin(&self) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, QueueError> {
-        Ok(self.pool.begin().await?)
+    pub(in crate::db) fn new(pool: PgPool, location: String) -> Self {
+        PostgresDriver { pool, location }
     }
 }
 
-/// Inserts a batch in one statement; a key already held by a live job yields that job's id.
 pub async fn insert(conn: &mut PgConnection, jobs: &[NewJob]) -> Result<Vec<Enqueued>, QueueError> {
     let mut results: Vec<Option<Enqueued>> = vec![None; jobs.len()];
     // A key whose holder was discarded between our conflict and our look-up is tried again.
@@ -81,9 +53,9 @@ pub async fn insert(conn: &mut PgConnection, jobs: &[NewJob]) -> Result<Vec<Enqu
         .enumerate()
         .map(|(i, r)| {
             r.ok_or_else(|| {
-                QueueError::Database(sqlx::Error::Protocol(format!(
+                QueueError::Inconsistent(format!(
                     "job {i} of the batch could neither be inserted nor found by its key"
-                )))
+                ))
             })
         })
         .collect()
@@ -385,10 +357,6 @@ impl PostgresDriver {
 impl Driver for PostgresDriver {
     fn name(&self) -> &str {
         &self.location
-    }
-
-    fn as_any(&self) -> &dyn std::any::Any {
-        self
     }
 
     async fn migrate(&self) -> Result<(), QueueError> {
