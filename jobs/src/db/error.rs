@@ -89,10 +89,10 @@ where
 }
 
 /// The id column of a row, read before anything else so that later errors can name the row.
-pub fn row_id<R: Row>(row: &R, table: &'static str) -> Result<i64, DbError>
+pub fn row_id<'r, R: Row>(row: &'r R, table: &'static str) -> Result<i64, DbError>
 where
     &'static str: ColumnIndex<R>,
-    i64: for<'a> Decode<'a, R::Database> + Type<R::Database>,
+    i64: Decode<'r, R::Database> + Type<R::Database>,
 {
     Fields::new(row, table, "?").get("id")
 }

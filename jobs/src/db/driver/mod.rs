@@ -21,19 +21,27 @@ use crate::queue::{Enqueued, QueueError, Wakeups};
 use crate::state::JobState;
 
 pub mod postgres;
+mod shared;
 pub mod sqlite;
 
 use crate::db::{Conn, Db, Pools};
+use repair_rules::{CANCEL_FROM, DISCARD_FROM};
 
 impl Db {
     /// The queue's statements for this database.
     pub(crate) fn driver(&self) -> Arc<dyn Driver> {
         let location = self.location().to_string();
         match &self.pools {
-            Pools::Postgres(pool) => {
-                Arc::new(postgres::PostgresDriver::new(pool.clone(), location))
-            }
-            Pools::Sqlite(pool) => Arc::new(sqlite::SqliteDriver::new(pool.clone(), location)),
+            Pools::Postgres(pool) => Arc::new(postgres::PostgresDriver::new(
+                self.clone(),
+                pool.clone(),
+                location,
+            )),
+            Pools::Sqlite(pool) => Arc::new(sqlite::SqliteDriver::new(
+                self.clone(),
+                pool.clone(),
+                location,
+            )),
         }
     }
 }
@@ -198,6 +206,8 @@ pub struct Repair {
 pub trait Driver: Send + Sync + 'static {
     /// Where the data is, with any password masked, for messages.
     fn name(&self) -> &str;
+    /// The database the driver runs on: the statements both dialects share run through it.
+    fn db(&self) -> &Db;
 
     // Schema.
     async fn migrate(&self) -> Result<(), QueueError>;
@@ -241,24 +251,61 @@ pub trait Driver: Send + Sync + 'static {
         stats_before: DateTime<Utc>,
         limit: u32,
     ) -> Result<u64, QueueError>;
-    async fn heartbeat(&self, worker: &WorkerInfo) -> Result<(), QueueError>;
-    async fn deregister(&self, worker_id: &str) -> Result<(), QueueError>;
+    async fn heartbeat(&self, worker: &WorkerInfo) -> Result<(), QueueError> {
+        shared::heartbeat(self.db(), worker).await
+    }
+    async fn deregister(&self, worker_id: &str) -> Result<(), QueueError> {
+        shared::deregister(self.db(), worker_id).await
+    }
     async fn add_stats(&self, stats: &[(StatKey, StatCount)]) -> Result<(), QueueError>;
 
     // Inspection.
-    async fn list_jobs(&self, filter: &JobFilter, limit: u32)
-    -> Result<Vec<JobRecord>, QueueError>;
-    async fn job(&self, id: i64) -> Result<Option<JobRecord>, QueueError>;
-    async fn job_by_key(&self, key: &str) -> Result<Option<JobRecord>, QueueError>;
-    async fn state_counts(&self) -> Result<Vec<StateCount>, QueueError>;
-    async fn queues(&self) -> Result<Vec<QueueInfo>, QueueError>;
-    async fn workers(&self) -> Result<Vec<WorkerInfo>, QueueError>;
-    async fn audit_log(&self, limit: u32) -> Result<Vec<AuditRecord>, QueueError>;
+    async fn list_jobs(
+        &self,
+        filter: &JobFilter,
+        limit: u32,
+    ) -> Result<Vec<JobRecord>, QueueError> {
+        shared::list_jobs(self.db(), filter, limit).await
+    }
+    async fn job(&self, id: i64) -> Result<Option<JobRecord>, QueueError> {
+        shared::job(self.db(), id).await
+    }
+    async fn job_by_key(&self, key: &str) -> Result<Option<JobRecord>, QueueError> {
+        shared::job_by_key(self.db(), key).await
+    }
+    async fn state_counts(&self) -> Result<Vec<StateCount>, QueueError> {
+        shared::state_counts(self.db()).await
+    }
+    async fn queues(&self) -> Result<Vec<QueueInfo>, QueueError> {
+        shared::queues(self.db()).await
+    }
+    async fn workers(&self) -> Result<Vec<WorkerInfo>, QueueError> {
+        shared::workers(self.db()).await
+    }
+    async fn audit_log(&self, limit: u32) -> Result<Vec<AuditRecord>, QueueError> {
+        shared::audit_log(self.db(), limit).await
+    }
 
     // Repair: each call is one transaction that writes its audit entry with the change.
     async fn retry(&self, ids: &[i64], audit: &AuditEntry) -> Result<Repair, QueueError>;
-    async fn discard(&self, ids: &[i64], audit: &AuditEntry) -> Result<Repair, QueueError>;
-    async fn cancel(&self, ids: &[i64], audit: &AuditEntry) -> Result<Repair, QueueError>;
+    async fn discard(&self, ids: &[i64], audit: &AuditEntry) -> Result<Repair, QueueError> {
+        let update = |ids: &str| {
+            format!(
+                "UPDATE jobq_jobs SET state = 'discarded', finalized_at = $2, locked_until = NULL
+                 WHERE id {ids} AND state IN ({DISCARD_FROM}) RETURNING id"
+            )
+        };
+        shared::repair(self.db(), ids, audit, update, DISCARD_FROM).await
+    }
+    async fn cancel(&self, ids: &[i64], audit: &AuditEntry) -> Result<Repair, QueueError> {
+        let update = |ids: &str| {
+            format!(
+                "UPDATE jobq_jobs SET state = 'cancelled', finalized_at = $2, locked_until = NULL
+                 WHERE id {ids} AND state IN ({CANCEL_FROM}) RETURNING id"
+            )
+        };
+        shared::repair(self.db(), ids, audit, update, CANCEL_FROM).await
+    }
     async fn set_paused(
         &self,
         queue: &str,
@@ -271,13 +318,19 @@ pub trait Driver: Send + Sync + 'static {
         filter: &JobFilter,
         after_id: i64,
         limit: u32,
-    ) -> Result<Vec<i64>, QueueError>;
+    ) -> Result<Vec<i64>, QueueError> {
+        shared::matching_ids(self.db(), filter, after_id, limit).await
+    }
 
     // The dashboard.
     /// Outcome counts per minute and queue since `since` (all kinds added up), oldest first.
-    async fn outcome_series(&self, since: DateTime<Utc>) -> Result<Vec<OutcomeCount>, QueueError>;
+    async fn outcome_series(&self, since: DateTime<Utc>) -> Result<Vec<OutcomeCount>, QueueError> {
+        shared::outcome_series(self.db(), since).await
+    }
     /// How many jobs match the filter (`before_id` narrows too): the count a bulk action shows.
-    async fn count_matching(&self, filter: &JobFilter) -> Result<i64, QueueError>;
+    async fn count_matching(&self, filter: &JobFilter) -> Result<i64, QueueError> {
+        shared::count_matching(self.db(), filter).await
+    }
 }
 
 /// Which states each repair may start from, and the state it leads to.

@@ -7,31 +7,31 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sqlx::postgres::{PgListener, PgPool, PgRow};
+use sqlx::postgres::{PgListener, PgPool};
 use sqlx::{PgConnection, Row};
 
-use super::repair_rules::{CANCEL_FROM, DISCARD_FROM, RETRY_FROM};
+use super::repair_rules::RETRY_FROM;
+use super::shared;
 use super::{
-    Driver, FetchedJob, Finish, Finished, JobFilter, JobRecord, QueueInfo, Repair, RescuePolicy,
-    StatCount, StatKey, StateCount, WorkerInfo, duration_ms, last_error, lenient_errors,
-    lenient_json,
+    Driver, FetchedJob, Finish, Finished, Repair, RescuePolicy, StatCount, StatKey, duration_ms,
 };
-use crate::audit::{AuditEntry, AuditRecord};
+use crate::audit::AuditEntry;
+use crate::db::{Conn, Db, Exec};
 use crate::job::NewJob;
 use crate::queue::{Enqueued, QueueError, Wakeups};
-use crate::state::JobState;
 
 /// The channel inserts notify on; the payload is the queue name.
 pub const CHANNEL: &str = "jobq_jobs";
 
 pub struct PostgresDriver {
+    db: Db,
     pool: PgPool,
     location: String,
 }
 
 impl PostgresDriver {
-    pub(in crate::db) fn new(pool: PgPool, location: String) -> Self {
-        PostgresDriver { pool, location }
+    pub(in crate::db) fn new(db: Db, pool: PgPool, location: String) -> Self {
+        PostgresDriver { db, pool, location }
     }
 }
 
@@ -252,111 +252,14 @@ async fn finish_with_error(
     Ok(())
 }
 
-const JOB_COLUMNS: &str = "id, kind, queue, payload::text AS payload, state, priority, attempt, \
-    max_attempts, idempotency_key, run_at, created_at, attempted_at, attempted_by, locked_until, \
-    finalized_at, errors::text AS errors";
-
-fn job_record(row: &PgRow) -> Result<JobRecord, sqlx::Error> {
-    let state: String = row.try_get("state")?;
-    let errors = lenient_errors(&row.try_get::<String, _>("errors")?);
-    Ok(JobRecord {
-        id: row.try_get("id")?,
-        kind: row.try_get("kind")?,
-        queue: row.try_get("queue")?,
-        payload: lenient_json(&row.try_get::<String, _>("payload")?),
-        state: state
-            .parse::<JobState>()
-            .map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
-        priority: row.try_get("priority")?,
-        attempts: row.try_get("attempt")?,
-        max_attempts: row.try_get("max_attempts")?,
-        key: row.try_get("idempotency_key")?,
-        run_at: row.try_get("run_at")?,
-        created_at: row.try_get("created_at")?,
-        attempted_at: row.try_get("attempted_at")?,
-        attempted_by: row.try_get("attempted_by")?,
-        locked_until: row.try_get("locked_until")?,
-        finalized_at: row.try_get("finalized_at")?,
-        last_error: last_error(&errors),
-        errors,
-    })
-}
-
-const FILTER: &str = "($1::text IS NULL OR state = $1) AND ($2::text IS NULL OR queue = $2) \
-    AND ($3::text IS NULL OR kind = $3)";
-
-async fn audit(
-    conn: &mut PgConnection,
-    entry: &AuditEntry,
-    count: usize,
-) -> Result<(), QueueError> {
-    sqlx::query(
-        "INSERT INTO jobq_audit (actor, surface, action, target, count) VALUES ($1, $2, $3, $4, $5)",
-    )
-    .bind(&entry.actor)
-    .bind(entry.surface)
-    .bind(entry.action)
-    .bind(&entry.target)
-    .bind(i64::try_from(count).unwrap_or(i64::MAX))
-    .execute(&mut *conn)
-    .await?;
-    Ok(())
-}
-
-/// Why each id that a repair did not change was left alone.
-async fn explain_skipped(
-    conn: &mut PgConnection,
-    ids: &[i64],
-    changed: &[i64],
-    action: &str,
-    allowed: &str,
-) -> Result<Vec<(i64, String)>, QueueError> {
-    let rest: Vec<i64> = ids
-        .iter()
-        .copied()
-        .filter(|id| !changed.contains(id))
-        .collect();
-    if rest.is_empty() {
-        return Ok(Vec::new());
-    }
-    let rows = sqlx::query("SELECT id, state FROM jobq_jobs WHERE id = ANY($1)")
-        .bind(&rest)
-        .fetch_all(&mut *conn)
-        .await?;
-    let states: HashMap<i64, String> = rows
-        .iter()
-        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
-        .collect::<Result<_, sqlx::Error>>()?;
-    Ok(rest
-        .into_iter()
-        .map(|id| (id, super::skip_reason(states.get(&id), action, allowed)))
-        .collect())
-}
-
-impl PostgresDriver {
-    async fn repair(
-        &self,
-        ids: &[i64],
-        entry: &AuditEntry,
-        update: &str,
-        allowed: &str,
-    ) -> Result<Repair, QueueError> {
-        let mut tx = self.pool.begin().await?;
-        let changed: Vec<i64> = sqlx::query_scalar(update)
-            .bind(ids)
-            .fetch_all(&mut *tx)
-            .await?;
-        let skipped = explain_skipped(&mut tx, ids, &changed, entry.action, allowed).await?;
-        audit(&mut tx, entry, changed.len()).await?;
-        tx.commit().await?;
-        Ok(Repair { changed, skipped })
-    }
-}
-
 #[async_trait]
 impl Driver for PostgresDriver {
     fn name(&self) -> &str {
         &self.location
+    }
+
+    fn db(&self) -> &Db {
+        &self.db
     }
 
     async fn migrate(&self) -> Result<(), QueueError> {
@@ -573,31 +476,6 @@ impl Driver for PostgresDriver {
         Ok(jobs.rows_affected())
     }
 
-    async fn heartbeat(&self, w: &WorkerInfo) -> Result<(), QueueError> {
-        sqlx::query(
-            "INSERT INTO jobq_workers (id, host, pid, queues, concurrency, started_at, heartbeat_at)
-             VALUES ($1, $2, $3, $4, $5, $6, now())
-             ON CONFLICT (id) DO UPDATE SET heartbeat_at = now()",
-        )
-        .bind(&w.id)
-        .bind(&w.host)
-        .bind(w.pid)
-        .bind(&w.queues)
-        .bind(w.concurrency)
-        .bind(w.started_at)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
-    async fn deregister(&self, worker_id: &str) -> Result<(), QueueError> {
-        sqlx::query("DELETE FROM jobq_workers WHERE id = $1")
-            .bind(worker_id)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
-
     async fn add_stats(&self, stats: &[(StatKey, StatCount)]) -> Result<(), QueueError> {
         if stats.is_empty() {
             return Ok(());
@@ -631,143 +509,13 @@ impl Driver for PostgresDriver {
         Ok(())
     }
 
-    async fn list_jobs(
-        &self,
-        filter: &JobFilter,
-        limit: u32,
-    ) -> Result<Vec<JobRecord>, QueueError> {
-        let sql = format!(
-            "SELECT {JOB_COLUMNS} FROM jobq_jobs WHERE {FILTER}
-             AND ($4::bigint IS NULL OR id < $4) ORDER BY id DESC LIMIT $5"
-        );
-        let rows = sqlx::query(&sql)
-            .bind(filter.state.map(|s| s.as_str()))
-            .bind(filter.queue.as_deref())
-            .bind(filter.kind.as_deref())
-            .bind(filter.before_id)
-            .bind(i64::from(limit))
-            .fetch_all(&self.pool)
-            .await?;
-        Ok(rows.iter().map(job_record).collect::<Result<_, _>>()?)
-    }
-
-    async fn job(&self, id: i64) -> Result<Option<JobRecord>, QueueError> {
-        let sql = format!("SELECT {JOB_COLUMNS} FROM jobq_jobs WHERE id = $1");
-        let row = sqlx::query(&sql)
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(row.as_ref().map(job_record).transpose()?)
-    }
-
-    async fn job_by_key(&self, key: &str) -> Result<Option<JobRecord>, QueueError> {
-        let sql = format!(
-            "SELECT {JOB_COLUMNS} FROM jobq_jobs WHERE idempotency_key = $1 ORDER BY id DESC LIMIT 1"
-        );
-        let row = sqlx::query(&sql)
-            .bind(key)
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(row.as_ref().map(job_record).transpose()?)
-    }
-
-    async fn state_counts(&self) -> Result<Vec<StateCount>, QueueError> {
-        let rows = sqlx::query(
-            "SELECT queue, state, count(*) FROM jobq_jobs GROUP BY queue, state ORDER BY queue, state",
-        )
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                let state: String = r.try_get(1)?;
-                Ok(StateCount {
-                    queue: r.try_get(0)?,
-                    state: state
-                        .parse()
-                        .map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
-                    count: r.try_get(2)?,
-                })
-            })
-            .collect()
-    }
-
-    async fn queues(&self) -> Result<Vec<QueueInfo>, QueueError> {
-        let rows = sqlx::query(
-            "WITH names AS (SELECT DISTINCT queue AS name FROM jobq_jobs
-                            UNION SELECT name FROM jobq_queues),
-                  oldest AS (SELECT queue, min(run_at) AS run_at FROM jobq_jobs
-                             WHERE state IN ('available', 'scheduled', 'retrying') AND run_at <= now()
-                             GROUP BY queue)
-             SELECT n.name, COALESCE(q.paused, false),
-                    EXTRACT(EPOCH FROM (now() - o.run_at))::float8
-             FROM names n LEFT JOIN jobq_queues q ON q.name = n.name
-                          LEFT JOIN oldest o ON o.queue = n.name
-             ORDER BY n.name",
-        )
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(QueueInfo {
-                    name: r.try_get(0)?,
-                    paused: r.try_get(1)?,
-                    oldest_available_age_s: r.try_get(2)?,
-                })
-            })
-            .collect()
-    }
-
-    async fn workers(&self) -> Result<Vec<WorkerInfo>, QueueError> {
-        let rows = sqlx::query(
-            "SELECT id, host, pid, queues, concurrency, started_at, heartbeat_at
-             FROM jobq_workers ORDER BY started_at",
-        )
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(WorkerInfo {
-                    id: r.try_get(0)?,
-                    host: r.try_get(1)?,
-                    pid: r.try_get(2)?,
-                    queues: r.try_get(3)?,
-                    concurrency: r.try_get(4)?,
-                    started_at: r.try_get(5)?,
-                    heartbeat_at: r.try_get(6)?,
-                })
-            })
-            .collect()
-    }
-
-    async fn audit_log(&self, limit: u32) -> Result<Vec<AuditRecord>, QueueError> {
-        let rows = sqlx::query(
-            "SELECT id, at, actor, surface, action, target, count FROM jobq_audit
-             ORDER BY id DESC LIMIT $1",
-        )
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(AuditRecord {
-                    id: r.try_get(0)?,
-                    at: r.try_get(1)?,
-                    actor: r.try_get(2)?,
-                    surface: r.try_get(3)?,
-                    action: r.try_get(4)?,
-                    target: r.try_get(5)?,
-                    count: r.try_get(6)?,
-                })
-            })
-            .collect()
-    }
-
     async fn retry(&self, ids: &[i64], entry: &AuditEntry) -> Result<Repair, QueueError> {
-        let update = format!(
+        let update = |ids: &str| {
+            format!(
             "WITH retried AS (
-                 UPDATE jobq_jobs j SET state = 'available', run_at = now(), finalized_at = NULL,
+                 UPDATE jobq_jobs j SET state = 'available', run_at = LEAST(now(), $2), finalized_at = NULL,
                         locked_until = NULL, max_attempts = GREATEST(j.max_attempts, j.attempt + 1)
-                 WHERE j.id = ANY($1) AND j.state IN ({RETRY_FROM})
+                 WHERE j.id {ids} AND j.state IN ({RETRY_FROM})
                    AND (j.idempotency_key IS NULL OR j.state NOT IN ('cancelled', 'discarded')
                         OR NOT EXISTS (SELECT 1 FROM jobq_jobs o
                                        WHERE o.idempotency_key = j.idempotency_key AND o.id <> j.id
@@ -776,24 +524,9 @@ impl Driver for PostgresDriver {
              notified AS (SELECT count(pg_notify('jobq_jobs', q)) AS n
                           FROM (SELECT DISTINCT queue AS q FROM retried) d)
              SELECT retried.id FROM retried CROSS JOIN notified ORDER BY retried.id"
-        );
-        self.repair(ids, entry, &update, RETRY_FROM).await
-    }
-
-    async fn discard(&self, ids: &[i64], entry: &AuditEntry) -> Result<Repair, QueueError> {
-        let update = format!(
-            "UPDATE jobq_jobs SET state = 'discarded', finalized_at = now(), locked_until = NULL
-             WHERE id = ANY($1) AND state IN ({DISCARD_FROM}) RETURNING id"
-        );
-        self.repair(ids, entry, &update, DISCARD_FROM).await
-    }
-
-    async fn cancel(&self, ids: &[i64], entry: &AuditEntry) -> Result<Repair, QueueError> {
-        let update = format!(
-            "UPDATE jobq_jobs SET state = 'cancelled', finalized_at = now(), locked_until = NULL
-             WHERE id = ANY($1) AND state IN ({CANCEL_FROM}) RETURNING id"
-        );
-        self.repair(ids, entry, &update, CANCEL_FROM).await
+            )
+        };
+        shared::repair(&self.db, ids, entry, update, RETRY_FROM).await
     }
 
     async fn set_paused(
@@ -817,62 +550,8 @@ impl Driver for PostgresDriver {
                 .execute(&mut *tx)
                 .await?;
         }
-        audit(&mut tx, entry, 0).await?;
+        shared::audit(Exec::Conn(Conn::Postgres(&mut tx)), entry, 0).await?;
         tx.commit().await?;
         Ok(())
-    }
-
-    async fn matching_ids(
-        &self,
-        filter: &JobFilter,
-        after_id: i64,
-        limit: u32,
-    ) -> Result<Vec<i64>, QueueError> {
-        let sql =
-            format!("SELECT id FROM jobq_jobs WHERE {FILTER} AND id > $4 ORDER BY id LIMIT $5");
-        Ok(sqlx::query_scalar(&sql)
-            .bind(filter.state.map(|s| s.as_str()))
-            .bind(filter.queue.as_deref())
-            .bind(filter.kind.as_deref())
-            .bind(after_id)
-            .bind(i64::from(limit))
-            .fetch_all(&self.pool)
-            .await?)
-    }
-
-    async fn outcome_series(
-        &self,
-        since: DateTime<Utc>,
-    ) -> Result<Vec<super::OutcomeCount>, QueueError> {
-        let rows = sqlx::query(
-            "SELECT minute, queue, outcome, sum(count)::bigint FROM jobq_stats WHERE minute >= $1
-             GROUP BY minute, queue, outcome ORDER BY minute, queue, outcome",
-        )
-        .bind(since)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(super::OutcomeCount {
-                    minute: r.try_get(0)?,
-                    queue: r.try_get(1)?,
-                    outcome: r.try_get(2)?,
-                    count: r.try_get(3)?,
-                })
-            })
-            .collect()
-    }
-
-    async fn count_matching(&self, filter: &JobFilter) -> Result<i64, QueueError> {
-        let sql = format!(
-            "SELECT count(*) FROM jobq_jobs WHERE {FILTER} AND ($4::bigint IS NULL OR id < $4)"
-        );
-        Ok(sqlx::query_scalar(&sql)
-            .bind(filter.state.map(|s| s.as_str()))
-            .bind(filter.queue.as_deref())
-            .bind(filter.kind.as_deref())
-            .bind(filter.before_id)
-            .fetch_one(&self.pool)
-            .await?)
     }
 }

@@ -10,20 +10,19 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde_json::json;
-use sqlx::sqlite::{SqlitePool, SqliteRow};
+use sqlx::sqlite::SqlitePool;
 use sqlx::{Row, SqliteConnection};
 
-use super::repair_rules::{CANCEL_FROM, DISCARD_FROM, RETRY_FROM};
-use super::{
-    Driver, FetchedJob, Finish, Finished, JobFilter, JobRecord, QueueInfo, Repair, RescuePolicy,
-    StatCount, StatKey, StateCount, WorkerInfo, last_error, lenient_errors, lenient_json,
-};
-use crate::audit::{AuditEntry, AuditRecord};
+use super::repair_rules::RETRY_FROM;
+use super::shared;
+use super::{Driver, FetchedJob, Finish, Finished, Repair, RescuePolicy, StatCount, StatKey};
+use crate::audit::AuditEntry;
+use crate::db::{Conn, Db, Exec};
 use crate::job::NewJob;
 use crate::queue::{Enqueued, QueueError, Wakeups};
-use crate::state::JobState;
 
 pub struct SqliteDriver {
+    db: Db,
     pool: SqlitePool,
     location: String,
 }
@@ -36,17 +35,13 @@ fn now() -> i64 {
     micros(Utc::now())
 }
 
-fn time(us: i64) -> DateTime<Utc> {
-    DateTime::from_timestamp_micros(us).unwrap_or_default()
-}
-
 fn us(d: Duration) -> i64 {
     i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
 }
 
 impl SqliteDriver {
-    pub(in crate::db) fn new(pool: SqlitePool, location: String) -> Self {
-        SqliteDriver { pool, location }
+    pub(in crate::db) fn new(db: Db, pool: SqlitePool, location: String) -> Self {
+        SqliteDriver { db, pool, location }
     }
 
     async fn begin(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, QueueError> {
@@ -195,115 +190,14 @@ fn id_pairs(jobs: &[(i64, i32)]) -> String {
     serde_json::to_string(jobs).unwrap_or_else(|_| "[]".into())
 }
 
-fn id_list(ids: &[i64]) -> String {
-    serde_json::to_string(ids).unwrap_or_else(|_| "[]".into())
-}
-
-const JOB_COLUMNS: &str = "id, kind, queue, payload, state, priority, attempt, max_attempts, \
-    idempotency_key, run_at, created_at, attempted_at, attempted_by, locked_until, finalized_at, \
-    errors";
-
-fn job_record(row: &SqliteRow) -> Result<JobRecord, sqlx::Error> {
-    let state: String = row.try_get("state")?;
-    let errors = lenient_errors(&row.try_get::<String, _>("errors")?);
-    let opt_time = |column: &str| -> Result<Option<DateTime<Utc>>, sqlx::Error> {
-        Ok(row.try_get::<Option<i64>, _>(column)?.map(time))
-    };
-    Ok(JobRecord {
-        id: row.try_get("id")?,
-        kind: row.try_get("kind")?,
-        queue: row.try_get("queue")?,
-        payload: lenient_json(&row.try_get::<String, _>("payload")?),
-        state: state
-            .parse::<JobState>()
-            .map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
-        priority: row.try_get("priority")?,
-        attempts: row.try_get("attempt")?,
-        max_attempts: row.try_get("max_attempts")?,
-        key: row.try_get("idempotency_key")?,
-        run_at: time(row.try_get("run_at")?),
-        created_at: time(row.try_get("created_at")?),
-        attempted_at: opt_time("attempted_at")?,
-        attempted_by: row.try_get("attempted_by")?,
-        locked_until: opt_time("locked_until")?,
-        finalized_at: opt_time("finalized_at")?,
-        last_error: last_error(&errors),
-        errors,
-    })
-}
-
-const FILTER: &str =
-    "(?1 IS NULL OR state = ?1) AND (?2 IS NULL OR queue = ?2) AND (?3 IS NULL OR kind = ?3)";
-
-async fn audit(
-    conn: &mut SqliteConnection,
-    entry: &AuditEntry,
-    count: usize,
-) -> Result<(), QueueError> {
-    sqlx::query(
-        "INSERT INTO jobq_audit (at, actor, surface, action, target, count)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-    )
-    .bind(now())
-    .bind(&entry.actor)
-    .bind(entry.surface)
-    .bind(entry.action)
-    .bind(&entry.target)
-    .bind(i64::try_from(count).unwrap_or(i64::MAX))
-    .execute(&mut *conn)
-    .await?;
-    Ok(())
-}
-
-impl SqliteDriver {
-    async fn repair(
-        &self,
-        ids: &[i64],
-        entry: &AuditEntry,
-        update: &str,
-        allowed: &str,
-    ) -> Result<Repair, QueueError> {
-        let mut tx = self.begin().await?;
-        let mut changed: Vec<i64> = sqlx::query_scalar(update)
-            .bind(id_list(ids))
-            .bind(now())
-            .fetch_all(&mut *tx)
-            .await?;
-        changed.sort_unstable();
-        let rest: Vec<i64> = ids
-            .iter()
-            .copied()
-            .filter(|id| !changed.contains(id))
-            .collect();
-        let rows = sqlx::query(
-            "SELECT id, state FROM jobq_jobs WHERE id IN (SELECT value FROM json_each(?1))",
-        )
-        .bind(id_list(&rest))
-        .fetch_all(&mut *tx)
-        .await?;
-        let states: HashMap<i64, String> = rows
-            .iter()
-            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
-            .collect::<Result<_, sqlx::Error>>()?;
-        let skipped = rest
-            .into_iter()
-            .map(|id| {
-                (
-                    id,
-                    super::skip_reason(states.get(&id), entry.action, allowed),
-                )
-            })
-            .collect();
-        audit(&mut tx, entry, changed.len()).await?;
-        tx.commit().await?;
-        Ok(Repair { changed, skipped })
-    }
-}
-
 #[async_trait]
 impl Driver for SqliteDriver {
     fn name(&self) -> &str {
         &self.location
+    }
+
+    fn db(&self) -> &Db {
+        &self.db
     }
 
     async fn migrate(&self) -> Result<(), QueueError> {
@@ -511,32 +405,6 @@ impl Driver for SqliteDriver {
         Ok(jobs.rows_affected())
     }
 
-    async fn heartbeat(&self, w: &WorkerInfo) -> Result<(), QueueError> {
-        sqlx::query(
-            "INSERT INTO jobq_workers (id, host, pid, queues, concurrency, started_at, heartbeat_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-             ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at",
-        )
-        .bind(&w.id)
-        .bind(&w.host)
-        .bind(w.pid)
-        .bind(&w.queues)
-        .bind(w.concurrency)
-        .bind(micros(w.started_at))
-        .bind(now())
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
-    async fn deregister(&self, worker_id: &str) -> Result<(), QueueError> {
-        sqlx::query("DELETE FROM jobq_workers WHERE id = ?1")
-            .bind(worker_id)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
-
     async fn add_stats(&self, stats: &[(StatKey, StatCount)]) -> Result<(), QueueError> {
         if stats.is_empty() {
             return Ok(());
@@ -570,169 +438,20 @@ impl Driver for SqliteDriver {
         Ok(())
     }
 
-    async fn list_jobs(
-        &self,
-        filter: &JobFilter,
-        limit: u32,
-    ) -> Result<Vec<JobRecord>, QueueError> {
-        let sql = format!(
-            "SELECT {JOB_COLUMNS} FROM jobq_jobs WHERE {FILTER}
-             AND (?4 IS NULL OR id < ?4) ORDER BY id DESC LIMIT ?5"
-        );
-        let rows = sqlx::query(&sql)
-            .bind(filter.state.map(|s| s.as_str()))
-            .bind(filter.queue.as_deref())
-            .bind(filter.kind.as_deref())
-            .bind(filter.before_id)
-            .bind(i64::from(limit))
-            .fetch_all(&self.pool)
-            .await?;
-        Ok(rows.iter().map(job_record).collect::<Result<_, _>>()?)
-    }
-
-    async fn job(&self, id: i64) -> Result<Option<JobRecord>, QueueError> {
-        let sql = format!("SELECT {JOB_COLUMNS} FROM jobq_jobs WHERE id = ?1");
-        let row = sqlx::query(&sql)
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(row.as_ref().map(job_record).transpose()?)
-    }
-
-    async fn job_by_key(&self, key: &str) -> Result<Option<JobRecord>, QueueError> {
-        let sql = format!(
-            "SELECT {JOB_COLUMNS} FROM jobq_jobs WHERE idempotency_key = ?1 ORDER BY id DESC LIMIT 1"
-        );
-        let row = sqlx::query(&sql)
-            .bind(key)
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(row.as_ref().map(job_record).transpose()?)
-    }
-
-    async fn state_counts(&self) -> Result<Vec<StateCount>, QueueError> {
-        let rows = sqlx::query(
-            "SELECT queue, state, count(*) FROM jobq_jobs GROUP BY queue, state ORDER BY queue, state",
-        )
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                let state: String = r.try_get(1)?;
-                Ok(StateCount {
-                    queue: r.try_get(0)?,
-                    state: state
-                        .parse()
-                        .map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
-                    count: r.try_get(2)?,
-                })
-            })
-            .collect()
-    }
-
-    async fn queues(&self) -> Result<Vec<QueueInfo>, QueueError> {
-        let rows = sqlx::query(
-            "WITH names AS (SELECT DISTINCT queue AS name FROM jobq_jobs
-                            UNION SELECT name FROM jobq_queues),
-                  oldest AS (SELECT queue, min(run_at) AS run_at FROM jobq_jobs
-                             WHERE state IN ('available', 'scheduled', 'retrying') AND run_at <= ?1
-                             GROUP BY queue)
-             SELECT n.name, COALESCE(q.paused, 0), o.run_at
-             FROM names n LEFT JOIN jobq_queues q ON q.name = n.name
-                          LEFT JOIN oldest o ON o.queue = n.name
-             ORDER BY n.name",
-        )
-        .bind(now())
-        .fetch_all(&self.pool)
-        .await?;
-        let now = now();
-        rows.iter()
-            .map(|r| {
-                let oldest: Option<i64> = r.try_get(2)?;
-                Ok(QueueInfo {
-                    name: r.try_get(0)?,
-                    paused: r.try_get(1)?,
-                    oldest_available_age_s: oldest.map(|t| (now - t) as f64 / 1e6),
-                })
-            })
-            .collect()
-    }
-
-    async fn workers(&self) -> Result<Vec<WorkerInfo>, QueueError> {
-        let rows = sqlx::query(
-            "SELECT id, host, pid, queues, concurrency, started_at, heartbeat_at
-             FROM jobq_workers ORDER BY started_at",
-        )
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(WorkerInfo {
-                    id: r.try_get(0)?,
-                    host: r.try_get(1)?,
-                    pid: r.try_get(2)?,
-                    queues: r.try_get(3)?,
-                    concurrency: r.try_get(4)?,
-                    started_at: time(r.try_get(5)?),
-                    heartbeat_at: time(r.try_get(6)?),
-                })
-            })
-            .collect()
-    }
-
-    async fn audit_log(&self, limit: u32) -> Result<Vec<AuditRecord>, QueueError> {
-        let rows = sqlx::query(
-            "SELECT id, at, actor, surface, action, target, count FROM jobq_audit
-             ORDER BY id DESC LIMIT ?1",
-        )
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(AuditRecord {
-                    id: r.try_get(0)?,
-                    at: time(r.try_get(1)?),
-                    actor: r.try_get(2)?,
-                    surface: r.try_get(3)?,
-                    action: r.try_get(4)?,
-                    target: r.try_get(5)?,
-                    count: r.try_get(6)?,
-                })
-            })
-            .collect()
-    }
-
     async fn retry(&self, ids: &[i64], entry: &AuditEntry) -> Result<Repair, QueueError> {
-        let update = format!(
-            "UPDATE jobq_jobs AS j SET state = 'available', run_at = ?2, finalized_at = NULL,
+        let update = |ids: &str| {
+            format!(
+                "UPDATE jobq_jobs AS j SET state = 'available', run_at = $2, finalized_at = NULL,
                     locked_until = NULL, max_attempts = max(j.max_attempts, j.attempt + 1)
-             WHERE j.id IN (SELECT value FROM json_each(?1)) AND j.state IN ({RETRY_FROM})
+             WHERE j.id {ids} AND j.state IN ({RETRY_FROM})
                AND (j.idempotency_key IS NULL OR j.state NOT IN ('cancelled', 'discarded')
                     OR NOT EXISTS (SELECT 1 FROM jobq_jobs o
                                    WHERE o.idempotency_key = j.idempotency_key AND o.id <> j.id
                                      AND o.state NOT IN ('cancelled', 'discarded')))
              RETURNING id"
-        );
-        self.repair(ids, entry, &update, RETRY_FROM).await
-    }
-
-    async fn discard(&self, ids: &[i64], entry: &AuditEntry) -> Result<Repair, QueueError> {
-        let update = format!(
-            "UPDATE jobq_jobs SET state = 'discarded', finalized_at = ?2, locked_until = NULL
-             WHERE id IN (SELECT value FROM json_each(?1)) AND state IN ({DISCARD_FROM})
-             RETURNING id"
-        );
-        self.repair(ids, entry, &update, DISCARD_FROM).await
-    }
-
-    async fn cancel(&self, ids: &[i64], entry: &AuditEntry) -> Result<Repair, QueueError> {
-        let update = format!(
-            "UPDATE jobq_jobs SET state = 'cancelled', finalized_at = ?2, locked_until = NULL
-             WHERE id IN (SELECT value FROM json_each(?1)) AND state IN ({CANCEL_FROM})
-             RETURNING id"
-        );
-        self.repair(ids, entry, &update, CANCEL_FROM).await
+            )
+        };
+        shared::repair(&self.db, ids, entry, update, RETRY_FROM).await
     }
 
     async fn set_paused(
@@ -751,61 +470,8 @@ impl Driver for SqliteDriver {
         .bind(now())
         .execute(&mut *tx)
         .await?;
-        audit(&mut tx, entry, 0).await?;
+        shared::audit(Exec::Conn(Conn::Sqlite(&mut tx)), entry, 0).await?;
         tx.commit().await?;
         Ok(())
-    }
-
-    async fn matching_ids(
-        &self,
-        filter: &JobFilter,
-        after_id: i64,
-        limit: u32,
-    ) -> Result<Vec<i64>, QueueError> {
-        let sql =
-            format!("SELECT id FROM jobq_jobs WHERE {FILTER} AND id > ?4 ORDER BY id LIMIT ?5");
-        Ok(sqlx::query_scalar(&sql)
-            .bind(filter.state.map(|s| s.as_str()))
-            .bind(filter.queue.as_deref())
-            .bind(filter.kind.as_deref())
-            .bind(after_id)
-            .bind(i64::from(limit))
-            .fetch_all(&self.pool)
-            .await?)
-    }
-
-    async fn outcome_series(
-        &self,
-        since: DateTime<Utc>,
-    ) -> Result<Vec<super::OutcomeCount>, QueueError> {
-        let rows = sqlx::query(
-            "SELECT minute, queue, outcome, sum(count) FROM jobq_stats WHERE minute >= ?1
-             GROUP BY minute, queue, outcome ORDER BY minute, queue, outcome",
-        )
-        .bind(micros(since))
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(super::OutcomeCount {
-                    minute: time(r.try_get(0)?),
-                    queue: r.try_get(1)?,
-                    outcome: r.try_get(2)?,
-                    count: r.try_get(3)?,
-                })
-            })
-            .collect()
-    }
-
-    async fn count_matching(&self, filter: &JobFilter) -> Result<i64, QueueError> {
-        let sql =
-            format!("SELECT count(*) FROM jobq_jobs WHERE {FILTER} AND (?4 IS NULL OR id < ?4)");
-        Ok(sqlx::query_scalar(&sql)
-            .bind(filter.state.map(|s| s.as_str()))
-            .bind(filter.queue.as_deref())
-            .bind(filter.kind.as_deref())
-            .bind(filter.before_id)
-            .fetch_one(&self.pool)
-            .await?)
     }
 }
