@@ -66,3 +66,79 @@ impl FromStr for JobState {
             .ok_or_else(|| UnknownState(s.to_string()))
     }
 }
+
+/// An admin's repair of a job, and the states it may start from: the one rule the queue's SQL
+/// and every surface (CLI, bots, dashboard) follow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RepairAction {
+    /// Run again now (attempts topped up by one when spent).
+    Retry,
+    /// Give up on it: final, and its key is free again.
+    Discard,
+    /// Stop it before it runs. Not `running`: a handler already under way cannot be stopped
+    /// from the database, and a cancelled row would free its key while the handler still runs.
+    Cancel,
+}
+
+impl RepairAction {
+    pub const ALL: [RepairAction; 3] = [
+        RepairAction::Retry,
+        RepairAction::Discard,
+        RepairAction::Cancel,
+    ];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            RepairAction::Retry => "retry",
+            RepairAction::Discard => "discard",
+            RepairAction::Cancel => "cancel",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<RepairAction> {
+        Self::ALL.into_iter().find(|a| a.as_str() == text)
+    }
+
+    /// The states this repair may start from.
+    pub const fn allowed_from(self) -> &'static [JobState] {
+        use JobState::*;
+        match self {
+            RepairAction::Retry => &[Failed, Retrying, Scheduled, Cancelled, Discarded],
+            RepairAction::Discard => &[Failed, Available, Scheduled, Retrying],
+            RepairAction::Cancel => &[Available, Scheduled, Retrying],
+        }
+    }
+
+    pub fn allows(self, state: JobState) -> bool {
+        self.allowed_from().contains(&state)
+    }
+
+    /// The allowed states as an SQL list: `'failed', 'retrying', …`.
+    pub fn sql_states(self) -> String {
+        self.allowed_from()
+            .iter()
+            .map(|s| format!("'{}'", s.as_str()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_repair_touches_a_running_job_and_retry_leaves_completed_ones() {
+        for action in RepairAction::ALL {
+            assert!(!action.allows(JobState::Running), "{action:?}");
+        }
+        assert!(!RepairAction::Retry.allows(JobState::Completed));
+        assert!(RepairAction::Discard.allows(JobState::Failed));
+        assert_eq!(
+            RepairAction::Cancel.sql_states(),
+            "'available', 'scheduled', 'retrying'"
+        );
+        assert_eq!(RepairAction::parse("cancel"), Some(RepairAction::Cancel));
+        assert_eq!(RepairAction::parse("delete"), None);
+    }
+}

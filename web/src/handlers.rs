@@ -11,6 +11,7 @@ use chrono::Utc;
 use jobs::audit::{AuditEntry, describe_ids};
 use jobs::driver::{JobFilter, JobRecord, Repair};
 use jobs::queue::QueueError;
+use jobs::state::RepairAction;
 use jobs::{JobState, Queue};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -386,24 +387,13 @@ pub(crate) async fn job_page(
     Ok(views::job(&admin, &job, &payload, known, &notice, Utc::now()).into_response())
 }
 
-/// Which repairs apply to a job in each state (as the drivers decide).
+/// Whether a repair applies to a job in this state: the queue's own rule.
 pub(crate) fn can(action: &str, state: JobState) -> bool {
-    use JobState::*;
-    match action {
-        "retry" => matches!(state, Failed | Retrying | Scheduled | Cancelled | Discarded),
-        "discard" => matches!(state, Failed | Available | Scheduled | Retrying),
-        "cancel" => matches!(state, Available | Scheduled | Retrying | Running),
-        _ => false,
-    }
+    RepairAction::parse(action).is_some_and(|a| a.allows(state))
 }
 
 fn repair_action(action: &str) -> Option<&'static str> {
-    match action {
-        "retry" => Some("retry"),
-        "discard" => Some("discard"),
-        "cancel" => Some("cancel"),
-        _ => None,
-    }
+    RepairAction::parse(action).map(RepairAction::as_str)
 }
 
 async fn apply(

@@ -25,7 +25,7 @@ mod shared;
 pub mod sqlite;
 
 use crate::db::{Conn, Db, Pools};
-use repair_rules::{CANCEL_FROM, DISCARD_FROM};
+use crate::state::RepairAction;
 
 impl Db {
     /// The queue's statements for this database.
@@ -292,19 +292,21 @@ pub trait Driver: Send + Sync + 'static {
         let update = |ids: &str| {
             format!(
                 "UPDATE jobq_jobs SET state = 'discarded', finalized_at = $2, locked_until = NULL
-                 WHERE id {ids} AND state IN ({DISCARD_FROM}) RETURNING id"
+                 WHERE id {ids} AND state IN ({}) RETURNING id",
+                RepairAction::Discard.sql_states()
             )
         };
-        shared::repair(self.db(), ids, audit, update, DISCARD_FROM).await
+        shared::repair(self.db(), ids, audit, update, RepairAction::Discard).await
     }
     async fn cancel(&self, ids: &[i64], audit: &AuditEntry) -> Result<Repair, QueueError> {
         let update = |ids: &str| {
             format!(
                 "UPDATE jobq_jobs SET state = 'cancelled', finalized_at = $2, locked_until = NULL
-                 WHERE id {ids} AND state IN ({CANCEL_FROM}) RETURNING id"
+                 WHERE id {ids} AND state IN ({}) RETURNING id",
+                RepairAction::Cancel.sql_states()
             )
         };
-        shared::repair(self.db(), ids, audit, update, CANCEL_FROM).await
+        shared::repair(self.db(), ids, audit, update, RepairAction::Cancel).await
     }
     async fn set_paused(
         &self,
@@ -333,15 +335,6 @@ pub trait Driver: Send + Sync + 'static {
     }
 }
 
-/// Which states each repair may start from, and the state it leads to.
-pub(crate) mod repair_rules {
-    pub const RETRY_FROM: &str = "'failed', 'retrying', 'scheduled', 'cancelled', 'discarded'";
-    pub const DISCARD_FROM: &str = "'failed', 'available', 'scheduled', 'retrying'";
-    /// Not `running`: a handler already under way cannot be stopped from the database, and a
-    /// cancelled row would free its key while the handler still runs.
-    pub const CANCEL_FROM: &str = "'available', 'scheduled', 'retrying'";
-}
-
 /// The error column's last message, for lists.
 pub(crate) fn last_error(errors: &[AttemptError]) -> Option<String> {
     errors.last().map(|e| e.error.clone())
@@ -361,14 +354,18 @@ pub(crate) fn duration_ms(d: Duration) -> i64 {
 }
 
 /// Why a repair left a job alone, for the admin who asked.
-pub(crate) fn skip_reason(state: Option<&String>, action: &str, allowed: &str) -> String {
-    let allowed = allowed.replace('\'', "");
+pub(crate) fn skip_reason(state: Option<&String>, action: RepairAction) -> String {
+    let allowed: Vec<&str> = action.allowed_from().iter().map(|s| s.as_str()).collect();
     match state {
         None => "no such job".to_string(),
-        Some(state) if allowed.split(", ").any(|s| s == state) => {
+        Some(state) if allowed.contains(&state.as_str()) => {
             format!("job is {state} but its idempotency key is now held by another job")
         }
-        Some(state) => format!("job is {state}; {action} applies to {allowed} jobs"),
+        Some(state) => format!(
+            "job is {state}; {} applies to {} jobs",
+            action.as_str(),
+            allowed.join(", ")
+        ),
     }
 }
 

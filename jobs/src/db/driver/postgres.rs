@@ -10,7 +10,6 @@ use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgListener, PgPool};
 use sqlx::{PgConnection, Row};
 
-use super::repair_rules::RETRY_FROM;
 use super::shared;
 use super::{
     Driver, FetchedJob, Finish, Finished, Repair, RescuePolicy, StatCount, StatKey, duration_ms,
@@ -19,6 +18,7 @@ use crate::audit::AuditEntry;
 use crate::db::{Conn, Db, Exec};
 use crate::job::NewJob;
 use crate::queue::{Enqueued, QueueError, Wakeups};
+use crate::state::RepairAction;
 
 /// The channel inserts notify on; the payload is the queue name.
 pub const CHANNEL: &str = "jobq_jobs";
@@ -515,7 +515,7 @@ impl Driver for PostgresDriver {
             "WITH retried AS (
                  UPDATE jobq_jobs j SET state = 'available', run_at = LEAST(now(), $2), finalized_at = NULL,
                         locked_until = NULL, max_attempts = GREATEST(j.max_attempts, j.attempt + 1)
-                 WHERE j.id {ids} AND j.state IN ({RETRY_FROM})
+                 WHERE j.id {ids} AND j.state IN ({})
                    AND (j.idempotency_key IS NULL OR j.state NOT IN ('cancelled', 'discarded')
                         OR NOT EXISTS (SELECT 1 FROM jobq_jobs o
                                        WHERE o.idempotency_key = j.idempotency_key AND o.id <> j.id
@@ -523,10 +523,11 @@ impl Driver for PostgresDriver {
                  RETURNING j.id, j.queue),
              notified AS (SELECT count(pg_notify('jobq_jobs', q)) AS n
                           FROM (SELECT DISTINCT queue AS q FROM retried) d)
-             SELECT retried.id FROM retried CROSS JOIN notified ORDER BY retried.id"
+             SELECT retried.id FROM retried CROSS JOIN notified ORDER BY retried.id",
+                RepairAction::Retry.sql_states()
             )
         };
-        shared::repair(&self.db, ids, entry, update, RETRY_FROM).await
+        shared::repair(&self.db, ids, entry, update, RepairAction::Retry).await
     }
 
     async fn set_paused(

@@ -15,7 +15,7 @@ use super::{
 use crate::audit::{AuditEntry, AuditRecord};
 use crate::db::{Conn, Db, DbError, Exec, Fields, Stamp, on_conn, row_id};
 use crate::queue::QueueError;
-use crate::state::JobState;
+use crate::state::{JobState, RepairAction};
 
 const JOB_COLUMNS: &str = "id, kind, queue, CAST(payload AS TEXT) AS payload, state, priority, \
     attempt, max_attempts, idempotency_key, run_at, created_at, attempted_at, attempted_by, \
@@ -341,7 +341,7 @@ pub(super) async fn repair(
     ids: &[i64],
     entry: &AuditEntry,
     update: impl Fn(&str) -> String,
-    allowed: &str,
+    action: RepairAction,
 ) -> Result<Repair, QueueError> {
     let mut tx = db.begin().await?;
     let mut conn = tx.conn();
@@ -374,12 +374,7 @@ pub(super) async fn repair(
     changed.sort_unstable();
     let skipped = rest
         .into_iter()
-        .map(|id| {
-            (
-                id,
-                super::skip_reason(states.get(&id), entry.action, allowed),
-            )
-        })
+        .map(|id| (id, super::skip_reason(states.get(&id), action)))
         .collect();
     audit(Exec::Conn(conn), entry, changed.len()).await?;
     tx.commit().await?;

@@ -13,13 +13,13 @@ use serde_json::json;
 use sqlx::sqlite::SqlitePool;
 use sqlx::{Row, SqliteConnection};
 
-use super::repair_rules::RETRY_FROM;
 use super::shared;
 use super::{Driver, FetchedJob, Finish, Finished, Repair, RescuePolicy, StatCount, StatKey};
 use crate::audit::AuditEntry;
 use crate::db::{Conn, Db, Exec};
 use crate::job::NewJob;
 use crate::queue::{Enqueued, QueueError, Wakeups};
+use crate::state::RepairAction;
 
 pub struct SqliteDriver {
     db: Db,
@@ -443,15 +443,16 @@ impl Driver for SqliteDriver {
             format!(
                 "UPDATE jobq_jobs AS j SET state = 'available', run_at = $2, finalized_at = NULL,
                     locked_until = NULL, max_attempts = max(j.max_attempts, j.attempt + 1)
-             WHERE j.id {ids} AND j.state IN ({RETRY_FROM})
+             WHERE j.id {ids} AND j.state IN ({})
                AND (j.idempotency_key IS NULL OR j.state NOT IN ('cancelled', 'discarded')
                     OR NOT EXISTS (SELECT 1 FROM jobq_jobs o
                                    WHERE o.idempotency_key = j.idempotency_key AND o.id <> j.id
                                      AND o.state NOT IN ('cancelled', 'discarded')))
-             RETURNING id"
+             RETURNING id",
+                RepairAction::Retry.sql_states()
             )
         };
-        shared::repair(&self.db, ids, entry, update, RETRY_FROM).await
+        shared::repair(&self.db, ids, entry, update, RepairAction::Retry).await
     }
 
     async fn set_paused(
