@@ -5,143 +5,15 @@ use figment::providers::{Format, Toml};
 use figment::value::{Dict, Map, Value};
 use figment::{Metadata, Profile, Provider};
 
-use super::settings::split_list;
-use super::{ConfigError, ENV_PREFIX};
-
-/// How a string from an environment variable or a flag becomes a value.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub(super) enum ValueKind {
-    /// Kept as the string given (URLs, durations, names, filters).
-    Text,
-    /// An integer if it parses as one (else left as a string, to fail with a clear message).
-    Int,
-    /// A comma-separated list, or `[a, b]`.
-    List,
-}
-
-/// The keys of the sections that environment variables may set, with their kinds.
-const ENV_KEYS: &[(&str, &[(&str, ValueKind)])] = &[
-    (
-        "database",
-        &[
-            ("url", ValueKind::Text),
-            ("connect_timeout", ValueKind::Text),
-            ("acquire_timeout", ValueKind::Text),
-            ("max_connections", ValueKind::Int),
-            ("sqlite_synchronous", ValueKind::Text),
-            ("sqlite_busy_timeout", ValueKind::Text),
-        ],
-    ),
-    (
-        "worker",
-        &[
-            ("concurrency", ValueKind::Int),
-            ("queues", ValueKind::List),
-            ("lease", ValueKind::Text),
-            ("poll_interval", ValueKind::Text),
-            ("shutdown_grace", ValueKind::Text),
-            ("completion_interval", ValueKind::Text),
-            ("heartbeat_interval", ValueKind::Text),
-            ("metrics_bind", ValueKind::Text),
-        ],
-    ),
-    (
-        "maintenance",
-        &[
-            ("interval", ValueKind::Text),
-            ("completed_retention", ValueKind::Text),
-            ("stats_retention", ValueKind::Text),
-            ("failure_digest_every", ValueKind::Text),
-        ],
-    ),
-    (
-        "log",
-        &[("format", ValueKind::Text), ("filter", ValueKind::Text)],
-    ),
-    (
-        "web",
-        &[
-            ("bind", ValueKind::Text),
-            ("public_base_url", ValueKind::Text),
-        ],
-    ),
-    (
-        "telegram",
-        &[
-            ("api_url", ValueKind::Text),
-            ("messages_per_second", ValueKind::Int),
-            ("messages_per_chat_per_second", ValueKind::Int),
-        ],
-    ),
-    ("discord", &[("api_url", ValueKind::Text)]),
-    (
-        "bots",
-        &[
-            ("commands_per_minute", ValueKind::Int),
-            ("command_burst", ValueKind::Int),
-        ],
-    ),
-    (
-        "transcripts",
-        &[
-            ("store", ValueKind::Text),
-            ("local_dir", ValueKind::Text),
-            ("s3_endpoint", ValueKind::Text),
-            ("s3_bucket", ValueKind::Text),
-            ("s3_region", ValueKind::Text),
-            ("s3_access_key_env", ValueKind::Text),
-            ("s3_secret_key_env", ValueKind::Text),
-            ("link_ttl", ValueKind::Text),
-            ("public_base_url", ValueKind::Text),
-        ],
-    ),
-];
-
-fn known_kind(section: &str, key: &str) -> Option<ValueKind> {
-    ENV_KEYS
-        .iter()
-        .find(|(s, _)| *s == section)
-        .and_then(|(_, keys)| keys.iter().find(|(k, _)| *k == key))
-        .map(|(_, kind)| *kind)
-}
-
-/// The setting an environment variable sets, if it is one of ours.
-pub(super) fn env_setting(name: &str) -> Option<(String, ValueKind)> {
-    let rest = name.strip_prefix(ENV_PREFIX)?;
-    let (section, key) = rest.split_once('_')?;
-    let (section, key) = (section.to_ascii_lowercase(), key.to_ascii_lowercase());
-    let kind = known_kind(&section, &key)?;
-    Some((format!("{section}.{key}"), kind))
-}
-
-pub(super) fn typed_value(raw: &str, kind: ValueKind) -> Value {
-    match kind {
-        ValueKind::Text => Value::from(raw.to_string()),
-        ValueKind::Int => match raw.trim().parse::<i64>() {
-            Ok(n) => Value::from(n),
-            Err(_) => Value::from(raw.to_string()),
-        },
-        ValueKind::List => {
-            let inner = raw.trim();
-            let inner = inner
-                .strip_prefix('[')
-                .and_then(|s| s.strip_suffix(']'))
-                .unwrap_or(inner);
-            let items: Vec<Value> = split_list(inner)
-                .into_iter()
-                .map(|s| Value::from(s.trim_matches(|c| c == '"' || c == '\'').to_string()))
-                .collect();
-            Value::from(items)
-        }
-    }
-}
+use super::ConfigError;
+use super::env_keys::{EnvKeys, ValueKind, typed_value};
 
 /// The kind of a flag override's key; keys we don't know are parsed like figment's env values
 /// (they are rejected later as unknown settings unless they are valid).
-pub(super) fn flag_value(key: &str, raw: &str) -> Value {
+pub(super) fn flag_value(keys: &EnvKeys, key: &str, raw: &str) -> Value {
     let parts: Vec<&str> = key.split('.').collect();
     let kind = match parts.as_slice() {
-        [section, key] => known_kind(section, key),
+        [section, key] => keys.kind(section, key),
         ["queues", _, "concurrency"] => Some(ValueKind::Int),
         _ => None,
     };
@@ -202,11 +74,11 @@ impl Provider for Layer {
     }
 }
 
-pub(super) fn process_env() -> Result<Vec<(String, String)>, ConfigError> {
+pub(super) fn process_env(keys: &EnvKeys) -> Result<Vec<(String, String)>, ConfigError> {
     let mut vars = Vec::new();
     for (name, value) in std::env::vars_os() {
         let Some(name) = name.to_str() else { continue };
-        if env_setting(name).is_none() {
+        if keys.env_setting(name).is_none() {
             continue;
         }
         match value.into_string() {
@@ -224,28 +96,10 @@ pub(super) fn process_env() -> Result<Vec<(String, String)>, ConfigError> {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
     use std::time::Duration;
 
-    use crate::configuration::DEFAULTS;
     use crate::configuration::test_support::*;
     use crate::configuration::{Backend, LogFormat, SqliteSynchronous};
-
-    #[test]
-    fn env_keys_match_default_toml() {
-        let defaults: Dict = Toml::from_str(DEFAULTS).expect("defaults parse");
-        for (section, keys) in ENV_KEYS {
-            let table = defaults
-                .get(*section)
-                .and_then(Value::as_dict)
-                .expect("section in default.toml");
-            let mut in_file: Vec<&str> = table.keys().map(String::as_str).collect();
-            let mut in_table: Vec<&str> = keys.iter().map(|(k, _)| *k).collect();
-            in_file.sort_unstable();
-            in_table.sort_unstable();
-            assert_eq!(in_file, in_table, "[{section}]");
-        }
-    }
 
     #[test]
     fn file_overrides_defaults() {

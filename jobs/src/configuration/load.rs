@@ -4,7 +4,8 @@ use std::path::Path;
 
 use figment::Figment;
 
-use super::layers::{Layer, env_setting, flag_value, process_env, typed_value, valid_key};
+use super::env_keys::{EnvKeys, typed_value};
+use super::layers::{Layer, flag_value, process_env, valid_key};
 use super::problems::Origins;
 use super::{ConfigError, DEFAULTS, Settings};
 
@@ -15,7 +16,7 @@ impl Settings {
         config_file: Option<&Path>,
         overrides: &[(&str, String)],
     ) -> Result<Settings, ConfigError> {
-        Self::load_with_env(config_file, process_env()?, overrides)
+        Self::load_with_env(config_file, process_env(EnvKeys::get()?)?, overrides)
     }
 
     /// Like [`Settings::load`], but the environment is given as `(name, value)` pairs instead
@@ -34,6 +35,7 @@ impl Settings {
             DEFAULTS,
             "built-in defaults (config/default.toml)".to_string(),
         )?);
+        let keys = EnvKeys::get()?;
 
         if let Some(path) = config_file {
             let origin = format!("config file `{}`", path.display());
@@ -53,7 +55,7 @@ impl Settings {
             .collect();
         vars.sort();
         for (name, value) in vars {
-            if let Some((key, kind)) = env_setting(&name) {
+            if let Some((key, kind)) = keys.env_setting(&name) {
                 figment = figment.merge(Layer::setting(
                     &key,
                     typed_value(&value, kind),
@@ -70,7 +72,7 @@ impl Settings {
                     Some(origin),
                 ));
             }
-            figment = figment.merge(Layer::setting(key, flag_value(key, value), origin));
+            figment = figment.merge(Layer::setting(key, flag_value(keys, key, value), origin));
         }
 
         let origins = Origins::new(&figment);
@@ -86,9 +88,9 @@ impl Settings {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
     use std::time::Duration;
 
+    use super::*;
     use crate::configuration::test_support::*;
     use crate::configuration::{Backend, LogFormat, PanelKind, SqliteSynchronous};
 

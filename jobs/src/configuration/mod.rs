@@ -2,8 +2,9 @@
 //!
 //! 1. `config/default.toml`, compiled into the binary: every setting has a default there;
 //! 2. an optional config file (`--config` / `JOBQ_CONFIG`, read by the caller);
-//! 3. environment variables `JOBQ_<SECTION>_<KEY>` for the sections `database`, `worker`,
-//!    `maintenance`, `log`, `web`, `telegram`, `discord`, `bots` and `transcripts` (e.g. `JOBQ_DATABASE_URL` → `database.url`,
+//! 3. environment variables `JOBQ_<SECTION>_<KEY>`, one for each key of a section of
+//!    `config/default.toml` (`database`, `worker`, `maintenance`, `log`, `web`, `telegram`,
+//!    `discord`, `bots` and `transcripts`; e.g. `JOBQ_DATABASE_URL` → `database.url`,
 //!    `JOBQ_WORKER_SHUTDOWN_GRACE` → `worker.shutdown_grace`); any other `JOBQ_` variable is
 //!    ignored, as is a variable naming a key its section does not have;
 //! 4. overrides from command-line flags, as `("worker.concurrency", "8")` pairs.
@@ -17,6 +18,7 @@ mod allowed;
 mod checks;
 mod database_url;
 mod describe;
+mod env_keys;
 mod error;
 mod layers;
 mod load;
