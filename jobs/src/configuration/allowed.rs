@@ -4,6 +4,7 @@ use std::fmt;
 use std::time::Duration;
 
 use super::database_url::ALLOWED_SCHEMES;
+use crate::kinds::Name;
 
 #[derive(Clone, Copy)]
 pub(super) struct Bound {
@@ -108,9 +109,8 @@ pub(super) fn hint(generic_key: &str) -> Option<String> {
         "worker.queues" => {
             return Some("each queue name 1 to 64 characters of a-z, 0-9, _ and -".to_string());
         }
-        "periodic.name" | "periodic.queue" | "admins.name" | "panels.name" | "plans.name" => {
-            return Some(NAME_RULE.to_string());
-        }
+        "periodic.name" | "periodic.queue" | "admins.name" => return Some(NAME_RULE.to_string()),
+        "panels.name" | "plans.name" => return Some(format!("use {}", Name::RULE)),
         "web.bind" => return Some("an ADDR:PORT such as \"127.0.0.1:8080\"".to_string()),
         _ => return None,
     };
@@ -124,9 +124,9 @@ pub(super) fn valid_env_name(name: &str) -> bool {
             .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
 }
 
+/// Queue names must be names the queue accepts when a job is enqueued; periodic-job and admin
+/// names follow the same rule, so that there is one rule to learn for what an operator names.
+/// Panels and plans follow [`Name`]'s instead, the rule of the jobs that name them.
 pub(super) fn valid_name(name: &str) -> bool {
-    (1..=64).contains(&name.len())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+    crate::job::is_valid_queue_name(name)
 }

@@ -7,6 +7,7 @@ use super::allowed::*;
 use super::describe::format_duration;
 use super::problems::Origins;
 use super::{ConfigProblem, Settings, TranscriptStoreKind};
+use crate::kinds::Name;
 
 impl Settings {
     pub(super) fn check(&self, o: &Origins<'_>) -> Vec<ConfigProblem> {
@@ -170,11 +171,7 @@ impl Settings {
                     "is used by more than one [[admins]] entry: names must be unique".to_string(),
                 );
             }
-            let env_ok = !a.token_env.is_empty()
-                && a.token_env
-                    .bytes()
-                    .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_');
-            if !env_ok {
+            if !valid_env_name(&a.token_env) {
                 c.problem(
                     &key("token_env"),
                     true,
@@ -268,11 +265,11 @@ impl Settings {
         let mut names = BTreeSet::new();
         for (i, p) in self.panels.iter().enumerate() {
             let key = |field: &str| format!("panels.{i}.{field}");
-            if !valid_name(&p.name) {
+            if !Name::is_valid(&p.name) {
                 c.problem(
                     &key("name"),
                     true,
-                    format!("is not a valid panel name: {NAME_RULE}"),
+                    format!("is not a valid panel name: use {}", Name::RULE),
                 );
             } else if !names.insert(p.name.as_str()) {
                 c.problem(
@@ -393,11 +390,11 @@ impl Settings {
         let mut names = BTreeSet::new();
         for (i, p) in self.plans.iter().enumerate() {
             let key = |field: &str| format!("plans.{i}.{field}");
-            if !valid_name(&p.name) {
+            if !Name::is_valid(&p.name) {
                 c.problem(
                     &key("name"),
                     true,
-                    format!("is not a valid plan name: {NAME_RULE}"),
+                    format!("is not a valid plan name: use {}", Name::RULE),
                 );
             } else if !names.insert(p.name.as_str()) {
                 c.problem(

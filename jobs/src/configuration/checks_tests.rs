@@ -306,3 +306,47 @@ fn transcripts_default_to_the_local_store_and_s3_must_be_complete() {
         "secrets redacted"
     );
 }
+
+#[test]
+fn panel_and_plan_names_follow_the_rule_of_the_jobs_naming_them() {
+    let entries = |name: &str| {
+        format!(
+            "[[panels]]\nname = \"{name}\"\nkind = \"s-ui\"\nurl = \"http://p.example/\"\n\
+             token_env = \"T\"\n\n[[plans]]\nname = \"{name}\"\nvolume_gb = 1\ndays = 1\n\
+             inbounds = [1]\n"
+        )
+    };
+    let long = "x".repeat(Name::MAX_LEN);
+    let too_long = "x".repeat(Name::MAX_LEN + 1);
+    for name in [
+        "de-1",
+        "DE.1",
+        "monthly_50GB",
+        &long,
+        "",
+        &too_long,
+        "de 1",
+        "de/1",
+    ] {
+        let loaded = load(Some(&config_file(&entries(name))), &[], &[]);
+        assert_eq!(
+            loaded.is_ok(),
+            Name::parse(name).is_ok(),
+            "{name:?}: {loaded:?}"
+        );
+        if let Err(e) = loaded {
+            let e = e.to_string();
+            assert!(
+                e.contains("panels[0].name") && e.contains("plans[0].name"),
+                "{e}"
+            );
+            assert!(e.contains(Name::RULE), "{e}");
+        }
+    }
+    // Every configured panel can be named by the sync job added for it.
+    let s = load(Some(&config_file(&entries("DE.1"))), &[], &[]).expect("loads");
+    let sync = s.periodic_jobs().pop().expect("a sync job for the panel");
+    let spec = crate::kinds::spec(&sync.kind).expect("sync_usage is a kind");
+    crate::NewJob::from_json(&spec, &sync.payload, crate::EnqueueOptions::default())
+        .expect("the payload names the panel");
+}
