@@ -64,7 +64,7 @@ pub(super) const COMMANDS_PER_MINUTE: Allowed = Allowed::Int(1, 10_000);
 pub(super) const COMMAND_BURST: Allowed = Allowed::Int(1, 1000);
 /// Inbound ids are S-UI's `uint` row ids.
 pub(super) const INBOUND_ID: Allowed = Allowed::Int(1, u32::MAX as i64);
-/// S3 presigned URLs live at most 7 days (SigV4).
+/// S3 refuses presigned links valid for longer than 7 days.
 pub(super) const LINK_TTL: Allowed = Allowed::Dur(ms(MIN, "1m"), ms(7 * DAY, "7d"));
 pub(super) const ENV_NAME_RULE: &str = "is not an environment variable name: use A-Z, 0-9 and _ (the secret \
                              itself never goes in a file)";

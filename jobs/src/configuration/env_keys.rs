@@ -2,9 +2,9 @@
 //!
 //! The table is derived, not written out: its keys are those of the sections of the built-in
 //! defaults, and each key's kind is what the Rust type of its field asks the deserializer for.
-//! A second hand-kept list drifted from the types before (a fractional rate was read as an
-//! integer); a setting added to `config/default.toml` and its struct is now settable from the
-//! environment with nothing else to update.
+//! A hand-kept list drifts from the types (one read the fractional Telegram rates as
+//! integers); derived, a setting added to `config/default.toml` and its struct is settable from
+//! the environment with nothing else to update.
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;

@@ -143,7 +143,7 @@ mod tests {
         );
         assert_eq!(s.admins.len(), 1);
         assert_eq!(s.admins[0].token_env, "JOBQ_TOKEN_ALICE");
-        // The shape of issue 3's example.
+        // The panel and plan as example.toml shows them: operators start from that file.
         let panel = s.panel("main").expect("panel main");
         assert_eq!(panel.kind, PanelKind::SUi);
         assert_eq!(panel.url.as_str(), "http://127.0.0.1:2095/app/");
