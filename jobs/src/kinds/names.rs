@@ -1,4 +1,6 @@
-//! Names of panels and plans, as the shop's configuration spells them.
+//! Names of panels and plans. The configuration's `[[panels]]` and `[[plans]]` entries and the
+//! job payloads naming them follow this one rule, so that every configured panel and plan can
+//! be named in a job, and no job can name one the configuration could not hold.
 
 use std::fmt;
 
@@ -11,6 +13,8 @@ pub struct Name(String);
 
 impl Name {
     pub const MAX_LEN: usize = 64;
+    /// The rule, as messages state it.
+    pub const RULE: &'static str = "1 to 64 ASCII letters, digits, '-', '_' and '.'";
 
     pub fn parse(name: impl Into<String>) -> Result<Self, String> {
         Self::parse_as("name", name.into())
@@ -18,22 +22,23 @@ impl Name {
 
     /// As [`Name::parse`], with errors naming the field (`"panel"`, `"plan"`).
     pub fn parse_as(what: &str, name: String) -> Result<Self, String> {
-        if name.is_empty() {
-            return Err(format!("{what} must not be empty"));
-        }
-        let len = name.chars().count();
-        if len > Self::MAX_LEN {
-            return Err(format!(
+        match Broken::find(&name) {
+            None => Ok(Self(name)),
+            Some(Broken::Empty) => Err(format!("{what} must not be empty")),
+            Some(Broken::TooLong(len)) => Err(format!(
                 "{what} is {len} characters long, at most {} are allowed",
                 Self::MAX_LEN
-            ));
-        }
-        if let Some(bad) = name.chars().find(|&c| !is_name_char(c)) {
-            return Err(format!(
+            )),
+            Some(Broken::Char(bad)) => Err(format!(
                 "{what} {name:?} contains {bad:?}: only ASCII letters, digits, '-', '_' and '.' are allowed"
-            ));
+            )),
         }
-        Ok(Self(name))
+    }
+
+    /// Whether [`Name::parse`] accepts `name`, for callers that word their own message (the
+    /// configuration names the setting and quotes the value itself).
+    pub fn is_valid(name: &str) -> bool {
+        Broken::find(name).is_none()
     }
 
     /// For examples and constants; the tests parse every example.
@@ -52,6 +57,26 @@ impl Name {
         what: &'static str,
     ) -> Result<Self, D::Error> {
         deserializer.deserialize_string(NameVisitor(what))
+    }
+}
+
+/// How a name breaks the rule: the first thing wrong with it.
+enum Broken {
+    Empty,
+    TooLong(usize),
+    Char(char),
+}
+
+impl Broken {
+    fn find(name: &str) -> Option<Broken> {
+        if name.is_empty() {
+            return Some(Broken::Empty);
+        }
+        let len = name.chars().count();
+        if len > Name::MAX_LEN {
+            return Some(Broken::TooLong(len));
+        }
+        name.chars().find(|&c| !is_name_char(c)).map(Broken::Char)
     }
 }
 
@@ -106,12 +131,7 @@ impl Visitor<'_> for NameVisitor {
     type Value = Name;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{} as a string of 1 to {} ASCII letters, digits, '-', '_' and '.'",
-            self.0,
-            Name::MAX_LEN
-        )
+        write!(f, "{} as a string of {}", self.0, Name::RULE)
     }
 
     fn visit_str<E: de::Error>(self, value: &str) -> Result<Name, E> {
@@ -162,5 +182,26 @@ mod tests {
                 .unwrap_err()
                 .starts_with("plan ")
         );
+    }
+
+    #[test]
+    fn is_valid_accepts_exactly_what_parse_accepts() {
+        let long = "x".repeat(Name::MAX_LEN);
+        let too_long = "x".repeat(Name::MAX_LEN + 1);
+        for name in [
+            "de-1",
+            "DE.1",
+            "v2.panel",
+            "a_b",
+            &long,
+            "",
+            &too_long,
+            "de 1",
+            "de/1",
+            "панель",
+        ] {
+            assert_eq!(Name::is_valid(name), Name::parse(name).is_ok(), "{name:?}");
+        }
+        assert!(Name::RULE.starts_with(&format!("1 to {} ", Name::MAX_LEN)));
     }
 }
