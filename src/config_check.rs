@@ -141,8 +141,14 @@ fn chat_tokens(settings: &Settings) -> Check {
         Ok(clients) => {
             let mut missing = Vec::new();
             for (platform, var) in [
-                (jobs::kinds::Platform::Telegram, "JOBQ_TELEGRAM_TOKEN"),
-                (jobs::kinds::Platform::Discord, "JOBQ_DISCORD_TOKEN"),
+                (
+                    jobs::kinds::Platform::Telegram,
+                    jobs::bot_tokens::TELEGRAM_TOKEN_ENV,
+                ),
+                (
+                    jobs::kinds::Platform::Discord,
+                    jobs::bot_tokens::DISCORD_TOKEN_ENV,
+                ),
             ] {
                 if clients.get(platform).is_err() {
                     missing.push(var);

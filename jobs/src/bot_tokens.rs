@@ -1,6 +1,27 @@
-//! The shape of the bot tokens, checked once for every process that reads them (workers send
-//! DMs, bots connect): a malformed token stops start-up before any call, and the reason never
-//! includes the value.
+//! The bot tokens, in one place for every process that reads them (workers send DMs, bots
+//! connect): the variables that hold them, their shape (a malformed token stops start-up before
+//! any call, and the reason never includes the value) and how they are masked in any text.
+
+/// The variable holding the Telegram bot's token.
+pub const TELEGRAM_TOKEN_ENV: &str = "JOBQ_TELEGRAM_TOKEN";
+/// The variable holding the Discord bot's token.
+pub const DISCORD_TOKEN_ENV: &str = "JOBQ_DISCORD_TOKEN";
+
+/// `text` with every occurrence of `token` (and of its secret part after a `:` or the last
+/// `.`) replaced by `****`.
+pub fn mask(text: &str, token: &str) -> String {
+    let mut masked = text.to_owned();
+    let parts = [
+        Some(token),
+        token.split_once(':').map(|(_, secret)| secret),
+        token.rsplit_once('.').map(|(_, secret)| secret),
+    ];
+    // Only parts long enough to be a secret, so masking cannot eat ordinary words.
+    for part in parts.into_iter().flatten().filter(|p| p.len() >= 8) {
+        masked = masked.replace(part, "****");
+    }
+    masked
+}
 
 /// Telegram's `BOT_ID:SECRET`, as BotFather gives it. `Err` says what is wrong.
 pub fn check_telegram(token: &str) -> Result<(), &'static str> {

@@ -28,7 +28,7 @@ use crate::command_limit::CommandLimit;
 use commands::{Admins, Bot};
 
 /// Where the bot token comes from (never a file, never logged).
-pub const TOKEN_ENV: &str = "JOBQ_DISCORD_TOKEN";
+pub use jobs::bot_tokens::DISCORD_TOKEN_ENV as TOKEN_ENV;
 
 /// The token variable is missing or cannot be a bot token: the bot stops before connecting.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -108,7 +108,7 @@ pub async fn run(
 }
 
 fn mask(text: &str, token: &SecretString) -> String {
-    text.replace(token.expose_secret(), "****")
+    jobs::bot_tokens::mask(text, token.expose_secret())
 }
 
 #[cfg(test)]

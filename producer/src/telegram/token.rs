@@ -5,7 +5,7 @@
 use secrecy::{ExposeSecret, SecretString};
 
 /// The variable holding the Telegram bot token.
-pub const TOKEN_ENV: &str = "JOBQ_TELEGRAM_TOKEN";
+pub use jobs::bot_tokens::TELEGRAM_TOKEN_ENV as TOKEN_ENV;
 
 /// A missing or malformed token: the bot stops before it connects.
 #[derive(Debug, thiserror::Error)]
@@ -49,9 +49,7 @@ impl BotToken {
 
     /// `text` with the token, and its secret part, replaced by `****`.
     pub fn mask(&self, text: &str) -> String {
-        let token = self.expose();
-        let secret = token.split_once(':').map_or(token, |(_, s)| s);
-        text.replace(token, "****").replace(secret, "****")
+        jobs::bot_tokens::mask(text, self.expose())
     }
 }
 

@@ -23,10 +23,10 @@ use secrecy::SecretString;
 pub use discord::DiscordClient;
 pub use telegram::TelegramClient;
 
-/// The variable holding the Telegram bot token.
-pub const TELEGRAM_TOKEN_ENV: &str = "JOBQ_TELEGRAM_TOKEN";
 /// The variable holding the Discord bot token.
-pub const DISCORD_TOKEN_ENV: &str = "JOBQ_DISCORD_TOKEN";
+pub use jobs::bot_tokens::DISCORD_TOKEN_ENV;
+/// The variable holding the Telegram bot token.
+pub use jobs::bot_tokens::TELEGRAM_TOKEN_ENV;
 
 /// Each call's whole budget (connect included): well inside `send_dm`'s 30 s job timeout, so a
 /// stalled server becomes a classified, retryable error rather than a job timeout.
@@ -98,21 +98,7 @@ pub trait Messenger: Send + Sync {
     async fn send_dm(&self, user: UserId, text: &str) -> Result<Sent, ChatError>;
 }
 
-/// `text` with every occurrence of `token` (and of its secret part after a `:` or the last
-/// `.`) replaced by `****`.
-pub fn mask_token(text: &str, token: &str) -> String {
-    let mut masked = text.to_owned();
-    let parts = [
-        Some(token),
-        token.split_once(':').map(|(_, secret)| secret),
-        token.rsplit_once('.').map(|(_, secret)| secret),
-    ];
-    // Only parts long enough to be a secret, so masking cannot eat ordinary words.
-    for part in parts.into_iter().flatten().filter(|p| p.len() >= 8) {
-        masked = masked.replace(part, "****");
-    }
-    masked
-}
+pub use jobs::bot_tokens::mask as mask_token;
 
 /// A token variable is set but cannot be a token: start-up stops on this.
 #[derive(Debug, thiserror::Error)]

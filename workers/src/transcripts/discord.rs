@@ -15,7 +15,7 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
 /// The environment variable holding the bot token.
-pub const DISCORD_TOKEN_ENV: &str = "JOBQ_DISCORD_TOKEN";
+pub use jobs::bot_tokens::DISCORD_TOKEN_ENV;
 /// Messages per history page: Discord's maximum.
 pub const PAGE_LIMIT: usize = 100;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
