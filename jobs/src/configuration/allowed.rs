@@ -3,7 +3,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use super::database_url::ALLOWED_SCHEMES;
+use crate::configuration::ALLOWED_SCHEMES;
 use crate::kinds::Name;
 
 #[derive(Clone, Copy)]

@@ -81,7 +81,7 @@ impl Settings {
         if problems.is_empty() {
             Ok(settings)
         } else {
-            Err(ConfigError { problems })
+            Err(ConfigError::new(problems))
         }
     }
 }

@@ -16,10 +16,8 @@
 
 mod allowed;
 mod checks;
-mod database_url;
 mod describe;
 mod env_keys;
-mod error;
 mod layers;
 mod load;
 mod problems;
@@ -27,10 +25,14 @@ mod product;
 mod secrets;
 mod settings;
 #[cfg(test)]
+mod database_url_tests;
+#[cfg(test)]
 mod test_support;
 
-pub use database_url::{Backend, DatabaseUrl};
-pub use error::{ConfigError, ConfigProblem};
+pub(crate) use queue::settings::{ALLOWED_SCHEMES, mask_url};
+pub use queue::settings::{
+    Backend, ConfigError, ConfigProblem, DatabaseSettings, DatabaseUrl, SqliteSynchronous,
+};
 pub use product::{
     BaseUrl, BotSettings, DiscordSettings, GIB, PanelKind, PanelSettings, PlanSettings,
     TelegramSettings, TranscriptSettings, TranscriptStoreKind,
@@ -39,8 +41,8 @@ pub use secrets::{
     ADMIN_TOKEN_ENV, AdminToken, DEFAULT_ADMIN, MIN_TOKEN_LEN, PanelAuth, S3Credentials,
 };
 pub use settings::{
-    AdminSettings, DatabaseSettings, LogFormat, LogSettings, MaintenanceSettings, PeriodicSettings,
-    QueueSettings, Settings, SqliteSynchronous, WebSettings, WorkerSettings,
+    AdminSettings, LogFormat, LogSettings, MaintenanceSettings, PeriodicSettings,
+    QueueSettings, Settings, WebSettings, WorkerSettings,
 };
 
 /// The built-in defaults: the first layer.

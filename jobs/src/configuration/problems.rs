@@ -4,7 +4,7 @@ use figment::value::Value;
 use figment::{Figment, Metadata};
 
 use super::allowed::hint;
-use super::database_url::mask_url;
+use crate::configuration::mask_url;
 use super::{ConfigError, ConfigProblem};
 
 /// Looks up merged values and their origins, to describe problems.
@@ -79,7 +79,7 @@ impl<'a> Origins<'a> {
 
     pub(super) fn convert(&self, error: figment::Error) -> ConfigError {
         let problems = error.into_iter().map(|e| self.convert_one(e)).collect();
-        ConfigError { problems }
+        ConfigError::new(problems)
     }
 
     fn convert_one(&self, error: figment::Error) -> ConfigProblem {

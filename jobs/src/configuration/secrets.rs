@@ -84,7 +84,7 @@ impl Settings {
                 access_key_id,
                 secret_access_key,
             }),
-            _ => Err(ConfigError { problems }),
+            _ => Err(ConfigError::new(problems)),
         }
     }
 
@@ -142,7 +142,7 @@ impl Settings {
         if problems.is_empty() {
             Ok(found)
         } else {
-            Err(ConfigError { problems })
+            Err(ConfigError::new(problems))
         }
     }
 
@@ -238,7 +238,7 @@ impl Settings {
         if problems.is_empty() {
             Ok(admins.into_iter().map(|(_, _, a)| a).collect())
         } else {
-            Err(ConfigError { problems })
+            Err(ConfigError::new(problems))
         }
     }
 }

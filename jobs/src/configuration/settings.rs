@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::{
-    BotSettings, DatabaseUrl, DiscordSettings, PanelSettings, PlanSettings, TelegramSettings,
+    BotSettings, DatabaseSettings, DiscordSettings, PanelSettings, PlanSettings, TelegramSettings,
     TranscriptSettings,
 };
 
@@ -77,45 +77,6 @@ pub struct AdminSettings {
     pub name: String,
     /// The environment variable holding this admin's token.
     pub token_env: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DatabaseSettings {
-    pub url: DatabaseUrl,
-    #[serde(with = "humantime_serde")]
-    pub connect_timeout: Duration,
-    #[serde(with = "humantime_serde")]
-    pub acquire_timeout: Duration,
-    pub max_connections: u32,
-    pub sqlite_synchronous: SqliteSynchronous,
-    #[serde(with = "humantime_serde")]
-    pub sqlite_busy_timeout: Duration,
-}
-
-/// SQLite's `PRAGMA synchronous`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum SqliteSynchronous {
-    /// Every commit is durable, even on power loss.
-    Full,
-    /// Faster; the last commits may be lost on power loss or OS crash (never corrupted).
-    Normal,
-}
-
-impl SqliteSynchronous {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SqliteSynchronous::Full => "full",
-            SqliteSynchronous::Normal => "normal",
-        }
-    }
-}
-
-impl fmt::Display for SqliteSynchronous {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]

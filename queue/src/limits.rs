@@ -17,7 +17,7 @@ use std::time::Duration;
 use chrono::Utc;
 
 use crate::Queue;
-use crate::configuration::Backend;
+use crate::settings::Backend;
 use crate::db::{Db, DbError, Exec, micros, on_conn};
 
 /// A request rate: `per_second` on average, up to `burst` at once after a quiet spell.

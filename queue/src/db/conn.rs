@@ -106,8 +106,8 @@ impl<'c> Exec<'c> {
         }
     }
 
-    pub fn backend(&self) -> crate::configuration::Backend {
-        use crate::configuration::Backend;
+    pub fn backend(&self) -> crate::settings::Backend {
+        use crate::settings::Backend;
         match self {
             Exec::Pool(db) => db.backend(),
             Exec::Conn(Conn::Postgres(_)) => Backend::Postgres,

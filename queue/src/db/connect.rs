@@ -6,7 +6,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
 use super::{Db, Pools};
-use crate::configuration::{self, Backend, DatabaseSettings};
+use crate::settings::{self, Backend, DatabaseSettings};
 use crate::queue::QueueError;
 
 impl Db {
@@ -63,8 +63,8 @@ async fn sqlite(
             .map_err(|e| failed(format!("cannot create directory {}: {e}", dir.display())))?;
     }
     let synchronous = match settings.sqlite_synchronous {
-        configuration::SqliteSynchronous::Full => SqliteSynchronous::Full,
-        configuration::SqliteSynchronous::Normal => SqliteSynchronous::Normal,
+        settings::SqliteSynchronous::Full => SqliteSynchronous::Full,
+        settings::SqliteSynchronous::Normal => SqliteSynchronous::Normal,
     };
     let options = SqliteConnectOptions::from_str(settings.url.as_str())
         .map_err(|e| failed(format!("the URL does not parse: {e}")))?

@@ -26,7 +26,7 @@ pub use conn::{Conn, Exec, Held, Pooled, Tx};
 pub use error::{DbError, Fields, row_id};
 pub use time::Stamp;
 
-use crate::configuration::Backend;
+use crate::settings::Backend;
 use sqlx::{PgPool, SqlitePool};
 
 /// The process's database: a pool of one backend. Cheap to clone.
@@ -99,7 +99,9 @@ impl Db {
 /// Runs `$body` on the connection `$c` of whichever backend `$exec` (an [`Exec`], taken by
 /// value) is on: the body is one text, type-checked once for each database. From a pool, a
 /// connection is acquired first; its error goes through `?` like the body's own.
-macro_rules! on_conn {
+#[macro_export]
+#[doc(hidden)]
+macro_rules! __on_conn {
     ($exec:expr, |$c:ident| $body:expr) => {{
         let mut exec: $crate::db::Exec<'_> = $exec;
         let mut held = $crate::db::Exec::hold(&mut exec).await?;
@@ -109,7 +111,7 @@ macro_rules! on_conn {
         }
     }};
 }
-pub(crate) use on_conn;
+pub use crate::__on_conn as on_conn;
 
 /// A duration in microseconds for binding (saturating: no lease or delay is that long).
 pub fn micros(d: std::time::Duration) -> i64 {

@@ -11,7 +11,7 @@ use serde::Serialize;
 use tokio::sync::Notify;
 
 use crate::audit::AuditEntry;
-use crate::configuration::{Backend, DatabaseSettings};
+use crate::settings::{Backend, DatabaseSettings};
 use crate::db::{Conn, Db, DbError, Exec, Tx};
 use crate::driver::{Driver, JobFilter, Repair};
 use crate::job::{EnqueueOptions, InvalidJob, Job, NewJob};

@@ -33,7 +33,7 @@ impl fmt::Display for ConfigProblem {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{}", render_problems(&self.problems))]
 pub struct ConfigError {
-    pub(super) problems: Vec<ConfigProblem>,
+    problems: Vec<ConfigProblem>,
 }
 
 fn render_problems(problems: &[ConfigProblem]) -> String {
@@ -51,13 +51,18 @@ fn render_problems(problems: &[ConfigProblem]) -> String {
 }
 
 impl ConfigError {
-    pub(super) fn single(problem: ConfigProblem) -> Self {
+    /// The problems found; at least one.
+    pub fn new(problems: Vec<ConfigProblem>) -> Self {
+        ConfigError { problems }
+    }
+
+    pub fn single(problem: ConfigProblem) -> Self {
         ConfigError {
             problems: vec![problem],
         }
     }
 
-    pub(super) fn message(message: String, origin: Option<String>) -> Self {
+    pub fn message(message: String, origin: Option<String>) -> Self {
         Self::single(ConfigProblem {
             setting: None,
             value: None,
