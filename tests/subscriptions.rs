@@ -584,6 +584,77 @@ async fn sqlite_times_are_integer_microseconds(backend: Backend) {
     assert_eq!(kinds, ("integer".to_string(), "integer".to_string()));
 }
 
+/// Sets one column of subscription `id` by hand (as a hand edit or a newer jobq could), in each
+/// backend's own spelling.
+async fn write_raw(queue: &jobs::Queue, id: SubscriptionId, postgres: &str, sqlite: &str) {
+    let db = queue.db();
+    if let Some(pool) = db.postgres_pool() {
+        sqlx::query(&format!(
+            "UPDATE jobq_subscriptions SET {postgres} WHERE id = $1"
+        ))
+        .bind(id.get())
+        .execute(pool)
+        .await
+        .expect("raw write");
+    } else if let Some(pool) = db.sqlite_pool() {
+        sqlx::query(&format!(
+            "UPDATE jobq_subscriptions SET {sqlite} WHERE id = $1"
+        ))
+        .bind(id.get())
+        .execute(pool)
+        .await
+        .expect("raw write");
+    }
+}
+
+async fn unreadable_values_are_errors_naming_the_row_and_column(backend: Backend) {
+    let (_db, queue, subs) = setup(backend).await;
+    let s = create(&subs, &new_sub(Platform::Telegram, 42, "main", None)).await;
+    let refused = |column: &str, error: String| {
+        let row = format!("jobq_subscriptions row {}", s.id);
+        assert!(error.contains(&row), "{column}: {error}");
+        assert!(
+            error.contains(&format!("column {column}")),
+            "{column}: {error}"
+        );
+    };
+
+    // Flags that are not a list of names.
+    write_raw(&queue, s.id, "flags = '{}'::jsonb", "flags = '{}'").await;
+    let error = subs.get(s.id).await.expect_err("unreadable flags");
+    refused("flags", error.to_string());
+    let error = subs.list_by_panel("main").await.expect_err("in a list too");
+    refused("flags", error.to_string());
+    write_raw(&queue, s.id, "flags = '[]'::jsonb", "flags = '[]'").await;
+    assert!(subs.get(s.id).await.expect("readable again").is_some());
+
+    // A time jobq cannot hold: never read as some default time.
+    write_raw(
+        &queue,
+        s.id,
+        "expiry = 'infinity'",
+        "expiry = 9223372036854775807",
+    )
+    .await;
+    let error = subs.get(s.id).await.expect_err("unreadable expiry");
+    refused("expiry", error.to_string());
+    // New terms replace it.
+    subs.mark_active(
+        s.id,
+        &Activation {
+            link: link_of(&s),
+            volume_bytes: 1,
+            expiry: at(30),
+            plan: None,
+            reset_usage: false,
+        },
+    )
+    .await
+    .expect("activate")
+    .expect("found");
+    assert!(subs.get(s.id).await.expect("readable again").is_some());
+}
+
 on_both_backends!(
     create_derives_a_stable_secret_client_name,
     create_with_an_origin_key_is_idempotent_even_concurrently,
@@ -594,4 +665,5 @@ on_both_backends!(
     writes_inside_a_job_tx_commit_or_roll_back_with_its_jobs,
     expiry_applies_only_to_the_expiry_it_was_scheduled_for,
     sqlite_times_are_integer_microseconds,
+    unreadable_values_are_errors_naming_the_row_and_column,
 );

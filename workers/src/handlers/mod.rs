@@ -13,6 +13,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use jobs::configuration::Settings;
+use jobs::db::DbError;
 use jobs::secret_key::SecretKey;
 use jobs::subscriptions::SubscriptionError;
 
@@ -132,7 +133,7 @@ pub fn panel_job_error(panel: &str, error: &PanelError) -> JobError {
 /// the rest (the database unreachable, a conflict) retries.
 pub(crate) fn db_error(error: SubscriptionError) -> JobError {
     match error {
-        SubscriptionError::Invalid(_) | SubscriptionError::Corrupt { .. } => {
+        SubscriptionError::Invalid(_) | SubscriptionError::Db(DbError::Corrupt { .. }) => {
             JobError::permanent(format!("subscription: {error}"))
         }
         other => JobError::retry(format!("subscription: {other}")),
