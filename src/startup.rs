@@ -49,6 +49,7 @@ pub async fn migrate(config: Option<&Path>) -> anyhow::Result<()> {
 /// product kinds are added by [`worker_registry`], which needs the settings.
 pub fn registry(test_kinds: bool) -> Registry {
     let mut registry = Registry::new();
+    registry.know(jobs::kinds::specs());
     testkit::register_bench(&mut registry);
     if test_kinds {
         testkit::register_tests(&mut registry);

@@ -9,7 +9,7 @@ use serde::Serialize;
 pub struct AuditEntry {
     /// The OS user for the CLI, the admin's id for a bot, the named admin for the dashboard.
     pub actor: String,
-    /// `cli`, `telegram`, `discord` or `dashboard`.
+    /// Where the action came from: `cli`, `dashboard`, or the name of a bot's platform.
     pub surface: &'static str,
     /// `retry`, `discard`, `cancel`, `pause`, `resume`, ...
     pub action: &'static str,

@@ -88,7 +88,7 @@ impl std::fmt::Debug for JobSpec {
 /// How one enqueue differs from its kind's defaults.
 #[derive(Debug, Clone, Default)]
 pub struct EnqueueOptions {
-    /// Who enqueues decides (an order id, a Telegram update id, a ticket id).
+    /// Who enqueues decides (the id of whatever asked for the effect: a request, an update).
     pub key: Option<String>,
     pub run_at: Option<DateTime<Utc>>,
     /// Higher runs first; -100 to 100, default 0.

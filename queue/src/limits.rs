@@ -1,6 +1,6 @@
 //! Limits that hold across every worker process together, kept in the queue's database: request
-//! rates ("30 messages a second per bot", "1 a second per chat", "5 calls a second to panel
-//! main") and concurrency ("4 calls at once to panel main").
+//! rates ("30 calls a second to this API", "1 a second per recipient") and concurrency
+//! ("4 calls at once to this server").
 //!
 //! - **Rates** use GCRA: one row per limited name holds the theoretical arrival time (`tat`) of
 //!   the next request. Taking a turn is one upsert that moves `tat` on only when the request
@@ -17,8 +17,8 @@ use std::time::Duration;
 use chrono::Utc;
 
 use crate::Queue;
-use crate::settings::Backend;
 use crate::db::{Db, DbError, Exec, micros, on_conn};
+use crate::settings::Backend;
 
 /// A request rate: `per_second` on average, up to `burst` at once after a quiet spell.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -270,7 +270,7 @@ impl Limits {
 
     /// Forgets limits nobody has used for `idle`: rate rows whose next turn is that far in the
     /// past (a fresh row behaves the same) and permits free or expired that long. Per-chat and
-    /// per-subscription names would otherwise pile up. Returns the rows deleted.
+    /// per-entity names would otherwise pile up. Returns the rows deleted.
     pub async fn prune(&self, idle: Duration) -> Result<u64, LimitError> {
         let before = Utc::now().timestamp_micros().saturating_sub(micros(idle));
         Ok(on_conn!(self.db.exec(), |c| {

@@ -50,7 +50,7 @@ pub struct QueueOutcome {
 /// The labels of [`external_calls`].
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ExternalCall {
-    /// The service called: `panel`, `telegram`, `discord`, `s3`.
+    /// The service called, named by the handler (one short word per outside service).
     pub service: String,
     /// How it went: `ok`, `error` (the service answered with an error), `timeout`,
     /// `rate_limited`, `unreachable`.
@@ -67,7 +67,7 @@ pub fn enqueued() -> &'static Family<KindQueue, Counter> {
     &ENQUEUED
 }
 
-/// `jobq_external_calls_total{service,outcome}`: calls to panels and chat APIs made by this
+/// `jobq_external_calls_total{service,outcome}`: calls to outside services made by this
 /// process's handlers. Ready for the handlers' issue; nothing records into it yet.
 pub fn external_calls() -> &'static Family<ExternalCall, Counter> {
     &EXTERNAL_CALLS
@@ -92,7 +92,7 @@ pub fn register(registry: &mut Registry) {
     );
     registry.register(
         "jobq_external_calls",
-        "Calls to outside services (panels, chat APIs) by this process's handlers",
+        "Calls to outside services by this process's handlers",
         EXTERNAL_CALLS.clone(),
     );
 }

@@ -11,10 +11,10 @@ use serde::Serialize;
 use tokio::sync::Notify;
 
 use crate::audit::AuditEntry;
-use crate::settings::{Backend, DatabaseSettings};
 use crate::db::{Conn, Db, DbError, Exec, Tx};
 use crate::driver::{Driver, JobFilter, Repair};
 use crate::job::{EnqueueOptions, InvalidJob, Job, NewJob};
+use crate::settings::{Backend, DatabaseSettings};
 
 #[derive(Debug, thiserror::Error)]
 pub enum QueueError {

@@ -89,10 +89,12 @@ pub struct Registered {
     pub handler: Arc<dyn ErasedHandler>,
 }
 
-/// The kinds this process can run.
+/// The kinds this process can run, and the other kinds the program knows: those are left in
+/// their queues for a worker that runs them, and may still be enqueued (periodic jobs).
 #[derive(Clone, Default)]
 pub struct Registry {
     kinds: BTreeMap<&'static str, Registered>,
+    others: BTreeMap<&'static str, JobSpec>,
 }
 
 impl Registry {
@@ -115,6 +117,30 @@ impl Registry {
         self
     }
 
+    /// Kinds the program knows that this process may not run (it skips those it has no
+    /// handler for when fetching).
+    pub fn know(&mut self, specs: impl IntoIterator<Item = JobSpec>) -> &mut Self {
+        self.others
+            .extend(specs.into_iter().map(|spec| (spec.kind, spec)));
+        self
+    }
+
+    /// A kind's spec, whether this process runs it or only knows it.
+    pub fn spec(&self, kind: &str) -> Option<JobSpec> {
+        self.get(kind)
+            .map(|r| r.spec)
+            .or_else(|| self.others.get(kind).copied())
+    }
+
+    /// Known kinds without a handler here: another worker runs them.
+    pub fn unhandled(&self) -> Vec<String> {
+        self.others
+            .keys()
+            .filter(|kind| !self.kinds.contains_key(*kind))
+            .map(|kind| kind.to_string())
+            .collect()
+    }
+
     pub fn get(&self, kind: &str) -> Option<&Registered> {
         self.kinds.get(kind)
     }
@@ -135,7 +161,14 @@ impl Registry {
         self.kinds.values().map(|r| r.spec).collect()
     }
 
+    /// Every kind run or known here, for messages.
     pub fn known_kinds(&self) -> String {
-        self.kinds.keys().copied().collect::<Vec<_>>().join(", ")
+        let all: BTreeSet<&str> = self
+            .kinds
+            .keys()
+            .chain(self.others.keys())
+            .copied()
+            .collect();
+        all.into_iter().collect::<Vec<_>>().join(", ")
     }
 }

@@ -37,18 +37,13 @@ impl Periodic {
                     reason,
                 };
                 // A kind another worker runs is fine: enqueuing needs only its spec.
-                let spec = registry
-                    .get(&p.kind)
-                    .map(|r| r.spec)
-                    .or_else(|| jobs::kinds::spec(&p.kind))
-                    .ok_or_else(|| {
-                        failed(format!(
-                            "unknown kind '{}': known kinds are {}, {}",
-                            p.kind,
-                            jobs::kinds::known_kinds(),
-                            registry.known_kinds()
-                        ))
-                    })?;
+                let spec = registry.spec(&p.kind).ok_or_else(|| {
+                    failed(format!(
+                        "unknown kind '{}': known kinds are {}",
+                        p.kind,
+                        registry.known_kinds()
+                    ))
+                })?;
                 let options = EnqueueOptions {
                     queue: p.queue.clone(),
                     priority: p.priority,

@@ -153,11 +153,7 @@ impl Runtime {
             completer: completer_tx,
             metrics: self.metrics.clone(),
             leases: leases.clone(),
-            skip_kinds: jobs::kinds::specs()
-                .iter()
-                .filter(|spec| self.registry.get(spec.kind).is_none())
-                .map(|spec| spec.kind.to_string())
-                .collect(),
+            skip_kinds: self.registry.unhandled(),
         });
         let (stop_tx, stop_rx) = watch::channel(false);
         // The lease keeper outlives the fetch loops: it stops after the last completion.

@@ -6,12 +6,10 @@ use std::path::PathBuf;
 
 use crate::configuration::*;
 
-
 #[test]
 fn password_masked() {
-    let url =
-        DatabaseUrl::parse("postgres://jobq:hunter2@db.example:5432/jobq?sslmode=require")
-            .expect("valid");
+    let url = DatabaseUrl::parse("postgres://jobq:hunter2@db.example:5432/jobq?sslmode=require")
+        .expect("valid");
     assert_eq!(
         url.to_string(),
         "postgres://jobq:****@db.example:5432/jobq?sslmode=require"
@@ -20,8 +18,8 @@ fn password_masked() {
     assert!(format!("{url:?}").contains("****"));
     assert!(url.as_str().contains("hunter2"), "as_str is the real URL");
 
-    let url = DatabaseUrl::parse("postgres://db.example/jobq?user=x&password=hunter2")
-        .expect("valid");
+    let url =
+        DatabaseUrl::parse("postgres://db.example/jobq?user=x&password=hunter2").expect("valid");
     assert_eq!(
         url.to_string(),
         "postgres://db.example/jobq?user=x&password=****"

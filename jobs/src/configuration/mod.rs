@@ -16,6 +16,8 @@
 
 mod allowed;
 mod checks;
+#[cfg(test)]
+mod database_url_tests;
 mod describe;
 mod env_keys;
 mod layers;
@@ -25,24 +27,22 @@ mod product;
 mod secrets;
 mod settings;
 #[cfg(test)]
-mod database_url_tests;
-#[cfg(test)]
 mod test_support;
 
-pub(crate) use queue::settings::{ALLOWED_SCHEMES, mask_url};
-pub use queue::settings::{
-    Backend, ConfigError, ConfigProblem, DatabaseSettings, DatabaseUrl, SqliteSynchronous,
-};
 pub use product::{
     BaseUrl, BotSettings, DiscordSettings, GIB, PanelKind, PanelSettings, PlanSettings,
     TelegramSettings, TranscriptSettings, TranscriptStoreKind,
+};
+pub(crate) use queue::settings::{ALLOWED_SCHEMES, mask_url};
+pub use queue::settings::{
+    Backend, ConfigError, ConfigProblem, DatabaseSettings, DatabaseUrl, SqliteSynchronous,
 };
 pub use secrets::{
     ADMIN_TOKEN_ENV, AdminToken, DEFAULT_ADMIN, MIN_TOKEN_LEN, PanelAuth, S3Credentials,
 };
 pub use settings::{
-    AdminSettings, LogFormat, LogSettings, MaintenanceSettings, PeriodicSettings,
-    QueueSettings, Settings, WebSettings, WorkerSettings,
+    AdminSettings, LogFormat, LogSettings, MaintenanceSettings, PeriodicSettings, QueueSettings,
+    Settings, WebSettings, WorkerSettings,
 };
 
 /// The built-in defaults: the first layer.

@@ -4,8 +4,8 @@ use figment::value::Value;
 use figment::{Figment, Metadata};
 
 use super::allowed::hint;
-use crate::configuration::mask_url;
 use super::{ConfigError, ConfigProblem};
+use crate::configuration::mask_url;
 
 /// Looks up merged values and their origins, to describe problems.
 pub(super) struct Origins<'a> {

@@ -6,8 +6,8 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
 use super::{Db, Pools};
-use crate::settings::{self, Backend, DatabaseSettings};
 use crate::queue::QueueError;
+use crate::settings::{self, Backend, DatabaseSettings};
 
 impl Db {
     /// Opens the database named by `settings` within `database.connect_timeout`.
