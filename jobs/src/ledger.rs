@@ -14,10 +14,7 @@ use crate::kinds::Platform;
 /// The ledger key of a job: its idempotency key, else `job:<id>` (unique per job, so a
 /// retried attempt of the same job finds its own send).
 pub fn ledger_key(job_key: Option<&str>, job_id: i64) -> String {
-    match job_key {
-        Some(key) if !key.is_empty() => key.to_owned(),
-        _ => format!("job:{job_id}"),
-    }
+    crate::job::key_or_id(job_key, job_id)
 }
 
 /// A message to record as sent.

@@ -206,3 +206,12 @@ pub fn is_valid_queue_name(name: &str) -> bool {
             .bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
 }
+
+/// The key an effect of a job is recorded under: the job's idempotency key, else `job:<id>`
+/// (unique per job, so a retried attempt of the same job finds its own effect).
+pub fn key_or_id(job_key: Option<&str>, job_id: i64) -> String {
+    match job_key {
+        Some(key) if !key.is_empty() => key.to_owned(),
+        _ => format!("job:{job_id}"),
+    }
+}

@@ -85,7 +85,7 @@ impl Entry {
             return;
         }
         let mut job = self.job.clone();
-        job.key = Some(format!("periodic:{}:{}", self.name, period.to_rfc3339()));
+        job.key = Some(period_key(&self.name, period));
         match queue.enqueue_new(job).await {
             Ok(enqueued) => {
                 self.last_period = Some(period);
@@ -120,4 +120,9 @@ mod tests {
         assert_eq!(start.to_rfc3339(), "2026-11-22T01:40:00+00:00");
         assert_eq!(period_start(start, Duration::from_secs(600)), start);
     }
+}
+
+/// The key of one period of a periodic job: every process enqueues it, one job results.
+fn period_key(name: &str, period: chrono::DateTime<chrono::Utc>) -> String {
+    format!("periodic:{name}:{}", period.to_rfc3339())
 }

@@ -59,7 +59,12 @@ pub fn dm_key(subscription: SubscriptionId) -> String {
 
 /// The origin key of the subscription a job creates.
 pub fn origin_key(ctx: &JobContext) -> String {
-    ctx.key.clone().unwrap_or_else(|| format!("job:{}", ctx.id))
+    jobs::job::key_or_id(ctx.key.as_deref(), ctx.id)
+}
+
+/// The key of the DM that confirms a renewal (one per renewal, by its origin).
+pub fn renew_dm_key(renewal_origin: &str) -> String {
+    format!("renew_dm:{renewal_origin}")
 }
 
 #[async_trait]
@@ -496,7 +501,7 @@ impl Provision<'_> {
             return Err(JobError::Cancel(format!("subscription {id} was deleted")));
         }
         let dm_options = EnqueueOptions {
-            key: Some(format!("renew_dm:{}", renewal.origin_key)),
+            key: Some(renew_dm_key(&renewal.origin_key)),
             ..EnqueueOptions::default()
         };
         tx.enqueue(&dm, dm_options).await.map_err(queue_error)?;

@@ -160,7 +160,7 @@ async fn warn_once(ctx: &JobContext, subscription: &Subscription) -> Result<bool
         return Ok(false);
     }
     let options = EnqueueOptions {
-        key: Some(format!("usage_warning:{id}:{percent}:{term}")),
+        key: Some(usage_warning_key(id, percent, term)),
         ..EnqueueOptions::default()
     };
     tx.enqueue(&dm, options).await.map_err(queue_error)?;
@@ -249,10 +249,20 @@ impl SyncUsageHandler {
                 report.len()
             );
             let text = digest(&title, &report);
-            let key = format!("reconcile:{panel_name}:{}", ctx.id);
+            let key = reconcile_key(panel_name, ctx.id);
             alert_admins(&mut tx, &self.product.settings, &key, &text).await?;
         }
         tx.commit().await.map_err(queue_error)?;
         Ok(flagged)
     }
+}
+
+/// The key of the usage warning at `percent` in one term: one warning per threshold per term.
+fn usage_warning_key(id: jobs::kinds::SubscriptionId, percent: i32, term: i64) -> String {
+    format!("usage_warning:{id}:{percent}:{term}")
+}
+
+/// The key of the admins' digest of one sync's findings on a panel.
+fn reconcile_key(panel: &str, sync_job: i64) -> String {
+    format!("reconcile:{panel}:{sync_job}")
 }
