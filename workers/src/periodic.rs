@@ -107,6 +107,11 @@ pub fn period_start(now: DateTime<Utc>, every: Duration) -> DateTime<Utc> {
     DateTime::from_timestamp_millis(ms - ms.rem_euclid(every_ms)).unwrap_or(now)
 }
 
+/// The key of one period of a periodic job: every process enqueues it, one job results.
+fn period_key(name: &str, period: chrono::DateTime<chrono::Utc>) -> String {
+    format!("periodic:{name}:{}", period.to_rfc3339())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -120,9 +125,4 @@ mod tests {
         assert_eq!(start.to_rfc3339(), "2026-11-22T01:40:00+00:00");
         assert_eq!(period_start(start, Duration::from_secs(600)), start);
     }
-}
-
-/// The key of one period of a periodic job: every process enqueues it, one job results.
-fn period_key(name: &str, period: chrono::DateTime<chrono::Utc>) -> String {
-    format!("periodic:{name}:{}", period.to_rfc3339())
 }
