@@ -74,6 +74,30 @@ pub struct FetchedJob {
     pub key: Option<String>,
 }
 
+/// The claimed rows, as the claim statement of either dialect returns them: id, kind, queue,
+/// payload text, attempt, max attempts, key.
+pub(crate) fn fetched<R: sqlx::Row>(rows: &[R]) -> Result<Vec<FetchedJob>, QueueError>
+where
+    usize: sqlx::ColumnIndex<R>,
+    i64: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    i32: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    String: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    Option<String>: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    let job = |r: &R| -> Result<FetchedJob, sqlx::Error> {
+        Ok(FetchedJob {
+            id: r.try_get(0)?,
+            kind: r.try_get(1)?,
+            queue: r.try_get(2)?,
+            payload: r.try_get(3)?,
+            attempt: r.try_get(4)?,
+            max_attempts: r.try_get(5)?,
+            key: r.try_get(6)?,
+        })
+    };
+    Ok(rows.iter().map(job).collect::<Result<_, _>>()?)
+}
+
 /// One failed attempt, kept on the job.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AttemptError {

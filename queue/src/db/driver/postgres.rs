@@ -13,6 +13,7 @@ use sqlx::{PgConnection, Row};
 use super::shared;
 use super::{
     Driver, FetchedJob, Finish, Finished, Repair, RescuePolicy, StatCount, StatKey, duration_ms,
+    fetched,
 };
 use crate::audit::AuditEntry;
 use crate::db::{Conn, Db, Exec};
@@ -316,19 +317,7 @@ impl Driver for PostgresDriver {
             .bind(skip_kinds)
             .fetch_all(&self.pool)
             .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(FetchedJob {
-                    id: r.try_get(0)?,
-                    kind: r.try_get(1)?,
-                    queue: r.try_get(2)?,
-                    payload: r.try_get(3)?,
-                    attempt: r.try_get(4)?,
-                    max_attempts: r.try_get(5)?,
-                    key: r.try_get(6)?,
-                })
-            })
-            .collect()
+        fetched(&rows)
     }
 
     async fn finish(&self, finished: &[Finished]) -> Result<(), QueueError> {

@@ -14,7 +14,9 @@ use sqlx::sqlite::SqlitePool;
 use sqlx::{Row, SqliteConnection};
 
 use super::shared;
-use super::{Driver, FetchedJob, Finish, Finished, Repair, RescuePolicy, StatCount, StatKey};
+use super::{
+    Driver, FetchedJob, Finish, Finished, Repair, RescuePolicy, StatCount, StatKey, fetched,
+};
 use crate::audit::AuditEntry;
 use crate::db::{Conn, Db, Exec};
 use crate::job::NewJob;
@@ -254,19 +256,7 @@ impl Driver for SqliteDriver {
             .bind(serde_json::to_string(skip_kinds).unwrap_or_else(|_| "[]".into()))
             .fetch_all(&self.pool)
             .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(FetchedJob {
-                    id: r.try_get(0)?,
-                    kind: r.try_get(1)?,
-                    queue: r.try_get(2)?,
-                    payload: r.try_get(3)?,
-                    attempt: r.try_get(4)?,
-                    max_attempts: r.try_get(5)?,
-                    key: r.try_get(6)?,
-                })
-            })
-            .collect()
+        fetched(&rows)
     }
 
     async fn finish(&self, finished: &[Finished]) -> Result<(), QueueError> {
