@@ -163,7 +163,7 @@ impl NewJob {
         options: EnqueueOptions,
     ) -> Result<Self, InvalidJob> {
         // PostgreSQL's jsonb cannot hold U+0000: refuse it here, on both backends alike.
-        if parsed.payload.to_string().contains("\\u0000") {
+        if holds_nul(&parsed.payload) {
             return Err(InvalidJob::Payload {
                 kind: spec.kind.to_string(),
                 reason: "contains a NUL character (\\u0000), which the queue cannot store".into(),
@@ -205,6 +205,17 @@ pub fn is_valid_queue_name(name: &str) -> bool {
         && name
             .bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+}
+
+/// Whether any string of `value` (or any key of its objects) holds U+0000, as decoded (the six
+/// characters `\u0000` written in a text are harmless and allowed).
+fn holds_nul(value: &Value) -> bool {
+    match value {
+        Value::String(text) => text.contains('\0'),
+        Value::Array(items) => items.iter().any(holds_nul),
+        Value::Object(map) => map.iter().any(|(k, v)| k.contains('\0') || holds_nul(v)),
+        _ => false,
+    }
 }
 
 /// The key an effect of a job is recorded under: the job's idempotency key, else `job:<id>`

@@ -35,11 +35,28 @@ impl Platform {
         }
     }
 
-    /// The longest message the platform's API accepts, in characters.
+    /// The longest message the platform's API accepts, in its own units ([`Self::length`]).
     pub const fn max_message_chars(self) -> usize {
         match self {
             Platform::Telegram => 4096,
             Platform::Discord => 2000,
+        }
+    }
+
+    /// A text's length as the platform counts it: Telegram counts UTF-16 code units (an emoji
+    /// outside the basic plane is two), Discord counts characters.
+    pub fn length(self, text: &str) -> usize {
+        match self {
+            Platform::Telegram => text.encode_utf16().count(),
+            Platform::Discord => text.chars().count(),
+        }
+    }
+
+    /// The unit [`Self::length`] counts, for messages.
+    pub const fn length_unit(self) -> &'static str {
+        match self {
+            Platform::Telegram => "UTF-16 units",
+            Platform::Discord => "characters",
         }
     }
 

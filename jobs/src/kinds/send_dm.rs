@@ -42,16 +42,25 @@ impl TryFrom<SendDmFields> for SendDm {
 impl SendDm {
     pub fn new(user: Recipient, text: impl Into<String>) -> Result<Self, String> {
         let text = text.into();
-        if text.trim().is_empty() {
-            return Err("text must not be empty".to_string());
+        if !text.chars().any(visible) {
+            return Err("text must not be empty (or only spaces and invisible characters)".into());
         }
         let platform = user.platform;
         let limit = platform.max_message_chars();
-        let len = text.chars().count();
+        let len = platform.length(&text);
         if len > limit {
+            let counted = if len == text.chars().count() {
+                String::new()
+            } else {
+                format!(
+                    " ({} counts {}: most emoji count twice)",
+                    platform.display_name(),
+                    platform.length_unit()
+                )
+            };
             return Err(format!(
-                "text is {len} characters long, over the {} limit of {limit}",
-                platform.display_name()
+                "text is {len} characters long, over the {} limit of {limit}{counted}",
+                platform.display_name(),
             ));
         }
         Ok(Self { user, text })
@@ -64,6 +73,19 @@ impl SendDm {
     pub fn text(&self) -> &str {
         &self.text
     }
+}
+
+/// A character a reader sees: not white space, and not one of the invisible format characters
+/// (zero-width spaces and joiners, direction marks, variation selectors, fillers, tags) that the
+/// chat APIs strip before refusing the text as empty.
+fn visible(c: char) -> bool {
+    !c.is_whitespace()
+        && !matches!(c,
+            '\u{00AD}' | '\u{034F}' | '\u{061C}' | '\u{115F}' | '\u{1160}' | '\u{17B4}'
+            | '\u{17B5}' | '\u{180B}'..='\u{180F}' | '\u{200B}'..='\u{200F}'
+            | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{206F}' | '\u{3164}'
+            | '\u{FE00}'..='\u{FE0F}' | '\u{FEFF}' | '\u{FFA0}' | '\u{1D173}'..='\u{1D17A}'
+            | '\u{E0000}'..='\u{E0FFF}')
 }
 
 /// With links masked, so logging a job does not hand out subscriptions.
@@ -140,6 +162,11 @@ mod tests {
             to("discord", "  spaced  "),
             to("telegram", &"я".repeat(4096)),
             to("discord", &"x".repeat(2000)),
+            to("telegram", &"😀".repeat(2048)),
+            to("discord", &"😀".repeat(2000)),
+            // The six characters of an escape, not a NUL: harmless.
+            to("telegram", "a literal \\u0000 in a text"),
+            to("telegram", "\u{200B}visible"),
         ] {
             assert_eq!(enqueue(&spec, &payload).payload, payload);
         }
@@ -153,6 +180,23 @@ mod tests {
             (
                 to("discord", " \n\t "),
                 "text must not be empty".to_string(),
+            ),
+            (
+                to(
+                    "telegram",
+                    "\u{200B}\u{200C}\u{200D}\u{2060}\u{FEFF} \u{FE0F}",
+                ),
+                "text must not be empty".to_string(),
+            ),
+            (
+                to("telegram", "a real \u{0} inside"),
+                "contains a NUL character".to_string(),
+            ),
+            (
+                to("telegram", &"😀".repeat(2049)),
+                "text is 4098 characters long, over the Telegram limit of 4096 (Telegram counts \
+                 UTF-16 units: most emoji count twice)"
+                    .to_string(),
             ),
             (
                 to("telegram", &"я".repeat(4097)),

@@ -334,7 +334,8 @@ pub(super) async fn audit(
 }
 
 /// A repair in one transaction: `update` (its ids bound as `$1` per [`ids_in`], its time as
-/// `$2`, returning the ids it changed), why each other id was left alone, and the audit entry.
+/// `$2`, returning the ids it changed), why each other id was left alone, and the audit entry;
+/// a repair refused for every job writes nothing.
 /// `update` is built from [`ids_in`] by the caller, once per backend.
 pub(super) async fn repair(
     db: &Db,
@@ -376,6 +377,11 @@ pub(super) async fn repair(
         .into_iter()
         .map(|id| (id, super::skip_reason(states.get(&id), action)))
         .collect();
+    if changed.is_empty() {
+        // Refused for every job: nothing is written, not even the audit entry.
+        tx.rollback().await?;
+        return Ok(Repair { changed, skipped });
+    }
     audit(Exec::Conn(conn), entry, changed.len()).await?;
     tx.commit().await?;
     Ok(Repair { changed, skipped })
