@@ -7,14 +7,18 @@
 //!   CSRF token and expiry, under the id's digest. Sessions end at logout, at expiry, or when
 //!   the process restarts.
 //! - Scripts send `Authorization: Bearer TOKEN` on every request and need no CSRF token.
-//! - Failed logins are limited per process, so a token cannot be guessed through the form.
+//! - Wrong tokens are limited per client address, however they are presented (the login form
+//!   or `Authorization: Bearer`): past [`MAX_FAILURES`] a minute, that address is answered 429
+//!   for every token, the right one included, so guessing cannot be confirmed. Another
+//!   address (another admin) is never locked out by a stranger.
 
 use std::collections::{HashMap, VecDeque};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use axum::Form;
-use axum::extract::{FromRequestParts, Query, State};
+use axum::extract::{ConnectInfo, FromRequestParts, Query, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -27,9 +31,11 @@ use subtle::ConstantTimeEq;
 use crate::{AppState, views};
 
 pub const SESSION_COOKIE: &str = "jobq_session";
-/// Failed logins allowed per [`FAILURE_WINDOW`] before the form answers 429.
+/// Wrong tokens allowed from one address per [`FAILURE_WINDOW`] before it is answered 429.
 const MAX_FAILURES: usize = 20;
 const FAILURE_WINDOW: Duration = Duration::from_secs(60);
+/// Addresses remembered at most; past it, those without a recent failure are forgotten first.
+const MAX_TRACKED: usize = 10_000;
 
 type Digest32 = [u8; 32];
 
@@ -46,7 +52,7 @@ struct Session {
 pub(crate) struct Auth {
     admins: Vec<(String, Digest32)>,
     sessions: Mutex<HashMap<Digest32, Session>>,
-    failures: Mutex<VecDeque<Instant>>,
+    failures: Mutex<HashMap<IpAddr, VecDeque<Instant>>>,
     ttl: Duration,
 }
 
@@ -121,25 +127,45 @@ impl Auth {
         }
     }
 
-    /// Records a failed login; false when too many have failed lately.
-    fn note_failure(&self) {
-        if let Ok(mut failures) = self.failures.lock() {
-            failures.push_back(Instant::now());
+    /// Records a wrong token presented from `client`.
+    fn note_failure(&self, client: IpAddr) {
+        let Ok(mut failures) = self.failures.lock() else {
+            return;
+        };
+        if failures.len() >= MAX_TRACKED {
+            let now = Instant::now();
+            failures.retain(|_, times| {
+                times
+                    .back()
+                    .is_some_and(|t| now.duration_since(*t) <= FAILURE_WINDOW)
+            });
         }
+        failures
+            .entry(client)
+            .or_default()
+            .push_back(Instant::now());
     }
 
-    fn locked_out(&self) -> bool {
+    /// Whether `client` presented too many wrong tokens in the last [`FAILURE_WINDOW`].
+    fn locked_out(&self, client: IpAddr) -> bool {
         let Ok(mut failures) = self.failures.lock() else {
             return true;
         };
+        let Some(times) = failures.get_mut(&client) else {
+            return false;
+        };
         let now = Instant::now();
-        while failures
+        while times
             .front()
             .is_some_and(|t| now.duration_since(*t) > FAILURE_WINDOW)
         {
-            failures.pop_front();
+            times.pop_front();
         }
-        failures.len() >= MAX_FAILURES
+        if times.is_empty() {
+            failures.remove(&client);
+            return false;
+        }
+        times.len() >= MAX_FAILURES
     }
 }
 
@@ -211,16 +237,56 @@ fn unauthorized(message: &'static str) -> Response {
     response
 }
 
+/// The address a request came from (the peer of its connection); one shared bucket when the
+/// router is served without connection info.
+pub(crate) struct ClientAddr(pub IpAddr);
+
+impl ClientAddr {
+    fn of(parts: &Parts) -> ClientAddr {
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.ip());
+        ClientAddr(peer)
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(ClientAddr::of(parts))
+    }
+}
+
+fn too_many_failures() -> Response {
+    let mut response = (
+        StatusCode::TOO_MANY_REQUESTS,
+        "too many wrong tokens from this address in the last minute: wait a minute\n",
+    )
+        .into_response();
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("60"));
+    response
+}
+
 impl FromRequestParts<AppState> for Admin {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
         let auth = &state.inner.auth;
         if let Some(token) = bearer(&parts.headers) {
+            let ClientAddr(client) = ClientAddr::of(parts);
+            if auth.locked_out(client) {
+                tracing::warn!(%client, "request refused: too many wrong tokens from this address");
+                return Err(too_many_failures());
+            }
             return match auth.admin_for_token(token) {
                 Some(name) => Ok(Admin { name, csrf: None }),
                 None => {
-                    tracing::warn!("request refused: wrong bearer token");
+                    auth.note_failure(client);
+                    tracing::warn!(%client, "request refused: wrong bearer token");
                     Err(unauthorized("wrong token\n"))
                 }
             };
@@ -278,11 +344,15 @@ pub(crate) struct LoginForm {
     next: Option<String>,
 }
 
-pub(crate) async fn login(State(state): State<AppState>, Form(form): Form<LoginForm>) -> Response {
+pub(crate) async fn login(
+    State(state): State<AppState>,
+    ClientAddr(client): ClientAddr,
+    Form(form): Form<LoginForm>,
+) -> Response {
     let auth = &state.inner.auth;
     let next = safe_next(form.next.as_deref());
-    if auth.locked_out() {
-        tracing::warn!("login refused: too many failed logins in the last minute");
+    if auth.locked_out(client) {
+        tracing::warn!(%client, "login refused: too many failed logins from this address");
         return (
             StatusCode::TOO_MANY_REQUESTS,
             views::login(
@@ -294,8 +364,8 @@ pub(crate) async fn login(State(state): State<AppState>, Form(form): Form<LoginF
     }
     let token = form.token.unwrap_or_default();
     let Some(admin) = auth.admin_for_token(token.trim()) else {
-        auth.note_failure();
-        tracing::warn!("login refused: wrong token");
+        auth.note_failure(client);
+        tracing::warn!(%client, "login refused: wrong token");
         return (
             StatusCode::UNAUTHORIZED,
             views::login(&next, Some("That token is not an admin's token.")),
@@ -405,13 +475,16 @@ mod tests {
     }
 
     #[test]
-    fn failed_logins_are_limited() {
+    fn failed_logins_are_limited_per_address() {
         let auth = auth(Duration::from_secs(60));
+        let stranger: IpAddr = "203.0.113.9".parse().expect("ip");
+        let admin: IpAddr = "198.51.100.7".parse().expect("ip");
         for _ in 0..MAX_FAILURES {
-            assert!(!auth.locked_out());
-            auth.note_failure();
+            assert!(!auth.locked_out(stranger));
+            auth.note_failure(stranger);
         }
-        assert!(auth.locked_out());
+        assert!(auth.locked_out(stranger));
+        assert!(!auth.locked_out(admin), "another address is not locked out");
     }
 
     #[test]

@@ -137,7 +137,6 @@ pub fn router(queue: Queue, options: &WebOptions) -> Router {
         .route("/metrics", get(metrics::handler))
         // --- end metrics ---
         .fallback(handlers::not_found)
-        .layer(middleware::from_fn(security_headers))
         .with_state(state)
 }
 
@@ -182,26 +181,31 @@ impl Dashboard {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), WebError> {
-        axum::serve(self.listener, self.router)
+        // The headers go on last, over every merged router, so no response goes without
+        // them: errors included (405s, 400s from extractors), transcripts included.
+        let router = self.router.layer(middleware::from_fn(security_headers));
+        let service = router.into_make_service_with_connect_info::<SocketAddr>();
+        axum::serve(self.listener, service)
             .with_graceful_shutdown(shutdown)
             .await
             .map_err(WebError::Serve)
     }
 }
 
-/// The policy every response carries: no inline script or style, no framing, no referrer.
+/// The policy every response carries: no inline script or style, no framing, no referrer. A
+/// route that sets a stricter policy of its own (a transcript's sandbox) keeps it.
 async fn security_headers(request: Request, next: Next) -> Response {
     let mut response = next.run(request).await;
     let headers = response.headers_mut();
     let set = |headers: &mut axum::http::HeaderMap, name: HeaderName, value: &'static str| {
         headers.insert(name, HeaderValue::from_static(value));
     };
-    set(
-        headers,
-        header::CONTENT_SECURITY_POLICY,
-        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
-         connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
-    );
+    headers
+        .entry(header::CONTENT_SECURITY_POLICY)
+        .or_insert(HeaderValue::from_static(
+            "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+             connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        ));
     set(headers, header::X_FRAME_OPTIONS, "DENY");
     set(headers, header::REFERRER_POLICY, "no-referrer");
     set(headers, header::X_CONTENT_TYPE_OPTIONS, "nosniff");
