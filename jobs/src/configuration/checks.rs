@@ -144,16 +144,8 @@ impl Settings {
             }
         }
 
-        let base = &self.web.public_base_url;
-        if !base.is_empty() {
-            let parsed = url::Url::parse(base);
-            if !parsed.is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.has_host()) {
-                c.problem(
-                    "web.public_base_url",
-                    true,
-                    "is not an http:// or https:// address (or \"\" for none)".to_string(),
-                );
-            }
+        if let Some(problem) = address_problem(&self.web.public_base_url, "none") {
+            c.problem("web.public_base_url", true, problem);
         }
         let mut admin_names = BTreeSet::new();
         for (i, a) in self.admins.iter().enumerate() {
@@ -200,18 +192,8 @@ impl Settings {
     fn check_transcripts(&self, c: &mut Checker<'_, '_>) {
         let t = &self.transcripts;
         c.duration("transcripts.link_ttl", t.link_ttl, LINK_TTL);
-        let http_or_empty = |url: &str| {
-            url.is_empty()
-                || url::Url::parse(url)
-                    .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.has_host())
-        };
-        if !http_or_empty(&t.public_base_url) {
-            c.problem(
-                "transcripts.public_base_url",
-                true,
-                "is not an http:// or https:// address (or \"\" for web.public_base_url)"
-                    .to_string(),
-            );
+        if let Some(problem) = address_problem(&t.public_base_url, "web.public_base_url") {
+            c.problem("transcripts.public_base_url", true, problem);
         }
         if t.local_dir.as_os_str().is_empty() {
             c.problem(
@@ -223,12 +205,8 @@ impl Settings {
         if t.store != TranscriptStoreKind::S3 {
             return;
         }
-        if !http_or_empty(&t.s3_endpoint) {
-            c.problem(
-                "transcripts.s3_endpoint",
-                true,
-                "is not an http:// or https:// address (or \"\" for AWS)".to_string(),
-            );
+        if let Some(problem) = address_problem(&t.s3_endpoint, "AWS") {
+            c.problem("transcripts.s3_endpoint", true, problem);
         }
         for (field, value) in [("s3_bucket", &t.s3_bucket), ("s3_region", &t.s3_region)] {
             if value.trim().is_empty() {
@@ -452,6 +430,34 @@ impl Checker<'_, '_> {
             self.problem(key, true, format!("is out of range: {allowed}"));
         }
     }
+}
+
+/// What is wrong with an address setting (`""` meaning `empty_means`): not http(s), or holding
+/// credentials (a user, a password or a query), which belong in the environment, never in a
+/// URL that is logged and shown.
+fn address_problem(url: &str, empty_means: &str) -> Option<String> {
+    if url.is_empty() {
+        return None;
+    }
+    let Ok(parsed) = url::Url::parse(url) else {
+        return Some(format!(
+            "is not an http:// or https:// address (or \"\" for {empty_means})"
+        ));
+    };
+    if !matches!(parsed.scheme(), "http" | "https") || !parsed.has_host() {
+        return Some(format!(
+            "is not an http:// or https:// address (or \"\" for {empty_means})"
+        ));
+    }
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        return Some(
+            "must not hold a user or password: credentials come from the environment".into(),
+        );
+    }
+    if parsed.query().is_some() || parsed.fragment().is_some() {
+        return Some("must not have a query or fragment: give the address only".into());
+    }
+    None
 }
 
 #[cfg(test)]

@@ -350,3 +350,37 @@ fn panel_and_plan_names_follow_the_rule_of_the_jobs_naming_them() {
     crate::NewJob::from_json(&spec, &sync.payload, crate::EnqueueOptions::default())
         .expect("the payload names the panel");
 }
+
+#[test]
+fn credentials_in_a_url_are_refused_and_never_shown() {
+    let panel_token = "[[panels]]\nname = \"main\"\nkind = \"s-ui\"\n\
+                       url = \"http://p.example/app/?token=PANELSECRET99\"\ntoken_env = \"T\"\n";
+    let err = load_err(Some(&config_file(panel_token)), &[], &[]);
+    assert!(err.contains("panels[0].url"), "{err}");
+    assert!(!err.contains("PANELSECRET99"), "the token leaked: {err}");
+
+    let cases = [
+        (
+            "[web]\npublic_base_url = \"https://u:WEBSECRET99@shop.example/\"\n",
+            "web.public_base_url",
+            "WEBSECRET99",
+        ),
+        (
+            "[transcripts]\nstore = \"s3\"\ns3_bucket = \"b\"\ns3_region = \"r\"\n\
+             s3_endpoint = \"http://AKIAKEYID99:S3SECRET99@s3.local:9000\"\n",
+            "transcripts.s3_endpoint",
+            "S3SECRET99",
+        ),
+        (
+            "[transcripts]\npublic_base_url = \"https://t.example/?sig=LINKSECRET99\"\n",
+            "transcripts.public_base_url",
+            "LINKSECRET99",
+        ),
+    ];
+    for (body, setting, secret) in cases {
+        let err = load_err(Some(&config_file(body)), &[], &[]);
+        assert!(err.contains(setting), "{setting}: {err}");
+        assert!(!err.contains(secret), "{setting} leaked: {err}");
+        assert!(!err.contains("AKIAKEYID99"), "the key id leaked: {err}");
+    }
+}

@@ -1,5 +1,6 @@
 //! [`Settings::describe`]: the effective settings as a config file.
 
+use super::problems::mask_url_secrets;
 use std::time::Duration;
 
 use super::Settings;
@@ -89,7 +90,11 @@ impl Settings {
         }
         let _ = writeln!(out, "\n[web]");
         let _ = writeln!(out, "bind = \"{}\"", self.web.bind);
-        let _ = writeln!(out, "public_base_url = {:?}", self.web.public_base_url);
+        let _ = writeln!(
+            out,
+            "public_base_url = {:?}",
+            mask_url_secrets(&self.web.public_base_url)
+        );
         for a in &self.admins {
             let _ = writeln!(out, "\n[[admins]]");
             let _ = writeln!(out, "name = {:?}", a.name);
@@ -163,13 +168,17 @@ impl Settings {
         let _ = writeln!(out, "\n[transcripts]");
         let _ = writeln!(out, "store = \"{}\"", t.store.as_str());
         let _ = writeln!(out, "local_dir = {:?}", t.local_dir.display().to_string());
-        let _ = writeln!(out, "s3_endpoint = {:?}", t.s3_endpoint);
+        let _ = writeln!(out, "s3_endpoint = {:?}", mask_url_secrets(&t.s3_endpoint));
         let _ = writeln!(out, "s3_bucket = {:?}", t.s3_bucket);
         let _ = writeln!(out, "s3_region = {:?}", t.s3_region);
         let _ = writeln!(out, "s3_access_key_env = {:?}", t.s3_access_key_env);
         let _ = writeln!(out, "s3_secret_key_env = {:?}", t.s3_secret_key_env);
         let _ = writeln!(out, "link_ttl = \"{}\"", d(t.link_ttl));
-        let _ = writeln!(out, "public_base_url = {:?}", t.public_base_url);
+        let _ = writeln!(
+            out,
+            "public_base_url = {:?}",
+            mask_url_secrets(&t.public_base_url)
+        );
         out
     }
 }

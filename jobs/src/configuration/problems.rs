@@ -57,8 +57,14 @@ impl<'a> Origins<'a> {
 
     fn value(&self, path: &[String]) -> Option<String> {
         let value = self.node(path)?;
-        if is_url_key(&generic_key(path)) {
+        let key = generic_key(path);
+        if key == "database.url" {
             return value.as_str().map(|url| format!("{:?}", mask_url(url)));
+        }
+        if is_url_key(&key) {
+            return value
+                .as_str()
+                .map(|url| format!("{:?}", mask_url_secrets(url)));
         }
         render_value(value)
     }
@@ -179,12 +185,53 @@ fn generic_key(path: &[String]) -> String {
     parts.join(".")
 }
 
-/// Settings holding URLs: their values are shown with any password masked.
+/// Settings holding URLs other than the database's: shown with [`mask_url_secrets`].
 fn is_url_key(generic_key: &str) -> bool {
     matches!(
         generic_key,
-        "database.url" | "panels.url" | "telegram.api_url" | "discord.api_url"
+        "panels.url"
+            | "telegram.api_url"
+            | "discord.api_url"
+            | "web.public_base_url"
+            | "transcripts.public_base_url"
+            | "transcripts.s3_endpoint"
     )
+}
+
+/// A URL as it may be shown: user and password (an access key id is a credential too), every
+/// query value and the fragment replaced by `****`. Errs on the side of masking too much for
+/// URLs that do not parse.
+pub(crate) fn mask_url_secrets(url: &str) -> String {
+    let (head, rest) = match url.find("://") {
+        Some(i) => url.split_at(i + 3),
+        None => ("", url),
+    };
+    let (authority_end, tail) = match rest.find(['/', '?', '#']) {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    let host = match authority_end.rfind('@') {
+        Some(at) => format!("****@{}", &authority_end[at + 1..]),
+        None => authority_end.to_string(),
+    };
+    let (tail, fragment) = match tail.split_once('#') {
+        Some((before, _)) => (before, "#****"),
+        None => (tail, ""),
+    };
+    let tail = match tail.split_once('?') {
+        Some((path, query)) => {
+            let masked: Vec<String> = query
+                .split('&')
+                .map(|pair| match pair.split_once('=') {
+                    Some((name, _)) => format!("{name}=****"),
+                    None => "****".to_string(),
+                })
+                .collect();
+            format!("{path}?{}", masked.join("&"))
+        }
+        None => tail.to_string(),
+    };
+    format!("{head}{host}{tail}{fragment}")
 }
 
 fn describe_origin(metadata: &Metadata) -> String {
@@ -240,6 +287,29 @@ fn actual_value(kind: &figment::error::Kind, path: &[String]) -> Option<String> 
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn url_secrets_are_masked() {
+        use super::mask_url_secrets as m;
+        assert_eq!(
+            m("http://AKIAEXAMPLE:s3cr3t@s3.local:9000/b"),
+            "http://****@s3.local:9000/b"
+        );
+        assert_eq!(
+            m("https://u:pw@shop.example/"),
+            "https://****@shop.example/"
+        );
+        assert_eq!(
+            m("http://p.example/app/?token=abc&x"),
+            "http://p.example/app/?token=****&****"
+        );
+        assert_eq!(m("http://p.example/a#tok"), "http://p.example/a#****");
+        assert_eq!(
+            m("http://p.example:2095/app/"),
+            "http://p.example:2095/app/"
+        );
+        assert_eq!(m("not a url?token=abc"), "not a url?token=****");
+    }
+
     use crate::configuration::test_support::*;
 
     #[test]
