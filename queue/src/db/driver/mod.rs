@@ -24,7 +24,7 @@ pub mod postgres;
 mod shared;
 pub mod sqlite;
 
-use crate::db::{Conn, Db, Pools};
+use crate::db::{Conn, Db, DbError, Fields, Pools, Stamp};
 use crate::state::RepairAction;
 
 impl Db {
@@ -74,28 +74,124 @@ pub struct FetchedJob {
     pub key: Option<String>,
 }
 
-/// The claimed rows, as the claim statement of either dialect returns them: id, kind, queue,
-/// payload text, attempt, max attempts, key.
-pub(crate) fn fetched<R: sqlx::Row>(rows: &[R]) -> Result<Vec<FetchedJob>, QueueError>
+/// What a claim returned, read row by row: the jobs to run, and the rows that cannot run (a
+/// column that does not decode, written by hand or by something else), each to be failed at
+/// once with the reason, so one bad row never holds up the rest of its batch or its queue.
+pub(crate) struct Claimed {
+    pub jobs: Vec<FetchedJob>,
+    pub unreadable: Vec<Finished>,
+}
+
+/// Reads the claim's rows (`id, kind, queue, payload, attempt, max_attempts,
+/// idempotency_key`, payload as text). A row whose id or attempt does not decode cannot be
+/// failed by its attempt: it is logged and left to the rescuer.
+pub(crate) fn claimed<'r, R: sqlx::Row>(rows: &'r [R], worker: &str) -> Claimed
 where
-    usize: sqlx::ColumnIndex<R>,
-    i64: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-    i32: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-    String: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-    Option<String>: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    &'static str: sqlx::ColumnIndex<R>,
+    i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    i32: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    Option<String>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
 {
-    let job = |r: &R| -> Result<FetchedJob, sqlx::Error> {
-        Ok(FetchedJob {
-            id: r.try_get(0)?,
-            kind: r.try_get(1)?,
-            queue: r.try_get(2)?,
-            payload: r.try_get(3)?,
-            attempt: r.try_get(4)?,
-            max_attempts: r.try_get(5)?,
-            key: r.try_get(6)?,
-        })
+    let mut claimed = Claimed {
+        jobs: Vec::with_capacity(rows.len()),
+        unreadable: Vec::new(),
     };
-    Ok(rows.iter().map(job).collect::<Result<_, _>>()?)
+    for row in rows {
+        let head = crate::db::row_id(row, "jobq_jobs").and_then(|id| {
+            let attempt = Fields::new(row, "jobq_jobs", id).get::<i32>("attempt")?;
+            Ok((id, attempt))
+        });
+        let (id, attempt) = match head {
+            Ok(head) => head,
+            Err(error) => {
+                tracing::error!(%error, "a claimed job cannot be read; the rescuer will retry it");
+                continue;
+            }
+        };
+        let f = Fields::new(row, "jobq_jobs", id);
+        let job = (|| {
+            Ok::<_, DbError>(FetchedJob {
+                id,
+                kind: f.get("kind")?,
+                queue: f.get("queue")?,
+                payload: f.get("payload")?,
+                attempt,
+                max_attempts: f.get("max_attempts")?,
+                key: f.get("idempotency_key")?,
+            })
+        })();
+        match job {
+            Ok(job) => claimed.jobs.push(job),
+            Err(error) => claimed
+                .unreadable
+                .push(unreadable(id, attempt, worker, &error)),
+        }
+    }
+    claimed
+}
+
+/// The outcome of a job whose row cannot be read: failed, with the reason, for an admin.
+pub(crate) fn unreadable(id: i64, attempt: i32, worker: &str, error: &DbError) -> Finished {
+    Finished {
+        id,
+        attempt,
+        finish: Finish::Failed {
+            error: AttemptError {
+                attempt,
+                at: Utc::now(),
+                worker: worker.to_string(),
+                duration_ms: 0,
+                error: format!("the job cannot run: {error}"),
+            },
+        },
+    }
+}
+
+/// What the rescuer writes for one row of its select (`id, kind, attempt, max_attempts,
+/// attempted_by, attempted_at`): see [`rescued`]; a row with an unreadable column is failed
+/// with the reason, and one whose id or attempt does not decode is left (logged), so one bad
+/// row never stops the rescue of the others.
+pub(crate) fn rescue_row<'r, R: sqlx::Row>(row: &'r R, policy: &RescuePolicy) -> Option<Finished>
+where
+    &'static str: sqlx::ColumnIndex<R>,
+    i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    i32: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    Option<String>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    Option<Stamp>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    let head = crate::db::row_id(row, "jobq_jobs").and_then(|id| {
+        let attempt = Fields::new(row, "jobq_jobs", id).get::<i32>("attempt")?;
+        Ok((id, attempt))
+    });
+    let (id, attempt) = match head {
+        Ok(head) => head,
+        Err(error) => {
+            tracing::error!(%error, "a job whose lease expired cannot be read; an admin must repair it");
+            return None;
+        }
+    };
+    let f = Fields::new(row, "jobq_jobs", id);
+    let read = (|| {
+        let kind: String = f.get("kind")?;
+        let max_attempts: i32 = f.get("max_attempts")?;
+        let worker: Option<String> = f.get("attempted_by")?;
+        Ok::<_, DbError>((kind, max_attempts, worker))
+    })();
+    // When the attempt started only sets the error's duration: an unreadable time is no reason
+    // to hold the rescue.
+    let elapsed_ms = f
+        .get::<Option<Stamp>>("attempted_at")
+        .ok()
+        .flatten()
+        .map(|t| (Utc::now() - t.0).num_milliseconds());
+    Some(match read {
+        Ok((kind, max_attempts, worker)) => {
+            rescued(id, &kind, attempt, max_attempts, worker, elapsed_ms, policy)
+        }
+        Err(error) => unreadable(id, attempt, "rescuer", &error),
+    })
 }
 
 /// One failed attempt, kept on the job.

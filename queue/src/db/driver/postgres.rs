@@ -12,8 +12,8 @@ use sqlx::{PgConnection, Row};
 
 use super::shared;
 use super::{
-    Driver, FetchedJob, Finish, Finished, Repair, RescuePolicy, StatCount, StatKey, duration_ms,
-    fetched,
+    Driver, FetchedJob, Finish, Finished, Repair, RescuePolicy, StatCount, StatKey, claimed,
+    duration_ms, rescue_row,
 };
 use crate::audit::AuditEntry;
 use crate::db::{Conn, Db, Exec};
@@ -183,11 +183,12 @@ WITH claimed AS (
     FOR UPDATE SKIP LOCKED
 )
 UPDATE jobq_jobs j
-SET state = 'running', attempt = j.attempt + 1, attempted_at = now(), attempted_by = $3,
+SET state = 'running', attempt = LEAST(j.attempt, 2147483646) + 1, attempted_at = now(), attempted_by = $3,
     locked_until = now() + $4 * interval '1 millisecond'
 FROM claimed
 WHERE j.id = claimed.id
-RETURNING j.id, j.kind, j.queue, j.payload::text, j.attempt, j.max_attempts, j.idempotency_key
+RETURNING j.id, j.kind, j.queue, j.payload::text AS payload, j.attempt, j.max_attempts,
+          j.idempotency_key
 "#;
 
 const COMPLETE: &str = r#"
@@ -317,7 +318,11 @@ impl Driver for PostgresDriver {
             .bind(skip_kinds)
             .fetch_all(&self.pool)
             .await?;
-        fetched(&rows)
+        let claimed = claimed(&rows, worker);
+        if !claimed.unreadable.is_empty() {
+            self.finish(&claimed.unreadable).await?;
+        }
+        Ok(claimed.jobs)
     }
 
     async fn finish(&self, finished: &[Finished]) -> Result<(), QueueError> {
@@ -396,31 +401,17 @@ impl Driver for PostgresDriver {
     ) -> Result<Vec<Finished>, QueueError> {
         let mut tx = self.pool.begin().await?;
         let rows = sqlx::query(
-            "SELECT id, kind, attempt, max_attempts, attempted_by,
-                    (EXTRACT(EPOCH FROM (now() - attempted_at)) * 1000)::bigint
+            "SELECT id, kind, attempt, max_attempts, attempted_by, attempted_at
              FROM jobq_jobs WHERE state = 'running' AND locked_until < now()
              ORDER BY locked_until LIMIT $1 FOR UPDATE SKIP LOCKED",
         )
         .bind(i64::from(limit))
         .fetch_all(&mut *tx)
         .await?;
-        let mut rescued = Vec::with_capacity(rows.len());
-        for row in &rows {
-            let kind: String = row.try_get(1)?;
-            let attempt: i32 = row.try_get(2)?;
-            let max_attempts: i32 = row.try_get(3)?;
-            let worker: Option<String> = row.try_get(4)?;
-            let elapsed: Option<i64> = row.try_get(5)?;
-            rescued.push(super::rescued(
-                row.try_get(0)?,
-                &kind,
-                attempt,
-                max_attempts,
-                worker,
-                elapsed,
-                policy,
-            ));
-        }
+        let rescued: Vec<Finished> = rows
+            .iter()
+            .filter_map(|row| rescue_row(row, policy))
+            .collect();
         let refs: Vec<&Finished> = rescued.iter().collect();
         finish_with_error(&mut tx, &refs).await?;
         tx.commit().await?;

@@ -15,7 +15,8 @@ use sqlx::{Row, SqliteConnection};
 
 use super::shared;
 use super::{
-    Driver, FetchedJob, Finish, Finished, Repair, RescuePolicy, StatCount, StatKey, fetched,
+    Driver, FetchedJob, Finish, Finished, Repair, RescuePolicy, StatCount, StatKey, claimed,
+    rescue_row,
 };
 use crate::audit::AuditEntry;
 use crate::db::{Conn, Db, Exec};
@@ -125,7 +126,7 @@ pub async fn insert(
 
 const FETCH: &str = r#"
 UPDATE jobq_jobs
-SET state = 'running', attempt = attempt + 1, attempted_at = ?3, attempted_by = ?4,
+SET state = 'running', attempt = min(attempt, 2147483646) + 1, attempted_at = ?3, attempted_by = ?4,
     locked_until = ?5
 WHERE id IN (
     SELECT id FROM jobq_jobs
@@ -256,7 +257,11 @@ impl Driver for SqliteDriver {
             .bind(serde_json::to_string(skip_kinds).unwrap_or_else(|_| "[]".into()))
             .fetch_all(&self.pool)
             .await?;
-        fetched(&rows)
+        let claimed = claimed(&rows, worker);
+        if !claimed.unreadable.is_empty() {
+            self.finish(&claimed.unreadable).await?;
+        }
+        Ok(claimed.jobs)
     }
 
     async fn finish(&self, finished: &[Finished]) -> Result<(), QueueError> {
@@ -335,20 +340,10 @@ impl Driver for SqliteDriver {
         .bind(i64::from(limit))
         .fetch_all(&mut *tx)
         .await?;
-        let mut rescued = Vec::with_capacity(rows.len());
-        for row in &rows {
-            let kind: String = row.try_get(1)?;
-            let attempted_at: Option<i64> = row.try_get(5)?;
-            rescued.push(super::rescued(
-                row.try_get(0)?,
-                &kind,
-                row.try_get(2)?,
-                row.try_get(3)?,
-                row.try_get(4)?,
-                attempted_at.map(|t| (now - t) / 1000),
-                policy,
-            ));
-        }
+        let rescued: Vec<Finished> = rows
+            .iter()
+            .filter_map(|row| rescue_row(row, policy))
+            .collect();
         let refs: Vec<&Finished> = rescued.iter().collect();
         finish_with_error(&mut tx, &refs).await?;
         tx.commit().await?;
