@@ -1,7 +1,9 @@
 //! `jobq config check`: the configuration parses and is in range (else `Settings::load` has
-//! already said what is wrong), and what it needs from the environment is there: panel
-//! credentials, the secret key, the bot tokens, the S3 credentials. Nothing is contacted (see
-//! `jobq panels check` for that) and nothing is created; no secret is printed.
+//! already said what is wrong), what a worker checks at start passes (the log filter, every
+//! periodic job's kind and payload, each naming a configured panel), and what it needs from
+//! the environment is there: panel credentials, the secret key, the bot tokens, the S3
+//! credentials. Nothing is contacted (see `jobq panels check` for that) and nothing is
+//! created; no secret is printed.
 
 use std::path::Path;
 
@@ -58,6 +60,8 @@ pub fn run(config: Option<&Path>, json: bool) -> anyhow::Result<()> {
 
 fn checks(settings: &Settings) -> Vec<Check> {
     vec![
+        log_filter(settings),
+        periodic_jobs(settings),
         panel_credentials(settings),
         secret_key(settings),
         chat_tokens(settings),
@@ -72,6 +76,40 @@ fn check(what: &'static str, status: Status, detail: impl Into<String>) -> Check
         status,
         detail: detail.into(),
     }
+}
+
+fn log_filter(settings: &Settings) -> Check {
+    const WHAT: &str = "log filter";
+    match crate::telemetry::filter(&settings.log) {
+        Ok(_) => check(WHAT, Status::Ok, format!("{:?}", settings.log.filter)),
+        Err(error) => check(WHAT, Status::Error, error.to_string()),
+    }
+}
+
+/// The periodic jobs as a worker builds them at start (their kinds known, their payloads
+/// parsed), and every panel they name configured: else each period's job would fail.
+fn periodic_jobs(settings: &Settings) -> Check {
+    const WHAT: &str = "periodic jobs";
+    let jobs = settings.periodic_jobs();
+    let registry = crate::startup::registry(false);
+    if let Err(error) = workers::periodic::Periodic::new(&jobs, &registry) {
+        return check(WHAT, Status::Error, error.to_string());
+    }
+    for job in &jobs {
+        if let Some(panel) = job.payload.get("panel").and_then(|p| p.as_str())
+            && settings.panel(panel).is_none()
+        {
+            return check(
+                WHAT,
+                Status::Error,
+                format!(
+                    "periodic job '{}' names panel '{panel}', which no [[panels]] entry has",
+                    job.name
+                ),
+            );
+        }
+    }
+    check(WHAT, Status::Ok, format!("{} valid", jobs.len()))
 }
 
 fn panel_credentials(settings: &Settings) -> Check {

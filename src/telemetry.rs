@@ -4,13 +4,18 @@
 use jobs::configuration::{LogFormat, LogSettings};
 use tracing_subscriber::EnvFilter;
 
-pub fn init(settings: &LogSettings) -> anyhow::Result<()> {
-    let filter = EnvFilter::try_new(&settings.filter).map_err(|e| {
+/// `log.filter` as the logger reads it; `Err` says why it does not parse.
+pub fn filter(settings: &LogSettings) -> anyhow::Result<EnvFilter> {
+    EnvFilter::try_new(&settings.filter).map_err(|e| {
         anyhow::anyhow!(
             "log.filter = {:?} is not a valid filter ({e}): use a level like \"info\" or directives like \"info,workers=debug\"",
             settings.filter
         )
-    })?;
+    })
+}
+
+pub fn init(settings: &LogSettings) -> anyhow::Result<()> {
+    let filter = filter(settings)?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
