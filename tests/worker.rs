@@ -5,7 +5,7 @@
 
 mod support;
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -31,6 +31,7 @@ on_both_backends!(
     a_product_kind_missing_its_credentials_fails_naming_them,
     a_running_job_cannot_be_cancelled_and_runs_to_completion,
     stats_show_the_last_hours_outcomes_per_queue,
+    a_default_worker_works_the_product_queues_and_never_bench,
 );
 
 // ---------------------------------------------------------------------------------------------
@@ -743,4 +744,29 @@ async fn stats_show_the_last_hours_outcomes_per_queue(backend: Backend) {
         serde_json::json!({"completed": 2, "failed": 1}),
         "{stats}"
     );
+}
+
+async fn a_default_worker_works_the_product_queues_and_never_bench(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let queue = db.queue().await;
+    // No --queues, no --test-kinds: what a production worker works by default.
+    let worker = db.spawn(&["worker"]).start();
+    let id = wait_registered(&queue, &worker).await;
+    let workers = queue.driver().workers().await.expect("read workers");
+    let registered = workers.iter().find(|w| w.id == id).expect("registered");
+    let worked: BTreeSet<&str> = registered
+        .queues
+        .split(',')
+        .filter_map(|q| q.split('=').next())
+        .collect();
+    let product: BTreeSet<&str> = jobs::kinds::specs().iter().map(|s| s.queue).collect();
+    assert_eq!(worked, product, "{registered:?}");
+    assert!(!worked.contains("bench"), "{registered:?}");
+    // The start-up line says the same.
+    let log = worker.log_text();
+    let started = log
+        .lines()
+        .find(|l| l.contains("worker started"))
+        .unwrap_or_else(|| panic!("no start-up line:\n{log}"));
+    assert!(!started.contains("bench"), "{started}");
 }
