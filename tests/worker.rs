@@ -1,7 +1,8 @@
 //! The worker process end to end, on both backends: retries and their persisted backoff,
 //! Retry-After, permanent failures and admin repairs, exhausted attempts, panics and timeouts,
 //! a worker killed mid-job, graceful shutdown (drained, and grace exceeded), paused queues,
-//! periodic jobs across processes, garbage rows, and the registry of live workers.
+//! periodic jobs across processes, garbage rows, the registry of live workers, and the queues a
+//! worker works by default (the product's, never the benchmark's).
 
 mod support;
 
