@@ -32,7 +32,8 @@ enum Command {
     Migrate,
     /// Run a worker process.
     Worker(WorkerArgs),
-    /// Migrate, then run a worker, and the dashboard when an admin token is set.
+    /// Migrate, then run a worker, each bot whose token is set, and the dashboard when an
+    /// admin token is set.
     Up(UpArgs),
     /// Serve the admin dashboard (needs JOBQ_ADMIN_TOKEN or [[admins]]).
     Web(WebArgs),

@@ -45,8 +45,9 @@ pub async fn migrate(config: Option<&Path>) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The engine's own kinds this binary runs (benchmark, and the test kinds when asked). The
-/// product kinds are added by [`worker_registry`], which needs the settings.
+/// The engine's own kinds, as the admin commands know them: the benchmark's `noop`, and the
+/// test kinds when asked. No worker runs `noop`: its queue, `bench`, is only worked by the
+/// runtimes `jobq bench` starts for itself.
 pub fn registry(test_kinds: bool) -> Registry {
     let mut registry = Registry::new();
     registry.know(jobs::kinds::specs());
@@ -57,14 +58,18 @@ pub fn registry(test_kinds: bool) -> Registry {
     registry
 }
 
-/// What a worker runs: [`registry`] and the product kinds with handlers so far
-/// (`provision_client`). Other product kinds wait in their queues for a worker that has them.
+/// What a worker runs: every product kind (a kind that lacks what it needs, a bot token say,
+/// fails its jobs naming it), and the test kinds when asked. Not the benchmark's kind, so a
+/// worker without `worker.queues` works the product's queues (and `test`) but never `bench`.
 pub fn worker_registry(
     settings: &Settings,
     test_kinds: bool,
     queue: &Queue,
 ) -> anyhow::Result<Registry> {
-    let mut registry = registry(test_kinds);
+    let mut registry = Registry::new();
+    if test_kinds {
+        testkit::register_tests(&mut registry);
+    }
     handlers::register(&mut registry, product(settings, queue)?);
     Ok(registry)
 }

@@ -12,7 +12,7 @@ mod web_support;
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use fantoccini::{Client, ClientBuilder, Locator};
 use jobs::JobState;
@@ -36,13 +36,6 @@ impl Drop for Chromedriver {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
 }
 
 async fn start_chromedriver() -> Chromedriver {
@@ -104,30 +97,40 @@ async fn browser(driver: &Chromedriver) -> Client {
 
 /// Waits until the page's text contains `text` (the page may still be loading or refreshing).
 async fn wait_for_text(client: &Client, text: &str) -> String {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let body = client
-            .find(Locator::Css("body"))
-            .await
-            .ok()
-            .map(|b| async move { b.text().await.ok() });
-        if let Some(fut) = body
-            && let Some(body) = fut.await
-            && body.contains(text)
-        {
-            return body;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {text:?} on {}",
-            client
-                .current_url()
-                .await
-                .map(|u| u.to_string())
-                .unwrap_or_default()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let seen = std::sync::Mutex::new(String::new());
+    eventually_showing(
+        Duration::from_secs(20),
+        &format!("{text:?} on the page"),
+        || {
+            format!(
+                "the page says:\n{}",
+                seen.lock().map(|s| s.clone()).unwrap_or_default()
+            )
+        },
+        || async {
+            let body = client.find(Locator::Css("body")).await.ok()?;
+            let body = body.text().await.ok()?;
+            if body.contains(text) {
+                return Some(body);
+            }
+            if let Ok(mut seen) = seen.lock() {
+                *seen = body;
+            }
+            None
+        },
+    )
+    .await
+}
+
+/// Chooses `value` in the page's `<select name=NAME>`.
+async fn select(client: &Client, name: &str, value: &str) {
+    client
+        .find(Locator::Css(&format!("select[name={name}]")))
+        .await
+        .unwrap_or_else(|e| panic!("select {name}: {e}"))
+        .select_by_value(value)
+        .await
+        .unwrap_or_else(|e| panic!("choose {value} in {name}: {e}"));
 }
 
 async fn screenshot(client: &Client, backend: Backend, name: &str) {
@@ -209,7 +212,7 @@ async fn the_dashboard_in_a_browser(backend: Backend) {
         },
     )
     .await;
-    let server = WebServer::start(&db);
+    let server = WebServer::start(&db).await;
     let driver = start_chromedriver().await;
     let client = browser(&driver).await;
 
@@ -258,20 +261,8 @@ async fn the_dashboard_in_a_browser(backend: Backend) {
     // Find the failed job with the filter form, open it, read its attempt.
     click(&client, "header nav a[href='/jobs']").await;
     wait_for_text(&client, "Find a job").await;
-    client
-        .find(Locator::Css("select[name=state]"))
-        .await
-        .expect("state select")
-        .select_by_value("failed")
-        .await
-        .expect("choose failed");
-    client
-        .find(Locator::Css("select[name=queue]"))
-        .await
-        .expect("queue select")
-        .select_by_value("test")
-        .await
-        .expect("choose test");
+    select(&client, "state", "failed").await;
+    select(&client, "queue", "test").await;
     click(&client, "form.filters button.primary").await;
     let list = wait_for_text(&client, "4 jobs matching").await;
     assert!(list.contains(&format!("#{flaky}")), "{list}");
@@ -314,19 +305,10 @@ async fn the_dashboard_in_a_browser(backend: Backend) {
     wait_for_text(&client, "Queues").await;
     click(&client, "form[action='/queues/test/pause'] button").await;
     wait_for_text(&client, "Queue paused").await;
-    let paused = |queue: jobs::Queue| async move {
-        queue
-            .driver()
-            .queues()
-            .await
-            .expect("queues")
-            .iter()
-            .any(|q| q.name == "test" && q.paused)
-    };
-    assert!(paused(queue.clone()).await);
+    assert!(is_paused(&queue, "test").await);
     click(&client, "form[action='/queues/test/resume'] button").await;
     wait_for_text(&client, "Queue resumed").await;
-    assert!(!paused(queue.clone()).await);
+    assert!(!is_paused(&queue, "test").await);
 
     // The audit log names alice for each action.
     client.goto(&server.url("/audit")).await.expect("audit");

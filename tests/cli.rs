@@ -6,13 +6,13 @@ mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Output, Stdio};
+use std::time::Duration;
 
 use jobs::audit::AuditRecord;
 use jobs::{JobState, Queue};
 use serde_json::{Value, json};
-use support::{Backend, TestDb, json, path_str, stderr, stdout};
+use support::{Backend, Spawn, TestDb, json, path_str, stderr, stdout};
 
 const DM: &str = r#"{"user":{"platform":"telegram","id":42},"text":"hi"}"#;
 const SYNC: &str = r#"{"panel":"de-1"}"#;
@@ -32,52 +32,6 @@ fn enqueue(db: &TestDb, args: &[&str]) -> i64 {
     value["id"]
         .as_i64()
         .unwrap_or_else(|| panic!("no id: {value}"))
-}
-
-fn ok(db: &TestDb, args: &[&str]) -> Output {
-    let out = db.jobq(args);
-    assert!(
-        out.status.success(),
-        "jobq {args:?} failed: {}{}",
-        stdout(&out),
-        stderr(&out)
-    );
-    out
-}
-
-/// Runs `command` to completion, killing it and failing the test if it takes longer than
-/// `within` (a command that should refuse to start must not run on instead).
-fn output_within(command: &mut Command, within: Duration) -> (Output, Duration) {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let out_path = dir.path().join("stdout");
-    let err_path = dir.path().join("stderr");
-    let started = Instant::now();
-    let mut child = command
-        .stdout(std::fs::File::create(&out_path).expect("stdout file"))
-        .stderr(std::fs::File::create(&err_path).expect("stderr file"))
-        .spawn()
-        .expect("spawn jobq");
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait jobq") {
-            break status;
-        }
-        if started.elapsed() > within {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "jobq still running after {within:?}; stderr:\n{}",
-                std::fs::read_to_string(&err_path).unwrap_or_default()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let elapsed = started.elapsed();
-    let output = Output {
-        status,
-        stdout: std::fs::read(&out_path).expect("read stdout"),
-        stderr: std::fs::read(&err_path).expect("read stderr"),
-    };
-    (output, elapsed)
 }
 
 /// Asserts the command failed with every one of `needles` on standard error.
@@ -237,7 +191,7 @@ async fn jobs_list_has_the_documented_fields_and_filters(backend: Backend) {
     let vip = enqueue(&db, &["send_dm", DM, "--queue", "vip"]);
     let sync2 = enqueue(&db, &["sync_usage", SYNC]);
     let gone = enqueue(&db, &["send_dm", DM]);
-    ok(&db, &["jobs", "discard", &gone.to_string()]);
+    db.jobq_ok(&["jobs", "discard", &gone.to_string()]);
 
     let all = listed(&db, &[]);
     assert_eq!(
@@ -313,7 +267,7 @@ async fn stats_counts_jobs_per_queue_and_state(backend: Backend) {
     enqueue(&db, &["sync_usage", SYNC]);
     let later = (chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339();
     enqueue(&db, &["sync_usage", SYNC, "--at", &later]);
-    ok(&db, &["jobs", "discard", &gone.to_string()]);
+    db.jobq_ok(&["jobs", "discard", &gone.to_string()]);
 
     let stats = json(&db.jobq(&["--json", "stats"]));
     let queues: BTreeMap<String, Value> = stats["queues"]
@@ -365,13 +319,13 @@ async fn discard_and_cancel_by_id_are_audited(backend: Backend) {
     let c = enqueue(&db, &["sync_usage", SYNC]);
     let d = enqueue(&db, &["sync_usage", SYNC]);
 
-    ok(&db, &["jobs", "discard", &a.to_string(), &b.to_string()]);
+    db.jobq_ok(&["jobs", "discard", &a.to_string(), &b.to_string()]);
     let log = audit_log(&queue).await;
     assert_eq!(log.len(), 1, "{log:?}");
     check_audit(&log[0], "discard", 2);
     assert!(log[0].target.contains(&format!("{a},{b}")), "{:?}", log[0]);
 
-    let out = ok(&db, &["--json", "jobs", "cancel", &c.to_string()]);
+    let out = db.jobq_ok(&["--json", "jobs", "cancel", &c.to_string()]);
     let value: Value = serde_json::from_slice(&out.stdout).expect("json");
     assert_eq!(value["changed"], json!([c]), "{value}");
     let log = audit_log(&queue).await;
@@ -425,10 +379,7 @@ async fn retry_by_filter_is_audited(backend: Backend) {
         assert_eq!(row["attempts"], 1, "{row}");
     }
 
-    ok(
-        &db,
-        &["jobs", "retry", "--state", "failed", "--kind", "test_fail"],
-    );
+    db.jobq_ok(&["jobs", "retry", "--state", "failed", "--kind", "test_fail"]);
     for (id, state) in [
         (f1, JobState::Available),
         (f2, JobState::Available),
@@ -443,7 +394,7 @@ async fn retry_by_filter_is_audited(backend: Backend) {
     assert!(log[0].target.contains("test_fail"), "{:?}", log[0]);
 
     // By id: the other kind's failed job.
-    ok(&db, &["jobs", "retry", &other_kind.to_string()]);
+    db.jobq_ok(&["jobs", "retry", &other_kind.to_string()]);
     assert_eq!(db.job(&queue, other_kind).await.state, JobState::Available);
     let log = audit_log(&queue).await;
     check_audit(&log[0], "retry", 1);
@@ -464,12 +415,12 @@ async fn pausing_a_queue_shows_in_queues_list_and_stats(backend: Backend) {
         row["paused"].clone()
     };
 
-    ok(&db, &["queues", "pause", "test"]);
+    db.jobq_ok(&["queues", "pause", "test"]);
     assert_eq!(paused_in(&db, &["--json", "queues", "list"]), true);
     assert_eq!(paused_in(&db, &["--json", "stats"]), true);
     check_audit(&audit_log(&queue).await[0], "pause", 0);
 
-    ok(&db, &["queues", "resume", "test"]);
+    db.jobq_ok(&["queues", "resume", "test"]);
     assert_eq!(paused_in(&db, &["--json", "queues", "list"]), false);
     assert_eq!(paused_in(&db, &["--json", "stats"]), false);
     let log = audit_log(&queue).await;
@@ -526,18 +477,27 @@ async fn config_errors_name_the_setting_the_value_and_what_is_allowed() {
     assert!(out.status.success(), "{}", stderr(&out));
 }
 
-fn refuses(db: &TestDb, args: &[&str], needles: &[&str]) {
-    let (out, _) = output_within(&mut db.command(args), Duration::from_secs(30));
+async fn refuses(db: &TestDb, args: &[&str], needles: &[&str]) {
+    let (out, _) = run_within(db.spawn(args)).await;
     assert_fails_saying(&out, &format!("jobq {args:?}"), needles);
+}
+
+/// Runs `jobq` to completion, failing the test if that takes over 30 s (a command that should
+/// refuse to start must not run on instead); also how long it took.
+async fn run_within(jobq: Spawn) -> (Output, Duration) {
+    jobq.capture_stdout()
+        .start()
+        .output_within(Duration::from_secs(30))
+        .await
 }
 
 async fn an_unmigrated_database_is_refused(backend: Backend) {
     let db = TestDb::unmigrated(backend, "").await;
-    refuses(&db, &["worker"], &["jobq migrate"]);
-    refuses(&db, &["stats"], &["jobq migrate"]);
-    refuses(&db, &["enqueue", "send_dm", DM], &["jobq migrate"]);
-    ok(&db, &["migrate"]);
-    ok(&db, &["stats"]);
+    refuses(&db, &["worker"], &["jobq migrate"]).await;
+    refuses(&db, &["stats"], &["jobq migrate"]).await;
+    refuses(&db, &["enqueue", "send_dm", DM], &["jobq migrate"]).await;
+    db.jobq_ok(&["migrate"]);
+    db.jobq_ok(&["stats"]);
 }
 
 async fn a_newer_schema_is_refused(backend: Backend) {
@@ -561,9 +521,9 @@ async fn a_newer_schema_is_refused(backend: Backend) {
         .await
         .expect("insert version 99");
     }
-    refuses(&db, &["worker"], &["newer", "99"]);
-    refuses(&db, &["stats"], &["newer", "99"]);
-    refuses(&db, &["enqueue", "send_dm", DM], &["newer", "99"]);
+    refuses(&db, &["worker"], &["newer", "99"]).await;
+    refuses(&db, &["stats"], &["newer", "99"]).await;
+    refuses(&db, &["enqueue", "send_dm", DM], &["newer", "99"]).await;
     assert_eq!(count_jobs(&queue).await, 0);
 }
 
@@ -571,15 +531,14 @@ async fn a_newer_schema_is_refused(backend: Backend) {
 async fn an_unreachable_database_fails_fast_naming_it_without_the_password() {
     let db = TestDb::unmigrated(Backend::Sqlite, "").await;
     for args in [&["stats"][..], &["worker"], &["enqueue", "send_dm", DM]] {
-        let (out, elapsed) = output_within(
-            db.command(args)
-                .env(
-                    "JOBQ_DATABASE_URL",
-                    "postgres://postgres:hunter2@127.0.0.1:1/x",
-                )
-                .env("JOBQ_DATABASE_CONNECT_TIMEOUT", "1s"),
-            Duration::from_secs(30),
-        );
+        let jobq = db
+            .spawn(args)
+            .env(
+                "JOBQ_DATABASE_URL",
+                "postgres://postgres:hunter2@127.0.0.1:1/x",
+            )
+            .env("JOBQ_DATABASE_CONNECT_TIMEOUT", "1s");
+        let (out, elapsed) = run_within(jobq).await;
         assert!(
             elapsed < Duration::from_secs(10),
             "jobq {args:?} took {elapsed:?}"
@@ -613,10 +572,7 @@ async fn a_corrupt_sqlite_file_fails_naming_the_file() {
     std::fs::write(&path, &garbage).expect("write garbage");
     let url = format!("sqlite://{}", path.display());
     for args in [&["stats"][..], &["worker"], &["migrate"]] {
-        let (out, _) = output_within(
-            db.command(args).env("JOBQ_DATABASE_URL", &url),
-            Duration::from_secs(30),
-        );
+        let (out, _) = run_within(db.spawn(args).env("JOBQ_DATABASE_URL", &url)).await;
         assert_fails_saying(
             &out,
             &format!("jobq {args:?}"),
@@ -648,13 +604,12 @@ async fn a_locked_sqlite_file_fails_within_the_connect_timeout() {
         .execute(&mut holder)
         .await
         .expect("lock");
-    let (out, took) = output_within(
-        db.command(&["stats"])
-            .env("JOBQ_DATABASE_URL", &url)
-            .env("JOBQ_DATABASE_CONNECT_TIMEOUT", "1s")
-            .env("JOBQ_DATABASE_SQLITE_BUSY_TIMEOUT", "200ms"),
-        Duration::from_secs(30),
-    );
+    let jobq = db
+        .spawn(&["stats"])
+        .env("JOBQ_DATABASE_URL", &url)
+        .env("JOBQ_DATABASE_CONNECT_TIMEOUT", "1s")
+        .env("JOBQ_DATABASE_SQLITE_BUSY_TIMEOUT", "200ms");
+    let (out, took) = run_within(jobq).await;
     assert_fails_saying(
         &out,
         "jobq stats on a locked file",

@@ -10,7 +10,6 @@ use std::collections::HashSet;
 use fakes::discord::FakeDiscord;
 use jobs::Queue;
 use jobs::configuration::BotSettings;
-use jobs::driver::{JobFilter, JobRecord};
 use jobs::kinds::{Platform, UserId};
 use jobs::secret_key::SecretKey;
 use jobs::subscriptions::{NewSubscription, Subscriptions};
@@ -19,7 +18,7 @@ use producer::discord::commands::{Admins, Bot, Command, Invocation, Reply, inter
 use producer::discord::gateway;
 use producer::discord::serenity::all::{CommandInteraction, HttpBuilder};
 use serde_json::json;
-use support::{Backend, TestDb};
+use support::{Backend, TestDb, all_jobs};
 
 const GUILD: u64 = 1_100_000_000_000_000_001;
 const CHANNEL: u64 = 1_300_000_000_000_000_042;
@@ -61,14 +60,6 @@ fn invocation(id: u64, user: u64, command: Command) -> Invocation {
         },
         command,
     }
-}
-
-async fn all_jobs(queue: &Queue) -> Vec<JobRecord> {
-    queue
-        .driver()
-        .list_jobs(&JobFilter::default(), 100)
-        .await
-        .expect("list jobs")
 }
 
 async fn ticket_close_enqueues_the_transcript_once_for_the_topic_owner(backend: Backend) {

@@ -46,20 +46,16 @@ async fn world(backend: Backend) -> World {
     }
 }
 
-fn worker(world: &World) -> Worker {
-    spawn_panel_worker_with(
-        &world.db,
-        "panel,messages",
-        &[
-            ("JOBQ_TELEGRAM_TOKEN", BOT_TOKEN),
-            ("JOBQ_LOG_FILTER", "debug"),
-        ],
-    )
+fn worker(world: &World) -> Process {
+    panel_worker(&world.db, "panel,messages")
+        .env("JOBQ_TELEGRAM_TOKEN", BOT_TOKEN)
+        .log_filter("debug")
+        .start()
 }
 
 /// One client, the subscription active, one DM to the user carrying the link; and no secret
 /// in any of the workers' logs.
-async fn assert_once(world: &World, workers: &[&Worker]) -> Subscription {
+async fn assert_once(world: &World, workers: &[&Process]) -> Subscription {
     let dm = eventually(Duration::from_secs(60), "the DM on Telegram", || async {
         let sent = world.telegram.sent_to(USER);
         (!sent.is_empty()).then_some(sent)
@@ -82,11 +78,16 @@ async fn assert_once(world: &World, workers: &[&Worker]) -> Subscription {
     // Everything is settled: no job left to run that could send again.
     let dms = jobs_of(&world.queue, "send_dm").await;
     assert_eq!(dms.len(), 1, "{dms:#?}");
-    let settled = eventually(Duration::from_secs(30), "the DM job completed", || async {
-        let job = world.db.job(&world.queue, dms[0].id).await;
-        (job.state == JobState::Completed).then_some(job)
-    })
-    .await;
+    let settled = world
+        .db
+        .wait_job(
+            &world.queue,
+            dms[0].id,
+            secs(30),
+            workers,
+            is(JobState::Completed),
+        )
+        .await;
     assert_eq!(settled.state, JobState::Completed);
     assert_eq!(world.telegram.sent_to(USER).len(), 1, "one DM");
     for worker in workers {

@@ -5,14 +5,13 @@ mod support;
 
 use std::collections::{HashMap, HashSet};
 use std::process::Stdio;
-use std::time::Duration;
 
 use chrono::{DateTime, SubsecRound, Utc};
-use jobs::driver::{JobFilter, JobRecord};
+use jobs::driver::JobRecord;
 use jobs::kinds::{Platform, Recipient, SendDm, UserId};
 use jobs::{EnqueueOptions, JobState, NewJob, Queue};
 use serde_json::{Value, json};
-use support::{Backend, TestDb, eventually, json, stderr, stdout};
+use support::{Backend, TestDb, all_jobs, json, stderr};
 
 const DM: &str = r#"{"user":{"platform":"telegram","id":42},"text":"hi"}"#;
 
@@ -34,14 +33,6 @@ async fn count_jobs(queue: &Queue) -> i64 {
     counts.iter().map(|c| c.count).sum()
 }
 
-async fn all_jobs(queue: &Queue) -> Vec<JobRecord> {
-    queue
-        .driver()
-        .list_jobs(&JobFilter::default(), 10_000)
-        .await
-        .expect("list jobs")
-}
-
 /// `jobq --json enqueue ARGS`: the id and whether this call created the job.
 fn cli_enqueue(db: &TestDb, args: &[&str]) -> (i64, bool) {
     let mut full = vec!["--json", "enqueue"];
@@ -58,16 +49,6 @@ fn parse_enqueued(value: &Value) -> (i64, bool) {
         .as_bool()
         .unwrap_or_else(|| panic!("no created in {value}"));
     (id, created)
-}
-
-fn cli_ok(db: &TestDb, args: &[&str]) {
-    let out = db.jobq(args);
-    assert!(
-        out.status.success(),
-        "jobq {args:?} failed: {}{}",
-        stdout(&out),
-        stderr(&out)
-    );
 }
 
 async fn a_second_enqueue_with_the_same_key_returns_the_same_job(backend: Backend) {
@@ -160,13 +141,13 @@ async fn a_key_is_free_again_after_discard_or_cancel_but_not_while_completed_or_
     let queue = db.queue().await;
 
     let (first, _) = cli_enqueue(&db, &["send_dm", DM, "--key", "K"]);
-    cli_ok(&db, &["jobs", "discard", &first.to_string()]);
+    db.jobq_ok(&["jobs", "discard", &first.to_string()]);
     assert_eq!(db.job(&queue, first).await.state, JobState::Discarded);
     let (second, created) = cli_enqueue(&db, &["send_dm", DM, "--key", "K"]);
     assert!(created, "a discarded job's key can be used again");
     assert_ne!(second, first);
 
-    cli_ok(&db, &["jobs", "cancel", &second.to_string()]);
+    db.jobq_ok(&["jobs", "cancel", &second.to_string()]);
     assert_eq!(db.job(&queue, second).await.state, JobState::Cancelled);
     let third = queue
         .enqueue(&dm(42, "hi"), keyed("K"))
@@ -184,18 +165,7 @@ async fn a_key_is_free_again_after_discard_or_cancel_but_not_while_completed_or_
     let (broken, _) = cli_enqueue(&db, &["test_fail", r#"{"mode":"permanent"}"#, "--key", "F"]);
     let worker = db.spawn_worker(&[]);
     for (id, state) in [(done, JobState::Completed), (broken, JobState::Failed)] {
-        eventually(
-            Duration::from_secs(20),
-            &format!("job {id} {state}"),
-            || {
-                let queue = queue.clone();
-                async move {
-                    let job = queue.driver().job(id).await.ok()??;
-                    (job.state == state).then_some(())
-                }
-            },
-        )
-        .await;
+        db.wait_for_state(id, state).await;
     }
     drop(worker);
     let (same, created) = cli_enqueue(&db, &["test_effect", "{}", "--key", "C"]);

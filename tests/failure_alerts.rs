@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use jobs::JobState;
 use jobs::driver::JobRecord;
-use support::panel::jobs_of;
 use support::*;
 
 on_both_backends!(failures_are_reported_once_alone_or_gathered);

@@ -39,7 +39,7 @@ admins = [777]
 "#;
 
 /// Provisions one subscription (key `key`) and returns it, active.
-async fn provisioned(db: &TestDb, queue: &Queue, worker: &Worker, key: &str) -> Subscription {
+async fn provisioned(db: &TestDb, queue: &Queue, worker: &Process, key: &str) -> Subscription {
     let id = enqueue(db, &payload("main", "basic"), Some(key));
     wait_state(db, queue, id, JobState::Completed, worker).await;
     let subs = subscriptions(queue).await;
@@ -215,7 +215,7 @@ async fn sync_writes_usage_warns_once_per_threshold_and_reports_new_findings(bac
     let panel = fake().await;
     let db = db_with_panel(backend, &panel, PRO_PLAN).await;
     let queue = db.queue().await;
-    let worker = spawn_panel_worker_on(&db, "panel,sync");
+    let worker = panel_worker(&db, "panel,sync").start();
     let a = provisioned(&db, &queue, &worker, "order-a").await;
     let b = provisioned(&db, &queue, &worker, "order-b").await;
     let name_a = a.client_name.expose().to_string();

@@ -5,7 +5,7 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chrono::{DurationRound, Utc};
 use jobs::audit::AuditEntry;
@@ -99,7 +99,7 @@ fn histogram_count(scrape: &Scrape, metric: &str, labels: &[(&str, &str)]) -> Op
 }
 
 /// Where the worker says it serves its metrics (it was given port 0).
-fn metrics_address(worker: &Worker) -> Option<String> {
+fn metrics_address(worker: &Process) -> Option<String> {
     let log = worker.log_text();
     let start = log.find("serving metrics at http://")? + "serving metrics at http://".len();
     let rest = &log[start..];
@@ -194,33 +194,39 @@ every = "3650d"
 
     // The counters follow the completer's write by a moment: poll until they agree.
     let expected = expected_worker_figures();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let (content_type, scrape, text) = loop {
-        let (status, content_type, text) =
-            get(&address, "/metrics", None).await.expect("GET /metrics");
-        assert_eq!(status, 200, "{text}");
-        let scrape = parse(&text);
-        let wrong: Vec<String> = expected
-            .iter()
-            .filter(|(metric, labels, want)| value(&scrape, metric, labels) != Some(*want))
-            .map(|(metric, labels, want)| {
-                format!(
-                    "{metric}{labels:?}: want {want}, got {:?}",
-                    value(&scrape, metric, labels)
-                )
-            })
-            .collect();
-        if wrong.is_empty() {
-            break (content_type, scrape, text);
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the worker's metrics disagree with what it ran:\n{}\n\n{text}\n\nworker log:\n{}",
-            wrong.join("\n"),
-            worker.log_text()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let disagreement = std::sync::Mutex::new(String::new());
+    let (content_type, scrape, text) = eventually_showing(
+        Duration::from_secs(10),
+        "the worker's metrics to agree with what it ran",
+        || {
+            let wrong = disagreement.lock().map(|w| w.clone()).unwrap_or_default();
+            format!("{wrong}\n\nworker log:\n{}", worker.shown_log())
+        },
+        || async {
+            let (status, content_type, text) =
+                get(&address, "/metrics", None).await.expect("GET /metrics");
+            assert_eq!(status, 200, "{text}");
+            let scrape = parse(&text);
+            let wrong: Vec<String> = expected
+                .iter()
+                .filter(|(metric, labels, want)| value(&scrape, metric, labels) != Some(*want))
+                .map(|(metric, labels, want)| {
+                    format!(
+                        "{metric}{labels:?}: want {want}, got {:?}",
+                        value(&scrape, metric, labels)
+                    )
+                })
+                .collect();
+            if wrong.is_empty() {
+                return Some((content_type, scrape, text));
+            }
+            if let Ok(mut shown) = disagreement.lock() {
+                *shown = format!("{}\n\n{text}", wrong.join("\n"));
+            }
+            None
+        },
+    )
+    .await;
 
     assert!(
         content_type.starts_with("application/openmetrics-text"),
@@ -273,7 +279,7 @@ every = "3650d"
 
     // The server stops with the worker.
     worker.terminate();
-    let status = worker.wait_exit(Duration::from_secs(20));
+    let status = worker.wait_exit(Duration::from_secs(20)).await;
     assert!(
         status.success(),
         "worker exited {status:?}: {}",

@@ -4,7 +4,6 @@
 mod support;
 
 use std::collections::HashSet;
-use std::time::{Duration, Instant};
 
 use jobs::{EnqueueOptions, NewJob};
 use support::*;
@@ -24,33 +23,25 @@ async fn postgres_twenty_thousand_jobs_through_four_workers_run_exactly_once() {
         .await
         .expect("create the effects table");
 
-    let workers: Vec<Worker> = (0..WORKERS)
+    let workers: Vec<Process> = (0..WORKERS)
         .map(|_| db.spawn_worker(&["--concurrency", "16"]))
         .collect();
-    let logs = || {
-        workers
-            .iter()
-            .map(Worker::log_text)
-            .collect::<Vec<_>>()
-            .join("\n----\n")
-    };
+    let all: Vec<&Process> = workers.iter().collect();
     let pids: HashSet<i32> = workers
         .iter()
         .map(|w| i32::try_from(w.pid()).expect("pid fits"))
         .collect();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let registered = queue.driver().workers().await.expect("read workers");
-        if registered.iter().filter(|w| pids.contains(&w.pid)).count() == WORKERS {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "workers did not start:\n{}",
-            logs()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually_showing(
+        secs(30),
+        "the workers to start",
+        || logs(&all),
+        || async {
+            let registered = queue.driver().workers().await.expect("read workers");
+            let ours = registered.iter().filter(|w| pids.contains(&w.pid)).count();
+            (ours == WORKERS).then_some(())
+        },
+    )
+    .await;
 
     // Enqueued while the workers run, in batches, each job under its own key.
     let mut ids = Vec::with_capacity(JOBS);
@@ -73,24 +64,25 @@ async fn postgres_twenty_thousand_jobs_through_four_workers_run_exactly_once() {
     assert_eq!(distinct.len(), JOBS, "enqueue returned repeated ids");
 
     let pool = queue.db().postgres_pool().expect("a PostgreSQL pool");
-    let deadline = Instant::now() + Duration::from_secs(180);
-    loop {
-        let completed: i64 =
-            sqlx::query_scalar("SELECT count(*) FROM jobq_jobs WHERE state = 'completed'")
-                .fetch_one(pool)
-                .await
-                .expect("count completed jobs");
-        if completed == JOBS as i64 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{completed} of {JOBS} jobs completed after 180 s; states: {:?}\nlogs:\n{}",
-            queue.driver().state_counts().await.expect("state counts"),
-            logs()
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    let completed = std::sync::atomic::AtomicI64::new(0);
+    eventually_showing(
+        secs(180),
+        "every job to complete",
+        || {
+            let done = completed.load(std::sync::atomic::Ordering::Relaxed);
+            format!("{done} of {JOBS} jobs completed\nlogs:\n{}", logs(&all))
+        },
+        || async {
+            let count: i64 =
+                sqlx::query_scalar("SELECT count(*) FROM jobq_jobs WHERE state = 'completed'")
+                    .fetch_one(pool)
+                    .await
+                    .expect("count completed jobs");
+            completed.store(count, std::sync::atomic::Ordering::Relaxed);
+            (count == JOBS as i64).then_some(())
+        },
+    )
+    .await;
 
     let effects = db.effects(&queue).await;
     assert_eq!(

@@ -60,19 +60,18 @@ async fn db_with_chats(backend: Backend, fakes: &Fakes) -> TestDb {
 }
 
 /// `jobq worker --queues messages` with both tokens, debug logging; killed when dropped.
-fn spawn_dm_worker(db: &TestDb) -> Worker {
+fn spawn_dm_worker(db: &TestDb) -> Process {
     spawn_dm_worker_running(db, "4")
 }
 
 /// [`spawn_dm_worker`] running at most `concurrency` DMs at once.
-fn spawn_dm_worker_running(db: &TestDb, concurrency: &str) -> Worker {
-    let env = [
-        ("JOBQ_TELEGRAM_TOKEN", TELEGRAM_TOKEN),
-        ("JOBQ_DISCORD_TOKEN", DISCORD_TOKEN),
-        ("JOBQ_LOG_FILTER", "debug"),
-        ("JOBQ_WORKER_CONCURRENCY", concurrency),
-    ];
-    support::panel::spawn_panel_worker_with(db, "messages", &env)
+fn spawn_dm_worker_running(db: &TestDb, concurrency: &str) -> Process {
+    support::panel::panel_worker(db, "messages")
+        .env("JOBQ_TELEGRAM_TOKEN", TELEGRAM_TOKEN)
+        .env("JOBQ_DISCORD_TOKEN", DISCORD_TOKEN)
+        .env("JOBQ_WORKER_CONCURRENCY", concurrency)
+        .log_filter("debug")
+        .start()
 }
 
 fn payload(platform: &str, user: i64, text: &str) -> String {
@@ -80,38 +79,18 @@ fn payload(platform: &str, user: i64, text: &str) -> String {
 }
 
 fn enqueue(db: &TestDb, payload: &str, key: Option<&str>) -> i64 {
-    let mut args = vec!["--json", "enqueue", "send_dm", payload];
-    if let Some(key) = key {
-        args.extend(["--key", key]);
-    }
-    let out = json(&db.jobq(&args));
-    assert_eq!(out["created"], true, "{out}");
-    out["id"].as_i64().expect("an id")
+    support::panel::enqueue_kind(db, "send_dm", payload, key)
 }
 
-/// Polls job `id` until it is in `state`; on timeout shows the job and the workers' logs.
+/// Waits for job `id` to be in `state`; on timeout shows the job and the workers' logs.
 async fn wait_state(
     db: &TestDb,
     queue: &Queue,
     id: i64,
     state: JobState,
-    workers: &[&Worker],
+    workers: &[&Process],
 ) -> JobRecord {
-    let deadline = std::time::Instant::now() + Duration::from_secs(45);
-    loop {
-        let job = db.job(queue, id).await;
-        if job.state == state {
-            return job;
-        }
-        if std::time::Instant::now() >= deadline {
-            let logs: Vec<String> = workers.iter().map(|w| w.log_text()).collect();
-            panic!(
-                "job {id} is not {state:?}: {job:#?}\nworker logs:\n{}",
-                logs.join("\n---\n")
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    db.wait_job(queue, id, secs(45), workers, is(state)).await
 }
 
 fn utc(at: SystemTime) -> DateTime<Utc> {
@@ -119,7 +98,7 @@ fn utc(at: SystemTime) -> DateTime<Utc> {
 }
 
 /// Neither token's secret part in the workers' logs or the jobs' errors.
-fn assert_no_token(workers: &[&Worker], jobs: &[JobRecord]) {
+fn assert_no_token(workers: &[&Process], jobs: &[JobRecord]) {
     for worker in workers {
         let log = worker.log_text();
         assert!(!log.is_empty(), "the worker logged nothing");

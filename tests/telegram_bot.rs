@@ -11,7 +11,6 @@
 
 mod support;
 
-use std::process::Stdio;
 use std::time::Duration;
 
 use fakes::sui::FakeSui;
@@ -19,7 +18,7 @@ use fakes::telegram::{FakeTelegram, Fault, FaultRule};
 use jobs::JobState;
 use jobs::driver::JobRecord;
 use serde_json::{Value, json};
-use support::panel::{self, jobs_of};
+use support::panel;
 use support::*;
 
 on_both_backends!(
@@ -83,35 +82,24 @@ command_burst = {burst}
     }
 }
 
-/// `jobq telegram` with the token; killed when dropped.
-fn spawn_bot(db: &TestDb) -> Worker {
-    let log = db.dir.path().join(format!("bot-{}.log", fastrand::u32(..)));
-    let log_file = std::fs::File::create(&log).expect("bot log");
-    let child = db
-        .command(&["telegram"])
+/// `jobq telegram` with the token, logging at debug, to start (more arguments may follow).
+fn jobq_telegram(db: &TestDb) -> Spawn {
+    db.spawn(&["telegram"])
         .env("JOBQ_TELEGRAM_TOKEN", TOKEN)
-        .env("JOBQ_LOG_FILTER", "debug")
-        .stdout(Stdio::null())
-        .stderr(log_file)
-        .spawn()
-        .expect("spawn the bot");
-    Worker { child, log }
+        .log_filter("debug")
 }
 
 /// Waits until the bot (re)started polling: one more `getUpdates` than `before`.
-async fn polling(fake: &FakeTelegram, before: usize, bot: &Worker) {
-    let ok = tokio::time::timeout(Duration::from_secs(30), async {
-        while fake.calls_of("getUpdates").len() <= before {
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
+async fn polling(fake: &FakeTelegram, before: usize, bot: &Process) {
+    until(secs(30), "the bot to poll", bot, || {
+        fake.calls_of("getUpdates").len() > before
     })
     .await;
-    assert!(ok.is_ok(), "the bot never polled; log:\n{}", bot.log_text());
 }
 
-async fn start_bot(s: &Setup) -> Worker {
+async fn start_bot(s: &Setup) -> Process {
     let before = s.telegram.calls_of("getUpdates").len();
-    let bot = spawn_bot(&s.db);
+    let bot = jobq_telegram(&s.db).start();
     polling(&s.telegram, before, &bot).await;
     bot
 }
@@ -145,7 +133,7 @@ fn press(user: i64, callback: &str, message_id: i64, data: &str) -> Value {
 }
 
 /// The newest message to `chat` containing `needle` (waits for it).
-async fn reply_to(fake: &FakeTelegram, chat: i64, needle: &str, bot: &Worker) -> (i64, String) {
+async fn reply_to(fake: &FakeTelegram, chat: i64, needle: &str, bot: &Process) -> (i64, String) {
     reply_within(fake, chat, needle, bot, Duration::from_secs(20)).await
 }
 
@@ -154,48 +142,37 @@ async fn reply_within(
     fake: &FakeTelegram,
     chat: i64,
     needle: &str,
-    bot: &Worker,
+    bot: &Process,
     within: Duration,
 ) -> (i64, String) {
-    let found = tokio::time::timeout(within, async {
-        loop {
-            if let Some(m) = fake
-                .sent_to(chat)
-                .into_iter()
-                .rev()
-                .find(|m| m.text.contains(needle))
-            {
-                return (m.message_id, m.text);
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-    })
-    .await;
-    found.unwrap_or_else(|_| {
-        panic!(
-            "no message to {chat} containing {needle:?}; sent: {:#?}\nbot log:\n{}",
-            fake.sent_to(chat),
-            bot.log_text()
-        )
-    })
+    eventually_showing(
+        within,
+        &format!("a message to {chat} containing {needle:?}"),
+        || format!("sent: {:#?}\nlog:\n{}", fake.sent_to(chat), bot.shown_log()),
+        || async {
+            let sent = fake.sent_to(chat);
+            let found = sent.into_iter().rev().find(|m| m.text.contains(needle));
+            found.map(|m| (m.message_id, m.text))
+        },
+    )
+    .await
 }
 
 /// The text of the callback answer for `callback` (waits for it).
-async fn answer_of(fake: &FakeTelegram, callback: &str, bot: &Worker) -> String {
-    let found = tokio::time::timeout(Duration::from_secs(20), async {
-        loop {
-            if let Some(call) = fake
-                .calls_of("answerCallbackQuery")
+async fn answer_of(fake: &FakeTelegram, callback: &str, bot: &Process) -> String {
+    eventually_showing(
+        secs(20),
+        &format!("an answer to {callback}"),
+        || format!("log:\n{}", bot.shown_log()),
+        || async {
+            let answers = fake.calls_of("answerCallbackQuery");
+            let call = answers
                 .into_iter()
-                .find(|c| c.params["callback_query_id"] == callback)
-            {
-                return call.params["text"].as_str().unwrap_or("").to_string();
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-    })
-    .await;
-    found.unwrap_or_else(|_| panic!("no answer to {callback}; bot log:\n{}", bot.log_text()))
+                .find(|c| c.params["callback_query_id"] == callback)?;
+            Some(call.params["text"].as_str().unwrap_or("").to_string())
+        },
+    )
+    .await
 }
 
 /// The inline buttons' callback data of the newest `sendMessage`/`editMessageText` to `chat`
@@ -222,16 +199,11 @@ fn buttons(fake: &FakeTelegram, chat: i64, needle: &str) -> Vec<String> {
         .collect()
 }
 
-async fn all_jobs(db: &TestDb) -> Vec<JobRecord> {
-    let queue = db.queue().await;
-    queue
-        .driver()
-        .list_jobs(&jobs::driver::JobFilter::default(), 100)
-        .await
-        .expect("list jobs")
+async fn jobs_in(db: &TestDb) -> Vec<JobRecord> {
+    all_jobs(&db.queue().await).await
 }
 
-fn assert_no_token(bot: &Worker) {
+fn assert_no_token(bot: &Process) {
     let log = bot.log_text();
     assert!(
         !log.contains(SECRET_PART),
@@ -293,7 +265,7 @@ async fn customer_commands_answer_and_bad_input_is_explained(backend: Backend) {
         "{admin_start}"
     );
     assert!(
-        all_jobs(&s.db).await.is_empty(),
+        jobs_in(&s.db).await.is_empty(),
         "bad input enqueued something"
     );
     assert_no_token(&bot);
@@ -350,7 +322,7 @@ async fn buy_confirm_receipt_and_approve_survive_a_restart_and_enqueue_once(back
             .await
             .contains("Only admins")
     );
-    assert!(all_jobs(&s.db).await.is_empty());
+    assert!(jobs_in(&s.db).await.is_empty());
 
     // Approve: provision_client keyed by the order, and the customer's DM committed with it.
     fake.push_update(press(ADMIN, "cb-approve", admin_note, "o:1:a"));
@@ -358,7 +330,7 @@ async fn buy_confirm_receipt_and_approve_survive_a_restart_and_enqueue_once(back
         answer_of(fake, "cb-approve", &bot).await,
         "Order #1 approved"
     );
-    let mut jobs = all_jobs(&s.db).await;
+    let mut jobs = jobs_in(&s.db).await;
     jobs.sort_by_key(|j| j.id);
     assert_eq!(jobs.len(), 2, "{jobs:#?}");
     assert_eq!(jobs[0].kind, "provision_client");
@@ -383,7 +355,7 @@ async fn buy_confirm_receipt_and_approve_survive_a_restart_and_enqueue_once(back
             .await
             .contains("already decided")
     );
-    assert_eq!(all_jobs(&s.db).await.len(), 2);
+    assert_eq!(jobs_in(&s.db).await.len(), 2);
 
     // The customer's /status shows the order being set up.
     fake.push_update(message(CUSTOMER, 22, "/status"));
@@ -417,7 +389,7 @@ async fn admin_commands_enqueue_keyed_audited_jobs_and_a_redelivered_update_adds
         json!({"update_id": 500, "message": message(ADMIN, 30, "/provision 777 basic")["message"]});
     fake.push_update(provision.clone());
     reply_to(fake, ADMIN, "Provisioning basic for user 777", &bot).await;
-    let jobs = all_jobs(&s.db).await;
+    let jobs = jobs_in(&s.db).await;
     assert_eq!(jobs.len(), 1, "{jobs:#?}");
     assert_eq!(jobs[0].kind, "provision_client");
     assert_eq!(
@@ -434,14 +406,14 @@ async fn admin_commands_enqueue_keyed_audited_jobs_and_a_redelivered_update_adds
     let bot = start_bot(&s).await;
     fake.push_update(provision);
     reply_to(fake, ADMIN, "Already done: job #", &bot).await;
-    assert_eq!(all_jobs(&s.db).await.len(), 1);
+    assert_eq!(jobs_in(&s.db).await.len(), 1);
 
     // /renew and /expire need a subscription: said so, nothing enqueued.
     fake.push_update(message(ADMIN, 31, "/renew 777 30"));
     reply_to(fake, ADMIN, "User 777 has no subscription to renew", &bot).await;
     fake.push_update(message(ADMIN, 32, "/expire 777"));
     reply_to(fake, ADMIN, "User 777 has no active subscription", &bot).await;
-    assert_eq!(all_jobs(&s.db).await.len(), 1);
+    assert_eq!(jobs_in(&s.db).await.len(), 1);
 
     // The shared admin commands.
     fake.push_update(message(ADMIN, 33, "/failed"));
@@ -499,13 +471,10 @@ async fn non_admins_are_refused_and_nothing_is_enqueued(backend: Backend) {
     {
         let before = fake.sent_to(CUSTOMER).len();
         fake.push_update(message(CUSTOMER, 40 + i as i64, text));
-        let ok = tokio::time::timeout(Duration::from_secs(20), async {
-            while fake.sent_to(CUSTOMER).len() == before {
-                tokio::time::sleep(Duration::from_millis(25)).await;
-            }
+        until(secs(20), &format!("a reply to {text}"), &bot, || {
+            fake.sent_to(CUSTOMER).len() != before
         })
         .await;
-        assert!(ok.is_ok(), "no reply to {text}; log:\n{}", bot.log_text());
         let reply = fake.sent_to(CUSTOMER).last().map(|m| m.text.clone());
         assert_eq!(
             reply.as_deref(),
@@ -513,7 +482,7 @@ async fn non_admins_are_refused_and_nothing_is_enqueued(backend: Backend) {
             "{text}"
         );
     }
-    assert!(all_jobs(&s.db).await.is_empty());
+    assert!(jobs_in(&s.db).await.is_empty());
     let log = bot.log_text();
     assert!(
         log.contains("INFO") && log.contains("not an admin") && log.contains(&CUSTOMER.to_string()),
@@ -522,22 +491,10 @@ async fn non_admins_are_refused_and_nothing_is_enqueued(backend: Backend) {
 }
 
 /// A worker of the panel and message queues, with the panel's and the bot's tokens.
-fn spawn_worker(db: &TestDb) -> Worker {
-    let log = db
-        .dir
-        .path()
-        .join(format!("worker-{}.log", fastrand::u32(..)));
-    let log_file = std::fs::File::create(&log).expect("worker log");
-    let child = db
-        .command(&["worker", "--queues", "panel,messages"])
-        .env("JOBQ_PANEL_MAIN_TOKEN", panel::TOKEN)
-        .env("JOBQ_SECRET_KEY", panel::SECRET)
+fn spawn_worker(db: &TestDb) -> Process {
+    panel::panel_worker(db, "panel,messages")
         .env("JOBQ_TELEGRAM_TOKEN", TOKEN)
-        .stdout(Stdio::null())
-        .stderr(log_file)
-        .spawn()
-        .expect("spawn worker");
-    Worker { child, log }
+        .start()
 }
 
 async fn provision_on_telegram_reaches_the_panel_and_dms_the_link(backend: Backend) {
@@ -548,7 +505,7 @@ async fn provision_on_telegram_reaches_the_panel_and_dms_the_link(backend: Backe
         telegram.url()
     );
     let db = panel::db_with_panel(backend, &sui, &extra).await;
-    let bot = spawn_bot(&db);
+    let bot = jobq_telegram(&db).start();
     polling(&telegram, 0, &bot).await;
     let worker = spawn_worker(&db);
 
@@ -639,19 +596,15 @@ fn forwards_to(fake: &FakeTelegram, chat: i64) -> usize {
         .count()
 }
 
-/// Waits until `check` holds, polling, for up to `within`.
-async fn until(within: Duration, what: &str, bot: &Worker, mut check: impl FnMut() -> bool) {
-    let ok = tokio::time::timeout(within, async {
-        while !check() {
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-    })
+/// Waits until `check` holds, for up to `within`; a timeout shows the bot's log.
+async fn until(within: Duration, what: &str, bot: &Process, check: impl Fn() -> bool) {
+    eventually_showing(
+        within,
+        what,
+        || format!("log:\n{}", bot.shown_log()),
+        || std::future::ready(check().then_some(())),
+    )
     .await;
-    assert!(
-        ok.is_ok(),
-        "timed out waiting for {what}; bot log:\n{}",
-        bot.log_text()
-    );
 }
 
 /// `update` with a fixed `update_id` (to deliver it again).
@@ -662,7 +615,7 @@ fn numbered(mut update: Value, id: i64) -> Value {
 
 /// `/buy` (message `nonce`) → plan number `plan` → Confirm by the customer; returns the
 /// Confirm update (numbered `nonce * 100`, to deliver it again) once the order is placed.
-async fn place_order(s: &Setup, bot: &Worker, nonce: i64, plan: usize) -> Value {
+async fn place_order(s: &Setup, bot: &Process, nonce: i64, plan: usize) -> Value {
     let fake = &s.telegram;
     fake.push_update(message(CUSTOMER, nonce, "/buy"));
     let (menu, _) = reply_to(fake, CUSTOMER, "Choose a plan", bot).await;
@@ -779,7 +732,7 @@ async fn admin_notices_survive_failed_sends_and_a_restart_and_arrive_once(backen
             ["o:1:a", "o:1:r"]
         );
     }
-    assert!(all_jobs(&s.db).await.is_empty());
+    assert!(jobs_in(&s.db).await.is_empty());
     assert_no_token(&bot);
 }
 
@@ -795,7 +748,7 @@ async fn reject_tells_the_customer_by_a_keyed_dm_and_provisions_nothing(backend:
         answer_of(fake, "cb-reject", &bot).await,
         "Order #1 rejected"
     );
-    let jobs = all_jobs(&s.db).await;
+    let jobs = jobs_in(&s.db).await;
     assert_eq!(jobs.len(), 1, "only the customer's DM: {jobs:#?}");
     assert_eq!(jobs[0].kind, "send_dm");
     assert_eq!(jobs[0].key.as_deref(), Some("order_decision:1"));
@@ -819,7 +772,7 @@ async fn reject_tells_the_customer_by_a_keyed_dm_and_provisions_nothing(backend:
     let late = answer_of(fake, "cb-approve", &bot).await;
     assert!(late.contains("already decided"), "{late}");
     assert_eq!(
-        all_jobs(&s.db).await.len(),
+        jobs_in(&s.db).await.len(),
         1,
         "still only the customer's DM"
     );
@@ -938,7 +891,7 @@ async fn a_flood_of_commands_is_slowed_and_enqueues_nothing_extra(backend: Backe
         "the burst"
     );
     assert_eq!(count_to(fake, CUSTOMER, "too fast. Try again in"), 5);
-    let mut keys: Vec<String> = all_jobs(&s.db)
+    let mut keys: Vec<String> = jobs_in(&s.db)
         .await
         .into_iter()
         .filter(|j| j.kind == "send_dm")
@@ -970,35 +923,15 @@ async fn a_flood_of_commands_is_slowed_and_enqueues_nothing_extra(backend: Backe
     );
 }
 
-/// `jobq telegram --webhook` on a free local port; killed when dropped.
-fn spawn_webhook_bot(db: &TestDb, port: u16) -> Worker {
-    let log = db.dir.path().join(format!("bot-{}.log", fastrand::u32(..)));
-    let log_file = std::fs::File::create(&log).expect("bot log");
-    let url = format!("http://127.0.0.1:{port}/telegram/webhook");
-    let bind = format!("127.0.0.1:{port}");
-    let child = db
-        .command(&["telegram", "--webhook", &url, "--webhook-bind", &bind])
-        .env("JOBQ_TELEGRAM_TOKEN", TOKEN)
-        .env("JOBQ_LOG_FILTER", "debug")
-        .stdout(Stdio::null())
-        .stderr(log_file)
-        .spawn()
-        .expect("spawn the bot");
-    Worker { child, log }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
 async fn webhook_updates_are_handled_before_they_are_answered(backend: Backend) {
     let s = setup(backend).await;
     let fake = &s.telegram;
     let port = free_port();
-    let bot = spawn_webhook_bot(&s.db, port);
+    let url = format!("http://127.0.0.1:{port}/telegram/webhook");
+    let bind = format!("127.0.0.1:{port}");
+    let bot = jobq_telegram(&s.db)
+        .args(&["--webhook", &url, "--webhook-bind", &bind])
+        .start();
     // The bot listens before it registers the webhook, with the secret Telegram will echo.
     until(Duration::from_secs(30), "setWebhook", &bot, || {
         !fake.calls_of("setWebhook").is_empty()
@@ -1042,7 +975,7 @@ async fn webhook_updates_are_handled_before_they_are_answered(backend: Backend) 
     let answer = post(update.clone(), &secret).await.expect("post");
     assert_eq!(answer.status(), 200);
     assert_eq!(count_to(fake, ADMIN, "Provisioning basic for user 777"), 1);
-    let jobs = all_jobs(&s.db).await;
+    let jobs = jobs_in(&s.db).await;
     assert_eq!(jobs.len(), 1, "{jobs:#?}");
     assert_eq!(jobs[0].kind, "provision_client");
     assert_eq!(
@@ -1054,7 +987,7 @@ async fn webhook_updates_are_handled_before_they_are_answered(backend: Backend) 
     let again = post(update, &secret).await.expect("post");
     assert_eq!(again.status(), 200);
     assert_eq!(count_to(fake, ADMIN, "Already done: job #"), 1);
-    assert_eq!(all_jobs(&s.db).await.len(), 1);
+    assert_eq!(jobs_in(&s.db).await.len(), 1);
 
     // Two updates of one chat posted at once (two connections): each is answered once
     // handled, in the chat's turn (the order between them is the order they arrive).

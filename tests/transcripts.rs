@@ -14,7 +14,6 @@ use std::time::{Duration, Instant};
 
 use chrono::{TimeZone, Utc};
 use fakes::discord::{FakeDiscord, Fault, FaultRule, Route, SeedAuthor, SeedMessage};
-use jobs::driver::{JobFilter, JobRecord};
 use jobs::secret_key::SecretKey;
 use jobs::{JobState, Queue};
 use support::*;
@@ -43,13 +42,6 @@ fn payload(channel: u64) -> String {
     format!(
         r#"{{"guild":{GUILD},"channel":{channel},"owner":{{"platform":"discord","id":{OWNER}}}}}"#
     )
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
 }
 
 /// A ticket with a multi-line message, HTML injection in a display name, in content and in an
@@ -133,75 +125,25 @@ fn s3_settings(moto: &Moto) -> String {
     )
 }
 
-/// A `jobq` process with every secret in its environment, logging to a file; killed when
-/// dropped.
-fn spawn(db: &TestDb, args: &[&str], log_filter: &str) -> Worker {
-    let log = db
-        .dir
-        .path()
-        .join(format!("{}-{}.log", args[0], fastrand::u32(..)));
-    let log_file = std::fs::File::create(&log).expect("log file");
-    let child = db
-        .command(args)
+/// `jobq ARGS` with every secret in its environment, to start.
+fn with_secrets(db: &TestDb, args: &[&str]) -> Spawn {
+    db.spawn(args)
         .env("JOBQ_DISCORD_TOKEN", DISCORD_TOKEN)
         .env("JOBQ_SECRET_KEY", SECRET_KEY)
         .env("JOBQ_ADMIN_TOKEN", ADMIN_TOKEN)
         .envs(S3_ENV)
-        .env("JOBQ_LOG_FILTER", log_filter)
-        .stdout(Stdio::null())
-        .stderr(log_file)
-        .spawn()
-        .expect("spawn jobq");
-    Worker { child, log }
 }
 
-fn spawn_worker(db: &TestDb) -> Worker {
-    spawn(db, &["worker", "--queues", "transcripts"], "debug")
-}
-
-/// Polls job `id` until it is in `state`; on timeout shows the job and the worker's log.
-async fn wait_state(
-    db: &TestDb,
-    queue: &Queue,
-    id: i64,
-    state: JobState,
-    worker: &Worker,
-    within: Duration,
-) -> JobRecord {
-    let deadline = Instant::now() + within;
-    loop {
-        let job = db.job(queue, id).await;
-        if job.state == state {
-            return job;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "job {id} is not {state:?}: {job:#?}\nworker log (tail):\n{}",
-            tail(&worker.log_text())
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-fn tail(text: &str) -> &str {
-    &text[text.len().saturating_sub(4000)..]
-}
-
-async fn dm_jobs(queue: &Queue) -> Vec<JobRecord> {
-    let filter = JobFilter {
-        kind: Some("send_dm".to_string()),
-        ..JobFilter::default()
-    };
-    queue
-        .driver()
-        .list_jobs(&filter, 100)
-        .await
-        .expect("list jobs")
+/// A worker of the transcripts queue, logging at debug.
+fn spawn_worker(db: &TestDb) -> Process {
+    with_secrets(db, &["worker", "--queues", "transcripts"])
+        .log_filter("debug")
+        .start()
 }
 
 /// The one DM: keyed by the ticket, to the owner, with a link. Returns the link.
 async fn the_dm_link(queue: &Queue) -> String {
-    let dms = dm_jobs(queue).await;
+    let dms = jobs_of(queue, "send_dm").await;
     assert_eq!(dms.len(), 1, "{dms:#?}");
     let dm = &dms[0];
     assert_eq!(
@@ -263,15 +205,8 @@ async fn a_transcript_lands_once_on_the_local_store_and_jobq_web_serves_its_link
     let worker = spawn_worker(&db);
 
     let id = db.enqueue("upload_transcript", &payload(CHANNEL), &[]);
-    wait_state(
-        &db,
-        &queue,
-        id,
-        JobState::Completed,
-        &worker,
-        Duration::from_secs(60),
-    )
-    .await;
+    db.wait_job(&queue, id, secs(60), &[&worker], is(JobState::Completed))
+        .await;
     let file = store.path().join(format!("{GUILD}/{CHANNEL}.html"));
     let html = std::fs::read_to_string(&file).expect("the transcript file");
     assert_transcript(&html);
@@ -285,15 +220,8 @@ async fn a_transcript_lands_once_on_the_local_store_and_jobq_web_serves_its_link
         .expect("mtime");
     let reads = history_reads(&fake);
     let again = db.enqueue("upload_transcript", &payload(CHANNEL), &["--key", "rerun"]);
-    wait_state(
-        &db,
-        &queue,
-        again,
-        JobState::Completed,
-        &worker,
-        Duration::from_secs(60),
-    )
-    .await;
+    db.wait_job(&queue, again, secs(60), &[&worker], is(JobState::Completed))
+        .await;
     assert_eq!(std::fs::read_to_string(&file).expect("file"), html);
     assert_eq!(
         std::fs::metadata(&file)
@@ -305,11 +233,8 @@ async fn a_transcript_lands_once_on_the_local_store_and_jobq_web_serves_its_link
     assert_eq!(the_dm_link(&queue).await, link, "still the one DM");
 
     // The link works on a real `jobq web`; tampered, re-dated, expired and traversing ones don't.
-    let web = spawn(
-        &db,
-        &["web", "--bind", &format!("127.0.0.1:{web_port}")],
-        "info",
-    );
+    let bind = format!("127.0.0.1:{web_port}");
+    let web = with_secrets(&db, &["web", "--bind", &bind]).start();
     let health = format!("http://127.0.0.1:{web_port}/healthz");
     eventually(Duration::from_secs(20), "jobq web to answer", || async {
         reqwest::get(&health).await.ok().map(|_| ())
@@ -374,15 +299,8 @@ async fn a_transcript_lands_once_on_s3_and_its_presigned_link_works(backend: Bac
     let worker = spawn_worker(&db);
 
     let id = db.enqueue("upload_transcript", &payload(CHANNEL), &[]);
-    wait_state(
-        &db,
-        &queue,
-        id,
-        JobState::Completed,
-        &worker,
-        Duration::from_secs(60),
-    )
-    .await;
+    db.wait_job(&queue, id, secs(60), &[&worker], is(JobState::Completed))
+        .await;
     let key = format!("transcripts/{GUILD}/{CHANNEL}.html");
     let link = the_dm_link(&queue).await;
     assert!(
@@ -405,15 +323,8 @@ async fn a_transcript_lands_once_on_s3_and_its_presigned_link_works(backend: Bac
     // A second run: the object is untouched (same ETag and time), no second DM.
     let reads = history_reads(&fake);
     let again = db.enqueue("upload_transcript", &payload(CHANNEL), &["--key", "rerun"]);
-    wait_state(
-        &db,
-        &queue,
-        again,
-        JobState::Completed,
-        &worker,
-        Duration::from_secs(60),
-    )
-    .await;
+    db.wait_job(&queue, again, secs(60), &[&worker], is(JobState::Completed))
+        .await;
     let after = fetch(&link).await;
     assert_eq!(after.etag, object.etag);
     assert_eq!(after.last_modified, object.last_modified);
@@ -439,15 +350,9 @@ async fn discord_errors_are_classified() {
     let worker = spawn_worker(&db);
 
     let unknown = db.enqueue("upload_transcript", &payload(999), &[]);
-    let job = wait_state(
-        &db,
-        &queue,
-        unknown,
-        JobState::Failed,
-        &worker,
-        Duration::from_secs(30),
-    )
-    .await;
+    let job = db
+        .wait_job(&queue, unknown, secs(30), &[&worker], is(JobState::Failed))
+        .await;
     let error = job.last_error.unwrap_or_default();
     assert!(
         error.contains("channel 999") && error.contains("404"),
@@ -465,30 +370,17 @@ async fn discord_errors_are_classified() {
     );
     let started = Instant::now();
     let id = db.enqueue("upload_transcript", &payload(CHANNEL), &[]);
-    let job = wait_state(
-        &db,
-        &queue,
-        id,
-        JobState::Retrying,
-        &worker,
-        Duration::from_secs(30),
-    )
-    .await;
+    let job = db
+        .wait_job(&queue, id, secs(30), &[&worker], is(JobState::Retrying))
+        .await;
     assert!(job.last_error.unwrap_or_default().contains("429"));
     let wait = job.run_at - Utc::now();
     assert!(
         wait > chrono::Duration::milliseconds(2000),
         "retry at least ~3 s later: {wait}"
     );
-    wait_state(
-        &db,
-        &queue,
-        id,
-        JobState::Completed,
-        &worker,
-        Duration::from_secs(30),
-    )
-    .await;
+    db.wait_job(&queue, id, secs(30), &[&worker], is(JobState::Completed))
+        .await;
     assert!(
         started.elapsed() >= Duration::from_secs(3),
         "{:?}",
@@ -574,18 +466,11 @@ async fn a_100_mib_transcript_uploads_with_peak_memory_under_100_mib() {
     let moto = Moto::start().await;
     let db = TestDb::with_config(Backend::Sqlite, &config(&fake, &s3_settings(&moto))).await;
     let queue = db.queue().await;
-    let worker = spawn(&db, &["worker", "--queues", "transcripts"], "info");
+    let worker = with_secrets(&db, &["worker", "--queues", "transcripts"]).start();
 
     let id = db.enqueue("upload_transcript", &payload(CHANNEL), &[]);
-    wait_state(
-        &db,
-        &queue,
-        id,
-        JobState::Completed,
-        &worker,
-        Duration::from_secs(280),
-    )
-    .await;
+    db.wait_job(&queue, id, secs(280), &[&worker], is(JobState::Completed))
+        .await;
     let peak_kib = vm_hwm_kib(worker.pid());
     let size = size_of(&the_dm_link(&queue).await).await;
     eprintln!(

@@ -22,33 +22,18 @@ async fn up_runs_the_worker_the_telegram_bot_and_the_dashboard_and_says_what_it_
         telegram.url()
     );
     let db = TestDb::unmigrated(Backend::Sqlite, &extra).await;
-    let out_path = db.dir.path().join("up.out");
-    let log_path = db.dir.path().join("up.log");
-    let child = db
-        .command(&["up"])
+    let up = db
+        .spawn(&["up"])
         .env("JOBQ_TELEGRAM_TOKEN", BOT_TOKEN)
         .env("JOBQ_ADMIN_TOKEN", ADMIN_TOKEN)
-        .stdout(std::fs::File::create(&out_path).expect("stdout file"))
-        .stderr(std::fs::File::create(&log_path).expect("log file"))
-        .spawn()
-        .expect("spawn jobq up");
-    let up = Worker {
-        child,
-        log: log_path,
-    };
-    let said = || std::fs::read_to_string(&out_path).unwrap_or_default();
+        .capture_stdout()
+        .start();
+    let said = || up.stdout_text();
 
     // The dashboard: its address is printed, and it answers.
-    let address = eventually(
-        Duration::from_secs(30),
-        "the dashboard's address",
-        || async {
-            said()
-                .lines()
-                .find_map(|l| l.strip_prefix("dashboard listening on ").map(str::to_owned))
-        },
-    )
-    .await;
+    let address = up
+        .printed("dashboard listening on ", Duration::from_secs(30))
+        .await;
     let page = reqwest::Client::new()
         .get(format!("{address}api/overview"))
         .bearer_auth(ADMIN_TOKEN)

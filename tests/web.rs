@@ -73,6 +73,22 @@ async fn get_page(server: &WebServer, cookie: &str, path: &str) -> (StatusCode, 
     (status, response.text().await.expect("body"))
 }
 
+/// POSTs `form` to `path` in the session of `cookie`.
+async fn post_form(
+    server: &WebServer,
+    cookie: &str,
+    path: &str,
+    form: &(impl serde::Serialize + ?Sized),
+) -> reqwest::Response {
+    client()
+        .post(server.url(path))
+        .header(header::COOKIE, cookie)
+        .form(form)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("POST {path}: {e}"))
+}
+
 /// The CSRF token in a page's forms.
 fn csrf_of(html: &str) -> String {
     let marker = "name=\"csrf\" value=\"";
@@ -86,7 +102,7 @@ fn csrf_of(html: &str) -> String {
 
 async fn every_page_needs_an_admin(backend: Backend) {
     let db = TestDb::with_config(backend, ADMINS_CONFIG).await;
-    let server = WebServer::start(&db);
+    let server = WebServer::start(&db).await;
     let http = client();
 
     // A script without a token: 401 naming the way in. A browser: sent to the login form.
@@ -177,13 +193,13 @@ async fn every_page_needs_an_admin(backend: Backend) {
     assert!(!html.contains(ADMIN_TOKEN) && !html.contains(ALICE_TOKEN));
 
     // Logging out ends the session (with its CSRF token).
-    let response = http
-        .post(server.url("/logout"))
-        .header(header::COOKIE, &cookie)
-        .form(&[("csrf", csrf_of(&html).as_str())])
-        .send()
-        .await
-        .expect("logout");
+    let response = post_form(
+        &server,
+        &cookie,
+        "/logout",
+        &[("csrf", csrf_of(&html).as_str())],
+    )
+    .await;
     assert_eq!(response.status(), StatusCode::SEE_OTHER);
     let (status, _) = get_page(&server, &cookie, "/").await;
     assert_eq!(status, StatusCode::SEE_OTHER, "the session outlived logout");
@@ -198,28 +214,16 @@ async fn every_page_needs_an_admin(backend: Backend) {
 async fn state_changes_need_the_csrf_token(backend: Backend) {
     let db = TestDb::with_config(backend, ADMINS_CONFIG).await;
     let id = db.enqueue("test_effect", "{}", &[]);
-    let server = WebServer::start(&db);
+    let server = WebServer::start(&db).await;
     let http = client();
     let cookie = login(&server, ALICE_TOKEN).await;
     let (_, html) = get_page(&server, &cookie, &format!("/jobs/{id}")).await;
     let csrf = csrf_of(&html);
 
     for form in [vec![], vec![("csrf", "0".repeat(64))]] {
-        let response = http
-            .post(server.url(&format!("/jobs/{id}/cancel")))
-            .header(header::COOKIE, &cookie)
-            .form(&form)
-            .send()
-            .await
-            .expect("POST");
+        let response = post_form(&server, &cookie, &format!("/jobs/{id}/cancel"), &form).await;
         assert_eq!(response.status(), StatusCode::FORBIDDEN, "{form:?}");
-        let response = http
-            .post(server.url("/queues/test/pause"))
-            .header(header::COOKIE, &cookie)
-            .form(&form)
-            .send()
-            .await
-            .expect("POST");
+        let response = post_form(&server, &cookie, "/queues/test/pause", &form).await;
         assert_eq!(response.status(), StatusCode::FORBIDDEN, "{form:?}");
     }
     // Reading pages never changes anything; GET on an action is no action.
@@ -232,15 +236,7 @@ async fn state_changes_need_the_csrf_token(backend: Backend) {
     assert_ne!(response.status(), StatusCode::SEE_OTHER);
     let queue = db.queue().await;
     assert_eq!(db.job(&queue, id).await.state, JobState::Available);
-    assert!(
-        queue
-            .driver()
-            .queues()
-            .await
-            .expect("queues")
-            .iter()
-            .all(|q| !q.paused)
-    );
+    assert!(paused_queues(&queue).await.is_empty());
     assert!(
         queue
             .driver()
@@ -251,13 +247,13 @@ async fn state_changes_need_the_csrf_token(backend: Backend) {
     );
 
     // With the session's token it works; a Bearer script needs none.
-    let response = http
-        .post(server.url(&format!("/jobs/{id}/cancel")))
-        .header(header::COOKIE, &cookie)
-        .form(&[("csrf", csrf.as_str())])
-        .send()
-        .await
-        .expect("POST");
+    let response = post_form(
+        &server,
+        &cookie,
+        &format!("/jobs/{id}/cancel"),
+        &[("csrf", csrf.as_str())],
+    )
+    .await;
     assert_eq!(response.status(), StatusCode::SEE_OTHER);
     assert_eq!(
         location(response.headers()),
@@ -297,7 +293,7 @@ async fn a_script_payload_renders_inert(backend: Backend) {
         r#"{"mode":"permanent"}"#,
         &["--queue", "evil-queue"],
     );
-    let server = WebServer::start(&db);
+    let server = WebServer::start(&db).await;
     let cookie = login(&server, ADMIN_TOKEN).await;
     for path in [
         format!("/jobs/{id}"),
@@ -349,7 +345,7 @@ async fn a_failed_job_is_found_retried_and_discarded_with_audit(backend: Backend
     db.wait_for_state(broken, JobState::Failed).await;
     db.wait_for_state(fine, JobState::Completed).await;
 
-    let server = WebServer::start(&db);
+    let server = WebServer::start(&db).await;
     let http = client();
     let cookie = login(&server, ALICE_TOKEN).await;
     let (status, html) = get_page(&server, &cookie, "/jobs?state=failed&queue=test&kind=").await;
@@ -381,13 +377,13 @@ async fn a_failed_job_is_found_retried_and_discarded_with_audit(backend: Backend
     assert!(html.contains(" ms"));
     let csrf = csrf_of(&html);
 
-    let response = http
-        .post(server.url(&format!("/jobs/{flaky}/retry")))
-        .header(header::COOKIE, &cookie)
-        .form(&[("csrf", csrf.as_str())])
-        .send()
-        .await
-        .expect("retry");
+    let response = post_form(
+        &server,
+        &cookie,
+        &format!("/jobs/{flaky}/retry"),
+        &[("csrf", csrf.as_str())],
+    )
+    .await;
     assert_eq!(response.status(), StatusCode::SEE_OTHER);
     db.wait_for_state(flaky, JobState::Completed).await;
     let (_, html) = get_page(
@@ -399,24 +395,24 @@ async fn a_failed_job_is_found_retried_and_discarded_with_audit(backend: Backend
     assert!(html.contains("Retried 1 job."), "{html}");
     assert!(html.contains("s-completed"), "{html}");
 
-    let response = http
-        .post(server.url(&format!("/jobs/{broken}/discard")))
-        .header(header::COOKIE, &cookie)
-        .form(&[("csrf", csrf.as_str())])
-        .send()
-        .await
-        .expect("discard");
+    let response = post_form(
+        &server,
+        &cookie,
+        &format!("/jobs/{broken}/discard"),
+        &[("csrf", csrf.as_str())],
+    )
+    .await;
     assert_eq!(response.status(), StatusCode::SEE_OTHER);
     let queue = db.queue().await;
     assert_eq!(db.job(&queue, broken).await.state, JobState::Discarded);
     // Discarding a completed job changes nothing, and says so.
-    let response = http
-        .post(server.url(&format!("/jobs/{fine}/discard")))
-        .header(header::COOKIE, &cookie)
-        .form(&[("csrf", csrf.as_str())])
-        .send()
-        .await
-        .expect("discard");
+    let response = post_form(
+        &server,
+        &cookie,
+        &format!("/jobs/{fine}/discard"),
+        &[("csrf", csrf.as_str())],
+    )
+    .await;
     assert_eq!(
         location(response.headers()),
         format!("/jobs/{fine}?done=discard&changed=0&skipped=1")
@@ -481,8 +477,7 @@ async fn bulk_discard_by_filter_counts_and_confirms(backend: Backend) {
             .expect("count"),
         3
     );
-    let server = WebServer::start(&db);
-    let http = client();
+    let server = WebServer::start(&db).await;
     let cookie = login(&server, ADMIN_TOKEN).await;
 
     // A bulk action needs a filter.
@@ -513,25 +508,13 @@ async fn bulk_discard_by_filter_counts_and_confirms(backend: Backend) {
         }
         f
     };
-    let response = http
-        .post(server.url("/jobs/bulk"))
-        .header(header::COOKIE, &cookie)
-        .form(&form(None))
-        .send()
-        .await
-        .expect("POST");
+    let response = post_form(&server, &cookie, "/jobs/bulk", &form(None)).await;
     assert_eq!(response.status(), StatusCode::FORBIDDEN);
     assert_eq!(db.job(&queue, failed[0]).await.state, JobState::Failed);
 
     // A job failing after the confirmation was shown is not part of it.
     let late = db.enqueue("test_fail", r#"{"mode":"permanent"}"#, &[]);
-    let response = http
-        .post(server.url("/jobs/bulk"))
-        .header(header::COOKIE, &cookie)
-        .form(&form(Some(&csrf)))
-        .send()
-        .await
-        .expect("POST");
+    let response = post_form(&server, &cookie, "/jobs/bulk", &form(Some(&csrf))).await;
     assert_eq!(response.status(), StatusCode::SEE_OTHER);
     assert_eq!(
         location(response.headers()),
@@ -576,31 +559,21 @@ async fn bulk_discard_by_filter_counts_and_confirms(backend: Backend) {
 async fn pause_and_resume_a_queue(backend: Backend) {
     let db = TestDb::with_config(backend, ADMINS_CONFIG).await;
     let _worker = db.spawn_worker(&[]);
-    let server = WebServer::start(&db);
-    let http = client();
+    let server = WebServer::start(&db).await;
     let cookie = login(&server, ALICE_TOKEN).await;
     let (_, html) = get_page(&server, &cookie, "/").await;
     let csrf = csrf_of(&html);
     let queue = db.queue().await;
 
-    let response = http
-        .post(server.url("/queues/test/pause"))
-        .header(header::COOKIE, &cookie)
-        .form(&[("csrf", csrf.as_str())])
-        .send()
-        .await
-        .expect("pause");
+    let response = post_form(
+        &server,
+        &cookie,
+        "/queues/test/pause",
+        &[("csrf", csrf.as_str())],
+    )
+    .await;
     assert_eq!(response.status(), StatusCode::SEE_OTHER);
-    let paused = |queue: jobs::Queue| async move {
-        queue
-            .driver()
-            .queues()
-            .await
-            .expect("queues")
-            .iter()
-            .any(|q| q.name == "test" && q.paused)
-    };
-    assert!(paused(queue.clone()).await);
+    assert!(is_paused(&queue, "test").await);
     // A paused queue's jobs wait.
     let id = db.enqueue("test_effect", "{}", &[]);
     let (_, html) = get_page(&server, &cookie, "/").await;
@@ -608,15 +581,15 @@ async fn pause_and_resume_a_queue(backend: Backend) {
     assert!(html.contains("badge s-paused"), "{html}");
     assert_eq!(db.job(&queue, id).await.state, JobState::Available);
 
-    let response = http
-        .post(server.url("/queues/test/resume"))
-        .header(header::COOKIE, &cookie)
-        .form(&[("csrf", csrf.as_str())])
-        .send()
-        .await
-        .expect("resume");
+    let response = post_form(
+        &server,
+        &cookie,
+        "/queues/test/resume",
+        &[("csrf", csrf.as_str())],
+    )
+    .await;
     assert_eq!(response.status(), StatusCode::SEE_OTHER);
-    assert!(!paused(queue.clone()).await);
+    assert!(!is_paused(&queue, "test").await);
     db.wait_for_state(id, JobState::Completed).await;
 
     let audit = queue.driver().audit_log(10).await.expect("audit");

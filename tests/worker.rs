@@ -1,13 +1,13 @@
 //! The worker process end to end, on both backends: retries and their persisted backoff,
 //! Retry-After, permanent failures and admin repairs, exhausted attempts, panics and timeouts,
 //! a worker killed mid-job, graceful shutdown (drained, and grace exceeded), paused queues,
-//! periodic jobs across processes, garbage rows, and the registry of live workers.
+//! periodic jobs across processes, garbage rows, the registry of live workers, and the queues a
+//! worker works by default (the product's, never the benchmark's).
 
 mod support;
 
-use std::collections::HashSet;
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::collections::{BTreeSet, HashSet};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -32,61 +32,11 @@ on_both_backends!(
     a_product_kind_missing_its_credentials_fails_naming_them,
     a_running_job_cannot_be_cancelled_and_runs_to_completion,
     stats_show_the_last_hours_outcomes_per_queue,
+    a_default_worker_works_the_product_queues_and_never_bench,
 );
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
-
-/// Polls job `id` until `check` holds; on timeout shows the job and the workers' logs.
-async fn wait_job(
-    db: &TestDb,
-    queue: &Queue,
-    id: i64,
-    within: Duration,
-    what: &str,
-    workers: &[&Worker],
-    check: impl Fn(&JobRecord) -> bool,
-) -> JobRecord {
-    let deadline = Instant::now() + within;
-    loop {
-        let job = db.job(queue, id).await;
-        if check(&job) {
-            return job;
-        }
-        if Instant::now() >= deadline {
-            let logs: Vec<String> = workers.iter().map(|w| w.log_text()).collect();
-            panic!(
-                "timed out after {within:?} waiting for job {id} to be {what}; it is {job:#?}\n\
-                 worker logs:\n{}",
-                logs.join("\n----\n")
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-}
-
-fn is(state: JobState) -> impl Fn(&JobRecord) -> bool {
-    move |job| job.state == state
-}
-
-/// A worker like `TestDb::spawn_worker`, reading another config file.
-fn spawn_worker_with_config(db: &TestDb, config: &Path, extra_args: &[&str]) -> Worker {
-    let mut args = vec!["worker", "--test-kinds", "--queues", "test"];
-    args.extend_from_slice(extra_args);
-    let log = db
-        .dir
-        .path()
-        .join(format!("worker-{}.log", fastrand::u32(..)));
-    let log_file = std::fs::File::create(&log).expect("worker log");
-    let child = db
-        .command(&args)
-        .env("JOBQ_CONFIG", config)
-        .stdout(Stdio::null())
-        .stderr(log_file)
-        .spawn()
-        .expect("spawn worker");
-    Worker { child, log }
-}
 
 /// Writes the test config with `from` replaced by `to` (a setting of a section it already has).
 fn config_with(db: &TestDb, name: &str, from: &str, to: &str) -> PathBuf {
@@ -108,30 +58,18 @@ fn listed_workers(db: &TestDb) -> Vec<serde_json::Value> {
 }
 
 /// Waits until the worker with this pid is in `jobq_workers`: its fetch loops are running.
-async fn wait_registered(queue: &Queue, worker: &Worker) -> String {
+async fn wait_registered(queue: &Queue, worker: &Process) -> String {
     let pid = i32::try_from(worker.pid()).expect("pid fits");
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let workers = queue.driver().workers().await.expect("read workers");
-        if let Some(w) = workers.iter().find(|w| w.pid == pid) {
-            return w.id.clone();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "worker {pid} did not register; log:\n{}",
-            worker.log_text()
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-}
-
-fn assert_alive(worker: &mut Worker) {
-    let status = worker.child.try_wait().expect("wait worker");
-    assert!(
-        status.is_none(),
-        "worker exited ({status:?}); log:\n{}",
-        worker.log_text()
-    );
+    eventually_showing(
+        secs(15),
+        &format!("worker {pid} to register"),
+        || format!("log:\n{}", worker.shown_log()),
+        || async {
+            let workers = queue.driver().workers().await.expect("read workers");
+            workers.into_iter().find(|w| w.pid == pid).map(|w| w.id)
+        },
+    )
+    .await
 }
 
 fn ms_between(from: DateTime<Utc>, to: DateTime<Utc>) -> i64 {
@@ -147,16 +85,15 @@ async fn backoff_is_persisted_and_survives_a_killed_worker(backend: Backend) {
     let id = db.enqueue("test_fail", r#"{"mode":"retry","times":2}"#, &[]);
 
     let mut a = db.spawn_worker(&[]);
-    let first = wait_job(
-        &db,
-        &queue,
-        id,
-        Duration::from_secs(15),
-        "failed once",
-        &[&a],
-        |j| !j.errors.is_empty(),
-    )
-    .await;
+    let first = db
+        .wait_job(
+            &queue,
+            id,
+            secs(15),
+            &[&a],
+            want("failed once", |j| !j.errors.is_empty()),
+        )
+        .await;
     // Killed while the job waits for its backoff: nothing in this process remembers it.
     a.kill_hard();
 
@@ -187,16 +124,9 @@ async fn backoff_is_persisted_and_survives_a_killed_worker(backend: Backend) {
     );
 
     let b = db.spawn_worker(&[]);
-    let done = wait_job(
-        &db,
-        &queue,
-        id,
-        Duration::from_secs(20),
-        "completed",
-        &[&b],
-        is(JobState::Completed),
-    )
-    .await;
+    let done = db
+        .wait_job(&queue, id, secs(20), &[&b], is(JobState::Completed))
+        .await;
     assert_eq!(done.attempts, 3, "{done:#?}");
     assert_eq!(done.errors.len(), 2, "{done:#?}");
     assert_eq!(
@@ -231,16 +161,15 @@ async fn retry_after_is_honoured(backend: Backend) {
         &[],
     );
     let worker = db.spawn_worker(&[]);
-    let first = wait_job(
-        &db,
-        &queue,
-        id,
-        Duration::from_secs(15),
-        "failed once",
-        &[&worker],
-        |j| !j.errors.is_empty(),
-    )
-    .await;
+    let first = db
+        .wait_job(
+            &queue,
+            id,
+            secs(15),
+            &[&worker],
+            want("failed once", |j| !j.errors.is_empty()),
+        )
+        .await;
     let first_at = first.attempted_at.expect("attempted_at");
     assert_eq!(first.state, JobState::Retrying, "{first:#?}");
     assert!(
@@ -255,16 +184,9 @@ async fn retry_after_is_honoured(backend: Backend) {
         "run_at is {scheduled} ms after the failure"
     );
 
-    let done = wait_job(
-        &db,
-        &queue,
-        id,
-        Duration::from_secs(15),
-        "completed",
-        &[&worker],
-        is(JobState::Completed),
-    )
-    .await;
+    let done = db
+        .wait_job(&queue, id, secs(15), &[&worker], is(JobState::Completed))
+        .await;
     assert_eq!(done.attempts, 2, "{done:#?}");
     let second_at = done.attempted_at.expect("attempted_at");
     assert!(
@@ -302,16 +224,9 @@ async fn a_failed_job_runs_again_when_an_admin_retries_it(backend: Backend) {
 
     let out = db.jobq(&["jobs", "retry", &id.to_string()]);
     assert!(out.status.success(), "retry failed: {}", stderr(&out));
-    let done = wait_job(
-        &db,
-        &queue,
-        id,
-        Duration::from_secs(10),
-        "completed after the retry",
-        &[&worker],
-        is(JobState::Completed),
-    )
-    .await;
+    let done = db
+        .wait_job(&queue, id, secs(10), &[&worker], is(JobState::Completed))
+        .await;
     assert_eq!(done.attempts, 2, "{done:#?}");
     assert_eq!(
         done.errors, failed.errors,
@@ -324,18 +239,11 @@ async fn wait_permanently_failed(
     db: &TestDb,
     queue: &Queue,
     id: i64,
-    worker: &Worker,
+    worker: &Process,
 ) -> JobRecord {
-    let failed = wait_job(
-        db,
-        queue,
-        id,
-        Duration::from_secs(15),
-        "failed",
-        &[worker],
-        is(JobState::Failed),
-    )
-    .await;
+    let failed = db
+        .wait_job(queue, id, secs(15), &[worker], is(JobState::Failed))
+        .await;
     assert_eq!(failed.attempts, 1, "a permanent failure was retried");
     assert_eq!(failed.errors.len(), 1, "{failed:#?}");
     let error = &failed.errors[0];
@@ -358,16 +266,9 @@ async fn exhausted_attempts_fail_the_job_with_every_error(backend: Backend) {
         &["--max-attempts", "2"],
     );
     let worker = db.spawn_worker(&[]);
-    let failed = wait_job(
-        &db,
-        &queue,
-        id,
-        Duration::from_secs(15),
-        "failed",
-        &[&worker],
-        is(JobState::Failed),
-    )
-    .await;
+    let failed = db
+        .wait_job(&queue, id, secs(15), &[&worker], is(JobState::Failed))
+        .await;
     assert_eq!(failed.attempts, 2, "{failed:#?}");
     assert_eq!(failed.max_attempts, 2);
     let attempts: Vec<i32> = failed.errors.iter().map(|e| e.attempt).collect();
@@ -386,16 +287,9 @@ async fn panics_and_timeouts_are_retried_and_the_worker_keeps_running(backend: B
     let times_out = db.enqueue("test_fail", r#"{"mode":"timeout","times":1}"#, &[]);
     let mut worker = db.spawn_worker(&[]);
     for (id, says) in [(panics, "panicked"), (times_out, "timed out")] {
-        let done = wait_job(
-            &db,
-            &queue,
-            id,
-            Duration::from_secs(20),
-            "completed",
-            &[&worker],
-            is(JobState::Completed),
-        )
-        .await;
+        let done = db
+            .wait_job(&queue, id, secs(20), &[&worker], is(JobState::Completed))
+            .await;
         assert_eq!(done.attempts, 2, "{done:#?}");
         assert_eq!(done.errors.len(), 1, "{done:#?}");
         assert!(
@@ -404,19 +298,11 @@ async fn panics_and_timeouts_are_retried_and_the_worker_keeps_running(backend: B
             done.errors[0].error
         );
     }
-    assert_alive(&mut worker);
+    worker.assert_alive();
     let next = db.enqueue("test_effect", "{}", &[]);
-    wait_job(
-        &db,
-        &queue,
-        next,
-        Duration::from_secs(10),
-        "completed",
-        &[&worker],
-        is(JobState::Completed),
-    )
-    .await;
-    assert_alive(&mut worker);
+    db.wait_job(&queue, next, secs(10), &[&worker], is(JobState::Completed))
+        .await;
+    worker.assert_alive();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -427,47 +313,32 @@ async fn a_job_whose_worker_is_killed_runs_again_once(backend: Backend) {
     let queue = db.queue().await;
     let id = db.enqueue("test_effect", r#"{"sleep_ms":3000}"#, &[]);
     let mut a = db.spawn_worker(&[]);
-    let running = wait_job(
-        &db,
-        &queue,
-        id,
-        Duration::from_secs(15),
-        "running",
-        &[&a],
-        is(JobState::Running),
-    )
-    .await;
+    let running = db
+        .wait_job(&queue, id, secs(15), &[&a], is(JobState::Running))
+        .await;
     a.kill_hard();
     let killed_at = Utc::now();
     let a_id = running.attempted_by.clone().expect("attempted_by");
 
     let b = db.spawn_worker(&[]);
     // Lease (2 s) + 5 s: the rescuer's tick, the backoff and a new claim fit well within.
-    let again = wait_job(
-        &db,
-        &queue,
-        id,
-        Duration::from_secs(7),
-        "claimed by the second worker",
-        &[&b],
-        |j| j.attempts >= 2,
-    )
-    .await;
+    let again = db
+        .wait_job(
+            &queue,
+            id,
+            secs(7),
+            &[&b],
+            want("claimed by the second worker", |j| j.attempts >= 2),
+        )
+        .await;
     let delay = ms_between(killed_at, again.attempted_at.expect("attempted_at"));
     assert!(
         delay <= 7_000,
         "ran again {delay} ms after the kill: {again:#?}"
     );
-    let done = wait_job(
-        &db,
-        &queue,
-        id,
-        Duration::from_secs(15),
-        "completed",
-        &[&b],
-        is(JobState::Completed),
-    )
-    .await;
+    let done = db
+        .wait_job(&queue, id, secs(15), &[&b], is(JobState::Completed))
+        .await;
     assert_eq!(done.attempts, 2, "{done:#?}");
     assert_eq!(done.errors.len(), 1, "{done:#?}");
     assert!(
@@ -489,18 +360,10 @@ async fn graceful_shutdown_lets_the_running_job_finish(backend: Backend) {
     let queue = db.queue().await;
     let id = db.enqueue("test_effect", r#"{"sleep_ms":1000}"#, &[]);
     let mut worker = db.spawn_worker(&[]);
-    wait_job(
-        &db,
-        &queue,
-        id,
-        Duration::from_secs(15),
-        "running",
-        &[&worker],
-        is(JobState::Running),
-    )
-    .await;
+    db.wait_job(&queue, id, secs(15), &[&worker], is(JobState::Running))
+        .await;
     worker.terminate();
-    let status = worker.wait_exit(Duration::from_secs(10));
+    let status = worker.wait_exit(secs(10)).await;
     assert!(
         status.success(),
         "worker exited with {status}; log:\n{}",
@@ -523,20 +386,12 @@ async fn shutdown_past_the_grace_returns_the_job_without_spending_an_attempt(bac
         r#"shutdown_grace = "500ms""#,
     );
     let id = db.enqueue("test_effect", r#"{"sleep_ms":5000}"#, &[]);
-    let mut worker = spawn_worker_with_config(&db, &config, &[]);
-    wait_job(
-        &db,
-        &queue,
-        id,
-        Duration::from_secs(15),
-        "running",
-        &[&worker],
-        is(JobState::Running),
-    )
-    .await;
+    let mut worker = db.test_worker().config(&config).start();
+    db.wait_job(&queue, id, secs(15), &[&worker], is(JobState::Running))
+        .await;
     let signalled = Instant::now();
     worker.terminate();
-    let status = worker.wait_exit(Duration::from_secs(4));
+    let status = worker.wait_exit(secs(4)).await;
     let took = signalled.elapsed();
     assert!(
         status.success(),
@@ -576,20 +431,12 @@ async fn a_paused_queue_is_not_fetched_until_resumed(backend: Backend) {
     assert_eq!(job.state, JobState::Available, "a paused queue was fetched");
     assert_eq!(job.attempts, 0);
     assert!(db.effects(&queue).await.is_empty());
-    assert_alive(&mut worker);
+    worker.assert_alive();
 
     let out = db.jobq(&["queues", "resume", "test"]);
     assert!(out.status.success(), "resume failed: {}", stderr(&out));
-    wait_job(
-        &db,
-        &queue,
-        id,
-        Duration::from_secs(5),
-        "completed after resume",
-        &[&worker],
-        is(JobState::Completed),
-    )
-    .await;
+    db.wait_job(&queue, id, secs(5), &[&worker], is(JobState::Completed))
+        .await;
     assert_eq!(db.effects(&queue).await, [(id, 1)]);
 }
 
@@ -614,7 +461,7 @@ payload = {}
         .await
         .expect("create the effects table");
     let started = Utc::now();
-    let mut workers: Vec<Worker> = (0..3).map(|_| db.spawn_worker(&[])).collect();
+    let mut workers: Vec<Process> = (0..3).map(|_| db.spawn_worker(&[])).collect();
     for w in &workers {
         wait_registered(&queue, w).await;
     }
@@ -627,7 +474,7 @@ payload = {}
         w.terminate();
     }
     for w in &mut workers {
-        let status = w.wait_exit(Duration::from_secs(15));
+        let status = w.wait_exit(secs(15)).await;
         assert!(
             status.success(),
             "worker exited with {status}; log:\n{}",
@@ -692,14 +539,12 @@ payload = {}
     // A worker without the periodic entry finishes any job of the last period.
     let plain = db.dir.path().join("plain.toml");
     std::fs::write(&plain, TEST_CONFIG).expect("write config");
-    let drainer = spawn_worker_with_config(&db, &plain, &[]);
+    let drainer = db.test_worker().config(&plain).start();
     for job in &jobs {
-        wait_job(
-            &db,
+        db.wait_job(
             &queue,
             job.id,
-            Duration::from_secs(10),
-            "completed",
+            secs(10),
             &[&drainer],
             is(JobState::Completed),
         )
@@ -772,16 +617,9 @@ async fn garbage_rows_fail_alone_and_the_worker_keeps_running(backend: Backend) 
 
     let mut worker = db.spawn_worker(&[]);
     for (id, says) in &bad {
-        let failed = wait_job(
-            &db,
-            &queue,
-            *id,
-            Duration::from_secs(15),
-            "failed",
-            &[&worker],
-            is(JobState::Failed),
-        )
-        .await;
+        let failed = db
+            .wait_job(&queue, *id, secs(15), &[&worker], is(JobState::Failed))
+            .await;
         assert_eq!(failed.attempts, 1, "{failed:#?}");
         assert_eq!(failed.errors.len(), 1, "{failed:#?}");
         assert!(
@@ -790,30 +628,14 @@ async fn garbage_rows_fail_alone_and_the_worker_keeps_running(backend: Backend) 
             failed.errors[0].error
         );
     }
-    wait_job(
-        &db,
-        &queue,
-        good,
-        Duration::from_secs(10),
-        "completed",
-        &[&worker],
-        is(JobState::Completed),
-    )
-    .await;
-    assert_alive(&mut worker);
+    db.wait_job(&queue, good, secs(10), &[&worker], is(JobState::Completed))
+        .await;
+    worker.assert_alive();
     let later = db.enqueue("test_effect", "{}", &[]);
-    wait_job(
-        &db,
-        &queue,
-        later,
-        Duration::from_secs(10),
-        "completed",
-        &[&worker],
-        is(JobState::Completed),
-    )
-    .await;
+    db.wait_job(&queue, later, secs(10), &[&worker], is(JobState::Completed))
+        .await;
     assert_eq!(db.effects(&queue).await, [(good, 1), (later, 1)]);
-    assert_alive(&mut worker);
+    worker.assert_alive();
 }
 
 async fn a_worker_is_listed_while_running_and_gone_after_shutdown(backend: Backend) {
@@ -843,7 +665,7 @@ async fn a_worker_is_listed_while_running_and_gone_after_shutdown(backend: Backe
     );
 
     worker.terminate();
-    let status = worker.wait_exit(Duration::from_secs(10));
+    let status = worker.wait_exit(secs(10)).await;
     assert!(
         status.success(),
         "worker exited with {status}; log:\n{}",
@@ -868,16 +690,9 @@ async fn a_product_kind_missing_its_credentials_fails_naming_them(backend: Backe
         &["--queue", "test"],
     );
     let worker = db.spawn_worker(&[]);
-    let job = wait_job(
-        &db,
-        &queue,
-        dm,
-        Duration::from_secs(15),
-        "failed",
-        &[&worker],
-        is(JobState::Failed),
-    )
-    .await;
+    let job = db
+        .wait_job(&queue, dm, secs(15), &[&worker], is(JobState::Failed))
+        .await;
     assert_eq!(job.attempts, 1, "permanent: {job:#?}");
     let error = job.last_error.unwrap_or_default();
     assert!(error.contains("JOBQ_TELEGRAM_TOKEN"), "{error}");
@@ -888,16 +703,8 @@ async fn a_running_job_cannot_be_cancelled_and_runs_to_completion(backend: Backe
     let queue = db.queue().await;
     let id = db.enqueue("test_effect", r#"{"sleep_ms":1000}"#, &[]);
     let worker = db.spawn_worker(&[]);
-    wait_job(
-        &db,
-        &queue,
-        id,
-        Duration::from_secs(15),
-        "running",
-        &[&worker],
-        is(JobState::Running),
-    )
-    .await;
+    db.wait_job(&queue, id, secs(15), &[&worker], is(JobState::Running))
+        .await;
     let out = db.jobq(&["jobs", "cancel", &id.to_string()]);
     assert!(!out.status.success(), "cancel of a running job succeeded");
     assert!(
@@ -905,16 +712,9 @@ async fn a_running_job_cannot_be_cancelled_and_runs_to_completion(backend: Backe
         "{}",
         support::stderr(&out)
     );
-    let job = wait_job(
-        &db,
-        &queue,
-        id,
-        Duration::from_secs(15),
-        "completed",
-        &[&worker],
-        is(JobState::Completed),
-    )
-    .await;
+    let job = db
+        .wait_job(&queue, id, secs(15), &[&worker], is(JobState::Completed))
+        .await;
     assert_eq!(job.attempts, 1);
     assert_eq!(db.effects(&queue).await, [(id, 1)]);
 }
@@ -927,30 +727,14 @@ async fn stats_show_the_last_hours_outcomes_per_queue(backend: Backend) {
     let bad = db.enqueue("test_fail", r#"{"mode":"permanent"}"#, &[]);
     let mut worker = db.spawn_worker(&[]);
     for id in [ok1, ok2] {
-        wait_job(
-            &db,
-            &queue,
-            id,
-            Duration::from_secs(15),
-            "completed",
-            &[&worker],
-            is(JobState::Completed),
-        )
-        .await;
+        db.wait_job(&queue, id, secs(15), &[&worker], is(JobState::Completed))
+            .await;
     }
-    wait_job(
-        &db,
-        &queue,
-        bad,
-        Duration::from_secs(15),
-        "failed",
-        &[&worker],
-        is(JobState::Failed),
-    )
-    .await;
+    db.wait_job(&queue, bad, secs(15), &[&worker], is(JobState::Failed))
+        .await;
     // A graceful stop writes the counts still in memory.
     worker.terminate();
-    assert!(worker.wait_exit(Duration::from_secs(15)).success());
+    assert!(worker.wait_exit(secs(15)).await.success());
     let stats = json(&db.jobq(&["--json", "stats"]));
     let test_queue = stats["queues"]
         .as_array()
@@ -961,4 +745,29 @@ async fn stats_show_the_last_hours_outcomes_per_queue(backend: Backend) {
         serde_json::json!({"completed": 2, "failed": 1}),
         "{stats}"
     );
+}
+
+async fn a_default_worker_works_the_product_queues_and_never_bench(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let queue = db.queue().await;
+    // No --queues, no --test-kinds: what a production worker works by default.
+    let worker = db.spawn(&["worker"]).start();
+    let id = wait_registered(&queue, &worker).await;
+    let workers = queue.driver().workers().await.expect("read workers");
+    let registered = workers.iter().find(|w| w.id == id).expect("registered");
+    let worked: BTreeSet<&str> = registered
+        .queues
+        .split(',')
+        .filter_map(|q| q.split('=').next())
+        .collect();
+    let product: BTreeSet<&str> = jobs::kinds::specs().iter().map(|s| s.queue).collect();
+    assert_eq!(worked, product, "{registered:?}");
+    assert!(!worked.contains("bench"), "{registered:?}");
+    // The start-up line says the same.
+    let log = worker.log_text();
+    let started = log
+        .lines()
+        .find(|l| l.contains("worker started"))
+        .unwrap_or_else(|| panic!("no start-up line:\n{log}"));
+    assert!(!started.contains("bench"), "{started}");
 }

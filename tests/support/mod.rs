@@ -3,15 +3,18 @@
 #![allow(dead_code)]
 
 pub mod panel;
+mod process;
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use jobs::Queue;
 use jobs::configuration::Settings;
-use jobs::driver::JobRecord;
+use jobs::driver::{JobFilter, JobRecord};
+use jobs::{JobState, Queue};
+
+pub use process::{Process, Spawn, logs};
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Backend {
@@ -151,22 +154,31 @@ impl TestDb {
         command
     }
 
-    /// A worker process running the test kinds; killed when dropped.
-    pub fn spawn_worker(&self, extra_args: &[&str]) -> Worker {
-        let mut args = vec!["worker", "--test-kinds", "--queues", "test"];
-        args.extend_from_slice(extra_args);
-        let log = self
-            .dir
-            .path()
-            .join(format!("worker-{}.log", fastrand::u32(..)));
-        let log_file = std::fs::File::create(&log).expect("worker log");
-        let child = self
-            .command(&args)
-            .stdout(Stdio::null())
-            .stderr(log_file)
-            .spawn()
-            .expect("spawn worker");
-        Worker { child, log }
+    /// `jobq ARGS` as a process that runs while the test goes on; see [`Spawn`].
+    pub fn spawn(&self, args: &[&str]) -> Spawn {
+        Spawn::new(self, args)
+    }
+
+    /// A worker of the test kinds on queue `test`, to start.
+    pub fn test_worker(&self) -> Spawn {
+        self.spawn(&["worker", "--test-kinds", "--queues", "test"])
+    }
+
+    /// [`TestDb::test_worker`] with `extra_args`, started.
+    pub fn spawn_worker(&self, extra_args: &[&str]) -> Process {
+        self.test_worker().args(extra_args).start()
+    }
+
+    /// `jobq ARGS`, which must succeed.
+    pub fn jobq_ok(&self, args: &[&str]) -> Output {
+        let out = self.jobq(args);
+        assert!(
+            out.status.success(),
+            "jobq {args:?} failed: {}{}",
+            stdout(&out),
+            stderr(&out)
+        );
+        out
     }
 
     /// `jobq --json enqueue KIND PAYLOAD EXTRA...`: the new job's id.
@@ -181,35 +193,52 @@ impl TestDb {
     /// Waits until `n` worker processes have registered (each fetch loop is running).
     pub async fn wait_for_workers(&self, n: usize) {
         let queue = self.queue().await;
-        eventually(
-            Duration::from_secs(30),
-            &format!("{n} live workers"),
-            || {
-                let queue = queue.clone();
-                async move {
-                    let live = queue.driver().workers().await.ok()?;
-                    (live.len() >= n).then_some(())
-                }
-            },
-        )
+        eventually(secs(30), &format!("{n} live workers"), || async {
+            let live = queue.driver().workers().await.ok()?;
+            (live.len() >= n).then_some(())
+        })
         .await;
     }
 
     /// Waits until job `id` is in `state`.
     pub async fn wait_for_state(&self, id: i64, state: jobs::JobState) {
         let queue = self.queue().await;
-        eventually(
-            Duration::from_secs(30),
-            &format!("job {id} to be {state}"),
+        self.wait_job(&queue, id, secs(30), &[], is(state)).await;
+    }
+
+    /// Waits up to `within` for job `id` to be as `want` says; a timeout shows the job and
+    /// the logs of `processes`.
+    pub async fn wait_job(
+        &self,
+        queue: &Queue,
+        id: i64,
+        within: Duration,
+        processes: &[&Process],
+        want: Want,
+    ) -> JobRecord {
+        let last = std::sync::Mutex::new(None);
+        eventually_showing(
+            within,
+            &format!("job {id} to be {}", want.what),
             || {
-                let queue = queue.clone();
-                async move {
-                    let job = queue.driver().job(id).await.ok()??;
-                    (job.state == state).then_some(())
+                let job = last
+                    .lock()
+                    .map(|j| format!("{:#?}", *j))
+                    .unwrap_or_default();
+                format!("it is {job}\nlogs:\n{}", logs(processes))
+            },
+            || async {
+                let job = self.job(queue, id).await;
+                if (want.check)(&job) {
+                    return Some(job);
                 }
+                if let Ok(mut last) = last.lock() {
+                    *last = Some(job);
+                }
+                None
             },
         )
-        .await;
+        .await
     }
 
     pub async fn job(&self, queue: &Queue, id: i64) -> JobRecord {
@@ -270,52 +299,6 @@ fn replace_database(server: &str, name: &str) -> String {
     format!("{prefix}/{name}{query}")
 }
 
-pub struct Worker {
-    pub child: Child,
-    pub log: PathBuf,
-}
-
-impl Worker {
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    pub fn kill_hard(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-
-    pub fn terminate(&self) {
-        signal(self.pid(), "TERM");
-    }
-
-    /// Waits for the process to exit after a signal; its log on failure.
-    pub fn wait_exit(&mut self, within: Duration) -> std::process::ExitStatus {
-        let deadline = Instant::now() + within;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("wait worker") {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "worker did not exit within {within:?}; log:\n{}",
-                self.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    pub fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Worker {
-    fn drop(&mut self) {
-        self.kill_hard();
-    }
-}
-
 pub fn signal(pid: u32, name: &str) {
     let status = Command::new("kill")
         .args([&format!("-{name}"), &pid.to_string()])
@@ -340,7 +323,21 @@ pub fn json(out: &Output) -> serde_json::Value {
 }
 
 /// Polls `check` until it returns `Some`, or fails the test after `within` with `what`.
-pub async fn eventually<T, F, Fut>(within: Duration, what: &str, mut check: F) -> T
+pub async fn eventually<T, F, Fut>(within: Duration, what: &str, check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    eventually_showing(within, what, String::new, check).await
+}
+
+/// [`eventually`], adding `show()` to the failure (what was seen last, a process's log).
+pub async fn eventually_showing<T, F, Fut>(
+    within: Duration,
+    what: &str,
+    show: impl FnOnce() -> String,
+    mut check: F,
+) -> T
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
@@ -350,12 +347,62 @@ where
         if let Some(value) = check().await {
             return value;
         }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {within:?} waiting for {what}"
-        );
+        if Instant::now() >= deadline {
+            panic!("timed out after {within:?} waiting for {what}\n{}", show());
+        }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
+}
+
+pub const fn secs(n: u64) -> Duration {
+    Duration::from_secs(n)
+}
+
+/// What [`TestDb::wait_job`] waits for: [`is`] a state, or [`want`] anything else.
+pub struct Want {
+    what: String,
+    check: Box<dyn Fn(&JobRecord) -> bool>,
+}
+
+/// The job is in `state`.
+pub fn is(state: JobState) -> Want {
+    want(&state.to_string(), move |job| job.state == state)
+}
+
+/// The job passes `check`; `what` names that in a failure.
+pub fn want(what: &str, check: impl Fn(&JobRecord) -> bool + 'static) -> Want {
+    Want {
+        what: what.to_string(),
+        check: Box::new(check),
+    }
+}
+
+pub async fn all_jobs(queue: &Queue) -> Vec<JobRecord> {
+    list_jobs(queue, JobFilter::default()).await
+}
+
+pub async fn jobs_of(queue: &Queue, kind: &str) -> Vec<JobRecord> {
+    let filter = JobFilter {
+        kind: Some(kind.to_string()),
+        ..JobFilter::default()
+    };
+    list_jobs(queue, filter).await
+}
+
+async fn list_jobs(queue: &Queue, filter: JobFilter) -> Vec<JobRecord> {
+    queue
+        .driver()
+        .list_jobs(&filter, 10_000)
+        .await
+        .expect("list jobs")
+}
+
+/// A local port nothing listens on (for a server the test starts).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
 }
 
 pub fn path_str(p: &Path) -> &str {

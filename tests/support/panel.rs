@@ -1,15 +1,12 @@
 //! A fake S-UI panel, a database configured for it, and a worker of the panel queues: what the
 //! handler tests (provision, renewal, expiry, usage sync) share.
 
-use std::process::Stdio;
-use std::time::Duration;
-
 use fakes::sui::{FakeSui, SuiOptions};
-use jobs::driver::{JobFilter, JobRecord};
+use jobs::driver::JobRecord;
 use jobs::subscriptions::{Subscription, Subscriptions};
 use jobs::{JobState, Queue};
 
-use super::{Backend, TestDb, Worker, json};
+use super::{Backend, Process, Spawn, TestDb, is, secs};
 
 pub const TOKEN: &str = "tokenOfThePanelMain0123456789ab";
 pub const SECRET: &str = "8f1c2a9b4d7e6f3051a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6f7a8";
@@ -48,33 +45,16 @@ inbounds = [1]
     TestDb::with_config(backend, &config).await
 }
 
-/// `jobq worker --queues QUEUES` with the panel's token and the secret key; killed when dropped.
-pub fn spawn_panel_worker_on(db: &TestDb, queues: &str) -> Worker {
-    spawn_panel_worker_with(db, queues, &[])
-}
-
-/// [`spawn_panel_worker_on`] with more environment variables (a bot token, say).
-pub fn spawn_panel_worker_with(db: &TestDb, queues: &str, env: &[(&str, &str)]) -> Worker {
-    let log = db
-        .dir
-        .path()
-        .join(format!("worker-{}.log", fastrand::u32(..)));
-    let log_file = std::fs::File::create(&log).expect("worker log");
-    let child = db
-        .command(&["worker", "--queues", queues])
+/// `jobq worker --queues QUEUES` with the panel's token and the secret key, to start.
+pub fn panel_worker(db: &TestDb, queues: &str) -> Spawn {
+    db.spawn(&["worker", "--queues", queues])
         .env("JOBQ_PANEL_MAIN_TOKEN", TOKEN)
         .env("JOBQ_SECRET_KEY", SECRET)
-        .envs(env.iter().copied())
-        .stdout(Stdio::null())
-        .stderr(log_file)
-        .spawn()
-        .expect("spawn worker");
-    Worker { child, log }
 }
 
 /// A worker of the `panel` queue only (DMs stay queued, for the test to read).
-pub fn spawn_panel_worker(db: &TestDb) -> Worker {
-    spawn_panel_worker_on(db, "panel")
+pub fn spawn_panel_worker(db: &TestDb) -> Process {
+    panel_worker(db, "panel").start()
 }
 
 /// A `provision_client` payload for [`USER`] on Telegram.
@@ -84,13 +64,8 @@ pub fn payload(panel: &str, plan: &str) -> String {
 
 /// `jobq --json enqueue KIND PAYLOAD [--key KEY]`: the new job's id.
 pub fn enqueue_kind(db: &TestDb, kind: &str, payload: &str, key: Option<&str>) -> i64 {
-    let mut args = vec!["--json", "enqueue", kind, payload];
-    if let Some(key) = key {
-        args.extend(["--key", key]);
-    }
-    let out = json(&db.jobq(&args));
-    assert_eq!(out["created"], true, "{out}");
-    out["id"].as_i64().expect("an id")
+    let key: Vec<&str> = key.map(|k| vec!["--key", k]).unwrap_or_default();
+    db.enqueue(kind, payload, &key)
 }
 
 /// `jobq --json enqueue provision_client PAYLOAD [--key KEY]`: the job's id.
@@ -98,39 +73,15 @@ pub fn enqueue(db: &TestDb, payload: &str, key: Option<&str>) -> i64 {
     enqueue_kind(db, "provision_client", payload, key)
 }
 
-/// Polls job `id` until it is in `state`; on timeout shows the job and the worker's log.
+/// Waits for job `id` to be in `state`; on timeout shows the job and the worker's log.
 pub async fn wait_state(
     db: &TestDb,
     queue: &Queue,
     id: i64,
     state: JobState,
-    worker: &Worker,
+    worker: &Process,
 ) -> JobRecord {
-    let deadline = std::time::Instant::now() + Duration::from_secs(45);
-    loop {
-        let job = db.job(queue, id).await;
-        if job.state == state {
-            return job;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "job {id} is not {state:?}: {job:#?}\nworker log:\n{}",
-            worker.log_text()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-pub async fn jobs_of(queue: &Queue, kind: &str) -> Vec<JobRecord> {
-    let filter = JobFilter {
-        kind: Some(kind.to_string()),
-        ..JobFilter::default()
-    };
-    queue
-        .driver()
-        .list_jobs(&filter, 100)
-        .await
-        .expect("list jobs")
+    db.wait_job(queue, id, secs(45), &[worker], is(state)).await
 }
 
 pub async fn subscriptions(queue: &Queue) -> Vec<Subscription> {

@@ -157,3 +157,167 @@ pub async fn keep(leases: Arc<Leases>, queue: Queue, lease: Duration) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A task that runs until aborted, as a job's handler does; its abort handle.
+    fn handler_task() -> (tokio::task::JoinHandle<()>, AbortHandle) {
+        let task = tokio::spawn(std::future::pending::<()>());
+        let abort = task.abort_handle();
+        (task, abort)
+    }
+
+    async fn assert_aborted(task: tokio::task::JoinHandle<()>) {
+        let ended = tokio::time::timeout(Duration::from_secs(5), task)
+            .await
+            .expect("the aborted task ends");
+        assert!(ended.is_err_and(|e| e.is_cancelled()), "not aborted");
+    }
+
+    fn sorted(mut leases: Vec<(i64, i32)>) -> Vec<(i64, i32)> {
+        leases.sort_unstable();
+        leases
+    }
+
+    #[test]
+    fn a_lease_is_held_while_running_and_completing_and_let_go_once_written() {
+        let leases = Leases::default();
+        leases.start(1, 1);
+        leases.start(2, 3);
+        assert_eq!(sorted(leases.all()), [(1, 1), (2, 3)]);
+        assert_eq!(leases.running_count(), 2);
+
+        // Finished: no longer running, but its lease is still extended until written.
+        assert!(leases.finish(1), "the executor may hand over the outcome");
+        assert_eq!(leases.running_count(), 1);
+        assert_eq!(sorted(leases.all()), [(1, 1), (2, 3)]);
+
+        leases.written([1]);
+        assert_eq!(leases.all(), [(2, 3)]);
+        // Writing an outcome twice, or one never held, changes nothing.
+        leases.written([1, 99]);
+        assert_eq!(leases.all(), [(2, 3)]);
+    }
+
+    #[test]
+    fn an_outcome_is_handed_over_once() {
+        let leases = Leases::default();
+        leases.start(5, 1);
+        assert!(leases.finish(5));
+        assert!(!leases.finish(5), "a second finish of the same attempt");
+        assert!(!leases.finish(6), "a job this process never held");
+    }
+
+    #[tokio::test]
+    async fn shutdown_takes_the_running_jobs_stops_their_handlers_and_keeps_the_completing() {
+        let leases = Leases::default();
+        let (task, abort) = handler_task();
+        leases.start(1, 2);
+        leases.set_abort(1, abort);
+        leases.start(2, 1);
+        leases.start(3, 1);
+        assert!(leases.finish(3));
+
+        assert_eq!(sorted(leases.take_running()), [(1, 2), (2, 1)]);
+        assert_aborted(task).await;
+        assert_eq!(leases.running_count(), 0);
+        // The executors that were stopped cannot write an outcome now.
+        assert!(!leases.finish(1));
+        assert!(!leases.finish(2));
+        // The finished job's outcome is still on its way: its lease is kept until written.
+        assert_eq!(leases.all(), [(3, 1)]);
+        assert!(leases.take_running().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_lost_lease_stops_the_handler_and_its_outcome_is_never_handed_over() {
+        let leases = Leases::default();
+        let (lost_task, lost_abort) = handler_task();
+        let (kept_task, kept_abort) = handler_task();
+        leases.start(1, 1);
+        leases.set_abort(1, lost_abort);
+        leases.start(2, 1);
+        leases.set_abort(2, kept_abort);
+
+        let asked = leases.all();
+        leases.lose(&asked, &HashSet::from([2]));
+        assert_aborted(lost_task).await;
+        assert!(!leases.finish(1), "the outcome of a lost lease");
+        assert_eq!(leases.all(), [(2, 1)]);
+        assert!(!kept_task.is_finished(), "a held lease's handler was stopped");
+        assert!(leases.finish(2));
+        kept_task.abort();
+    }
+
+    #[test]
+    fn a_lost_lease_of_an_earlier_attempt_leaves_the_current_one_alone() {
+        let leases = Leases::default();
+        leases.start(1, 2);
+        // The keeper asked about attempt 1 before this process claimed attempt 2.
+        leases.lose(&[(1, 1)], &HashSet::new());
+        assert_eq!(leases.all(), [(1, 2)]);
+        assert!(leases.finish(1));
+    }
+
+    #[test]
+    fn a_lost_lease_of_a_completing_job_leaves_it_to_the_completer() {
+        let leases = Leases::default();
+        leases.start(1, 1);
+        assert!(leases.finish(1));
+        leases.lose(&[(1, 1)], &HashSet::new());
+        assert_eq!(leases.all(), [(1, 1)], "held until the completer writes it");
+        leases.written([1]);
+        assert!(leases.all().is_empty());
+    }
+
+    #[test]
+    fn an_abort_handle_for_a_job_not_running_is_ignored() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime");
+        let _entered = runtime.enter();
+        let (_task, abort) = handler_task();
+        let leases = Leases::default();
+        leases.set_abort(9, abort);
+        assert!(leases.all().is_empty());
+        assert!(leases.take_running().is_empty());
+    }
+
+    #[tokio::test]
+    async fn waiting_for_idle_ends_when_the_last_job_finishes_or_at_the_deadline() {
+        let leases = Arc::new(Leases::default());
+        let soon = || tokio::time::Instant::now() + Duration::from_millis(50);
+        assert!(leases.wait_idle(soon()).await, "nothing runs");
+
+        leases.start(1, 1);
+        assert!(!leases.wait_idle(soon()).await, "a job still runs at the deadline");
+
+        let finisher = leases.clone();
+        let finish = tokio::spawn(async move {
+            tokio::task::yield_now().await;
+            finisher.finish(1)
+        });
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        assert!(leases.wait_idle(deadline).await);
+        assert!(finish.await.expect("finisher"));
+        // Idle, though the finished job's lease is held until its outcome is written.
+        assert_eq!(leases.all(), [(1, 1)]);
+    }
+
+    #[tokio::test]
+    async fn a_lost_lease_wakes_a_shutdown_waiting_for_idle() {
+        let leases = Arc::new(Leases::default());
+        leases.start(1, 1);
+        let keeper = leases.clone();
+        let lose = tokio::spawn(async move {
+            tokio::task::yield_now().await;
+            keeper.lose(&[(1, 1)], &HashSet::new());
+        });
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        assert!(leases.wait_idle(deadline).await);
+        lose.await.expect("keeper");
+        assert!(leases.all().is_empty());
+    }
+}
