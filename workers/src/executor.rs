@@ -184,9 +184,9 @@ mod tests {
     /// The error an outcome records: who, which attempt, how long it took, what it said.
     fn recorded(finish: &Finish, attempt: i32) -> &str {
         let error = match finish {
-            Finish::Retry { error, .. } | Finish::Failed { error } | Finish::Cancelled { error } => {
-                error
-            }
+            Finish::Retry { error, .. }
+            | Finish::Failed { error }
+            | Finish::Cancelled { error } => error,
             Finish::Completed => panic!("a completed attempt records no error"),
         };
         assert_eq!(error.attempt, attempt, "{error:?}");
@@ -215,11 +215,17 @@ mod tests {
             let first = outcome(Err(JobError::retry("panel answered 502")), 1, 3);
             assert_eq!(recorded(&first, 1), "panel answered 502");
             let delay = retry_delay(&first).as_secs_f64();
-            assert!((0.8..=1.2).contains(&delay), "attempt 1 waits 1 s ±20%: {delay}");
+            assert!(
+                (0.8..=1.2).contains(&delay),
+                "attempt 1 waits 1 s ±20%: {delay}"
+            );
 
             let second = outcome(Err(JobError::retry("again")), 2, 3);
             let delay = retry_delay(&second).as_secs_f64();
-            assert!((1.6..=2.4).contains(&delay), "attempt 2 waits 2 s ±20%: {delay}");
+            assert!(
+                (1.6..=2.4).contains(&delay),
+                "attempt 2 waits 2 s ±20%: {delay}"
+            );
         }
     }
 
@@ -267,7 +273,10 @@ mod tests {
         assert_eq!(recorded(&failed, 1), "no such plan");
 
         let cancelled = outcome(Err(JobError::Cancel("subscription gone".into())), 2, 5);
-        assert!(matches!(cancelled, Finish::Cancelled { .. }), "{cancelled:?}");
+        assert!(
+            matches!(cancelled, Finish::Cancelled { .. }),
+            "{cancelled:?}"
+        );
         assert_eq!(recorded(&cancelled, 2), "subscription gone");
     }
 
@@ -285,7 +294,10 @@ mod tests {
             reason: "429".into(),
         };
         let retry_after = outcome(Err(after), 3, 3);
-        assert!(matches!(retry_after, Finish::Failed { .. }), "{retry_after:?}");
+        assert!(
+            matches!(retry_after, Finish::Failed { .. }),
+            "{retry_after:?}"
+        );
         assert_eq!(
             recorded(&retry_after, 3),
             "429 (attempt 3 of 3: no attempts left)"
@@ -343,7 +355,10 @@ mod tests {
         let literal = guarded(Duration::from_secs(5), panics()).await;
         assert_eq!(literal, Err(JobError::retry("panicked: boom")));
         let formatted = guarded(Duration::from_secs(5), panics_formatting("main")).await;
-        assert_eq!(formatted, Err(JobError::retry("panicked: panel main is gone")));
+        assert_eq!(
+            formatted,
+            Err(JobError::retry("panicked: panel main is gone"))
+        );
     }
 
     #[tokio::test]

@@ -246,7 +246,10 @@ mod tests {
         assert_aborted(lost_task).await;
         assert!(!leases.finish(1), "the outcome of a lost lease");
         assert_eq!(leases.all(), [(2, 1)]);
-        assert!(!kept_task.is_finished(), "a held lease's handler was stopped");
+        assert!(
+            !kept_task.is_finished(),
+            "a held lease's handler was stopped"
+        );
         assert!(leases.finish(2));
         kept_task.abort();
     }
@@ -292,7 +295,10 @@ mod tests {
         assert!(leases.wait_idle(soon()).await, "nothing runs");
 
         leases.start(1, 1);
-        assert!(!leases.wait_idle(soon()).await, "a job still runs at the deadline");
+        assert!(
+            !leases.wait_idle(soon()).await,
+            "a job still runs at the deadline"
+        );
 
         let finisher = leases.clone();
         let finish = tokio::spawn(async move {

@@ -2,7 +2,7 @@
 //!
 //! - [`handler`]: what a job kind's handler is, how its result is classified, the registry.
 //! - [`runtime`]: starts and stops everything below for one process.
-//! - [`producer`]: the fetch loop of one queue, claiming only as many jobs as it has free slots.
+//! - [`fetcher`]: the fetch loop of one queue, claiming only as many jobs as it has free slots.
 //! - [`executor`]: runs one job with its timeout, catches panics, classifies the outcome.
 //! - [`completer`]: writes finished jobs in batches, and counts outcomes per minute.
 //! - [`leases`]: the jobs this process holds, and the lease keeper that extends them.
@@ -18,6 +18,7 @@ pub mod chat;
 pub mod completer;
 pub mod executor;
 pub mod failure_alerts;
+pub mod fetcher;
 pub mod handler;
 pub mod handlers;
 pub mod leases;
@@ -25,7 +26,6 @@ pub mod maintenance;
 pub mod metrics;
 pub mod panel;
 pub mod periodic;
-pub mod producer;
 pub mod runtime;
 pub mod testkit;
 pub mod transcripts;

@@ -14,12 +14,12 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::completer::{Completer, Message};
+use crate::fetcher::{Fetcher, Slots};
 use crate::handler::Registry;
 use crate::leases::{self, Leases};
 use crate::maintenance::Maintenance;
 use crate::metrics::WorkerMetrics;
 use crate::periodic::Periodic;
-use crate::producer::{Producer, Slots};
 
 /// How long shutdown waits for the completer's last batch.
 const COMPLETER_SHUTDOWN: Duration = Duration::from_secs(10);
@@ -161,7 +161,7 @@ impl Runtime {
             self.spawn_listener(),
             tokio::spawn(leases::keep(leases, self.queue.clone(), self.options.lease)),
         ];
-        let producers = self.spawn_producers(&shared, &stop_rx);
+        let fetchers = self.spawn_fetchers(&shared, &stop_rx);
         services.push(tokio::spawn(
             Maintenance {
                 shared: shared.clone(),
@@ -177,8 +177,8 @@ impl Runtime {
         shutdown.await;
         tracing::info!(worker = %worker_id, "shutting down: no new jobs, waiting for running ones");
         let _ = stop_tx.send(true);
-        for producer in producers {
-            let _ = producer.await;
+        for fetcher in fetchers {
+            let _ = fetcher.await;
         }
         self.drain(&shared).await;
         let _ = shared.completer.send(Message::Stop);
@@ -237,7 +237,7 @@ impl Runtime {
         })
     }
 
-    fn spawn_producers(
+    fn spawn_fetchers(
         &self,
         shared: &Arc<Shared>,
         stop: &watch::Receiver<bool>,
@@ -247,7 +247,7 @@ impl Runtime {
             .iter()
             .map(|(queue, concurrency)| {
                 tokio::spawn(
-                    Producer {
+                    Fetcher {
                         shared: shared.clone(),
                         queue: queue.clone(),
                         slots: Arc::new(Slots::new(*concurrency)),

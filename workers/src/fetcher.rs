@@ -46,7 +46,7 @@ impl Slots {
     }
 }
 
-pub struct Producer {
+pub struct Fetcher {
     pub shared: Arc<Shared>,
     pub queue: String,
     pub slots: Arc<Slots>,
@@ -55,8 +55,8 @@ pub struct Producer {
     pub stop: watch::Receiver<bool>,
 }
 
-impl Producer {
-    #[tracing::instrument(name = "producer", skip_all, fields(queue = %self.queue))]
+impl Fetcher {
+    #[tracing::instrument(name = "fetcher", skip_all, fields(queue = %self.queue))]
     pub async fn run(mut self) {
         let mut error_delay = Duration::from_millis(100);
         let metrics = self.shared.metrics.queue(&self.queue);
