@@ -106,7 +106,7 @@ async fn missing_and_malformed_secrets_are_named_and_never_printed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_complete_environment_passes() {
     let db = TestDb::with_config(Backend::Postgres, PANEL).await;
-    let secret = "8f1c2a9b4d7e6f3051a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6f7a8";
+    let secret = "8b80c83618b2e287707c6d8789cc006804f0e9e6cf14a0eb0ee49eded38cf073";
     let out = check(
         &db,
         &[

@@ -371,7 +371,7 @@ async fn subscription_shows_only_the_callers_own(backend: Backend) {
     let db = TestDb::new(backend).await;
     let queue = db.queue().await;
     let bot = bot_with(&queue, &generous());
-    let key = SecretKey::parse("8f1c2a9b4d7e6f3051a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6f7a8")
+    let key = SecretKey::parse("8b80c83618b2e287707c6d8789cc006804f0e9e6cf14a0eb0ee49eded38cf073")
         .expect("key");
     let owner = i64::try_from(OWNER).expect("fits");
     Subscriptions::new(&queue)

@@ -26,7 +26,7 @@ on_both_backends!(
 const DISCORD_TOKEN: &str = "discordBotToken.ForTranscriptTests.7fK2pQ";
 const S3_ACCESS: &str = "AKIATRANSCRIPTTEST01";
 const S3_SECRET: &str = "s3SecretThatMustNeverBeLogged/0123456789abcd";
-const SECRET_KEY: &str = "8f1c2a9b4d7e6f3051a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6f7a8";
+const SECRET_KEY: &str = "8b80c83618b2e287707c6d8789cc006804f0e9e6cf14a0eb0ee49eded38cf073";
 const ADMIN_TOKEN: &str = "adminTokenForTranscriptTests0001";
 const SECRETS: [&str; 4] = [DISCORD_TOKEN, S3_SECRET, SECRET_KEY, ADMIN_TOKEN];
 const GUILD: u64 = 1_100_000_000_000_000_001;

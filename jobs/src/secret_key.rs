@@ -303,15 +303,23 @@ fn owner_only_options() -> std::fs::OpenOptions {
     options
 }
 
-/// Random bytes do not look like this: few distinct values (a repeated pattern), or all
-/// printable ASCII (a passphrase encoded; 32 random bytes are all printable with odds of about
-/// 1 in 10^14).
+/// Random bytes do not look like this (each test fails 32 random bytes with odds far below
+/// 1 in 10^12):
+/// - few distinct values: a low-entropy pattern (`00…`, a short alphabet);
+/// - all printable ASCII: a passphrase encoded (odds for random bytes about 1 in 10^14);
+/// - few distinct steps between neighbours: a counting sequence (`00 01 02 …`, `ff fd fb …`);
+/// - a repetition of a shorter block (`range(16)` twice).
 fn looks_weak(bytes: &[u8]) -> bool {
-    let distinct = bytes
-        .iter()
-        .collect::<std::collections::BTreeSet<_>>()
+    use std::collections::BTreeSet;
+    let distinct = bytes.iter().collect::<BTreeSet<_>>().len();
+    let steps = bytes
+        .windows(2)
+        .map(|w| w[1].wrapping_sub(w[0]))
+        .collect::<BTreeSet<_>>()
         .len();
-    distinct < 16 || bytes.iter().all(|b| (0x20..0x7f).contains(b))
+    let repeats =
+        (1..=bytes.len() / 2).any(|period| bytes.iter().zip(&bytes[period..]).all(|(a, b)| a == b));
+    distinct < 16 || steps < 16 || repeats || bytes.iter().all(|b| (0x20..0x7f).contains(b))
 }
 
 /// The first `chars` characters of `bytes` in lowercase base32 (RFC 4648 alphabet, no padding).
@@ -343,7 +351,7 @@ mod tests {
     use super::*;
     use crate::configuration::Settings;
 
-    const HEX_KEY: &str = "8f1c2a9b4d7e6f3051a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6f7a8";
+    const HEX_KEY: &str = "8b80c83618b2e287707c6d8789cc006804f0e9e6cf14a0eb0ee49eded38cf073";
 
     fn key() -> SecretKey {
         SecretKey::parse(HEX_KEY).expect("valid key")
@@ -393,7 +401,7 @@ mod tests {
     /// `client_name(1)` under [`HEX_KEY`], checked independently:
     /// `'jq' + b32(HMAC-SHA256(key, b"jobq\0client-name/v1\0" + b"1")).lower()[:20]`.
     /// Changing the derivation would change the names of retried provisions.
-    const KNOWN_NAME_OF_ID_1: &str = "jqmzupofepbyku4cgeqflc";
+    const KNOWN_NAME_OF_ID_1: &str = "jqpicx776gmerkbrp25kxz";
 
     #[test]
     fn base32_is_rfc4648() {
@@ -405,9 +413,7 @@ mod tests {
 
     #[test]
     fn keys_parse_from_hex_and_base64() {
-        let raw: Vec<u8> = (0..32u8)
-            .map(|i| i.wrapping_mul(37).wrapping_add(200))
-            .collect();
+        let raw: Vec<u8> = hex::decode(HEX_KEY).expect("hex");
         use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
         let forms = [
             hex::encode(&raw),
@@ -424,6 +430,15 @@ mod tests {
     }
 
     #[test]
+    fn random_keys_are_never_taken_for_patterns() {
+        for _ in 0..10_000 {
+            let mut bytes = [0u8; 32];
+            getrandom::fill(&mut bytes).expect("random");
+            assert!(!looks_weak(&bytes), "{}", hex::encode(bytes));
+        }
+    }
+
+    #[test]
     fn weak_or_malformed_keys_are_refused_without_echoing_them() {
         let cases = [
             ("", "empty"),
@@ -431,6 +446,24 @@ mod tests {
             ("abcdef0123456789", "too short"),
             (&"00".repeat(32), "too weak"),
             (&"0123456789abcdef".repeat(4), "too weak"),
+            // Counting sequences and repeated blocks: every byte value distinct, still a pattern.
+            (&hex::encode((0u8..32).collect::<Vec<_>>()), "too weak"),
+            (
+                &hex::encode((0u8..32).rev().collect::<Vec<_>>()),
+                "too weak",
+            ),
+            (
+                &hex::encode((0u8..64).step_by(2).collect::<Vec<_>>()),
+                "too weak",
+            ),
+            (
+                &hex::encode((0u8..16).chain(0..16).collect::<Vec<_>>()),
+                "too weak",
+            ),
+            (
+                &hex::encode([0x8f, 0x1c, 0x55, 0x3a, 0xd0, 0x07, 0xe4, 0x92].repeat(4)),
+                "too weak",
+            ),
             // 48 bytes of base64-encoded text: a passphrase, not a key.
             (
                 "dGhpcyBpcyBteSB2ZXJ5IGxvbmcgYW5kIHZlcnkgc2VjcmV0IHBhc3NwaHJhc2UhISE=",
@@ -452,7 +485,7 @@ mod tests {
         // A refused variable never falls back to the file.
         assert!(!dir.path().join(KEY_FILE_NAME).exists());
         let debug = format!("{:?}", key());
-        assert!(!debug.contains("8f1c"), "{debug}");
+        assert!(!debug.contains("8b80c836"), "{debug}");
     }
 
     #[test]

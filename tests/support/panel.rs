@@ -9,7 +9,7 @@ use jobs::{JobState, Queue};
 use super::{Backend, Process, Spawn, TestDb, is, secs};
 
 pub const TOKEN: &str = "tokenOfThePanelMain0123456789ab";
-pub const SECRET: &str = "8f1c2a9b4d7e6f3051a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6f7a8";
+pub const SECRET: &str = "8b80c83618b2e287707c6d8789cc006804f0e9e6cf14a0eb0ee49eded38cf073";
 pub const USER: i64 = 424242;
 
 pub async fn fake() -> FakeSui {

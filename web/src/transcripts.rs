@@ -184,7 +184,7 @@ fn headers(response: &mut Response, content_type: &'static str) {
 mod tests {
     use super::*;
 
-    const HEX_KEY: &str = "8f1c2a9b4d7e6f3051a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6f7a8";
+    const HEX_KEY: &str = "8b80c83618b2e287707c6d8789cc006804f0e9e6cf14a0eb0ee49eded38cf073";
 
     fn query(expires: i64, sig: &str) -> LinkQuery {
         LinkQuery {

@@ -364,7 +364,7 @@ mod tests {
     #[test]
     fn local_links_are_signed_over_key_and_expiry() {
         let key =
-            SecretKey::parse("8f1c2a9b4d7e6f3051a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6f7a8")
+            SecretKey::parse("8b80c83618b2e287707c6d8789cc006804f0e9e6cf14a0eb0ee49eded38cf073")
                 .expect("key");
         let link = local_link("https://shop.example", &key, "1/2.html", 1_900_000_000);
         let prefix = "https://shop.example/transcripts/1/2.html?expires=1900000000&sig=";
