@@ -95,19 +95,8 @@ fn periodic_jobs(settings: &Settings) -> Check {
     if let Err(error) = workers::periodic::Periodic::new(&jobs, &registry) {
         return check(WHAT, Status::Error, error.to_string());
     }
-    for job in &jobs {
-        if let Some(panel) = job.payload.get("panel").and_then(|p| p.as_str())
-            && settings.panel(panel).is_none()
-        {
-            return check(
-                WHAT,
-                Status::Error,
-                format!(
-                    "periodic job '{}' names panel '{panel}', which no [[panels]] entry has",
-                    job.name
-                ),
-            );
-        }
+    if let Err(error) = crate::startup::periodic_panels(settings) {
+        return check(WHAT, Status::Error, error.to_string());
     }
     check(WHAT, Status::Ok, format!("{} valid", jobs.len()))
 }

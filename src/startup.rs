@@ -102,6 +102,21 @@ fn product(settings: &Settings, queue: &Queue) -> anyhow::Result<Product> {
     })
 }
 
+/// Every panel a periodic job names is configured: else each period's job would fail.
+pub fn periodic_panels(settings: &Settings) -> anyhow::Result<()> {
+    for job in settings.periodic_jobs() {
+        if let Some(panel) = job.payload.get("panel").and_then(|p| p.as_str())
+            && settings.panel(panel).is_none()
+        {
+            anyhow::bail!(
+                "periodic job '{}' names panel '{panel}', which no [[panels]] entry has",
+                job.name
+            );
+        }
+    }
+    Ok(())
+}
+
 pub async fn worker(config: Option<&Path>, args: &WorkerArgs, migrate: bool) -> anyhow::Result<()> {
     let mut overrides = Vec::new();
     if let Some(concurrency) = args.concurrency {
@@ -115,6 +130,7 @@ pub async fn worker(config: Option<&Path>, args: &WorkerArgs, migrate: bool) -> 
         overrides.push(("worker.metrics_bind", bind.clone()));
     }
     let settings = settings_with_logs(config, &overrides)?;
+    periodic_panels(&settings)?;
     let queue = Queue::connect(&settings.database).await?;
     if migrate {
         queue.migrate().await?;
