@@ -67,6 +67,7 @@ pub fn worker_registry(
     queue: &Queue,
 ) -> anyhow::Result<Registry> {
     let mut registry = Registry::new();
+    registry.know(jobs::kinds::specs());
     if test_kinds {
         testkit::register_tests(&mut registry);
     }

@@ -145,18 +145,16 @@ async fn retry_and_discard_change_the_job_and_write_the_audit_log(backend: Backe
     assert_eq!(db.job(&queue, ids[1]).await.state, JobState::Discarded);
 
     let audit = queue.driver().audit_log(10).await.expect("audit");
-    let retry = audit
-        .iter()
-        .find(|a| a.action == "retry")
-        .expect("retry audited");
+    let audited = |action: &str| {
+        let entry = audit.iter().find(|a| a.action == action);
+        entry.unwrap_or_else(|| panic!("{action} not audited: {audit:#?}"))
+    };
+    let retry = audited("retry");
     assert_eq!(retry.actor, "alice (discord 1234)");
     assert_eq!(retry.surface, "discord");
     assert_eq!(retry.target, format!("jobs {}", ids[0]));
     assert_eq!(retry.count, 1);
-    let discard = audit
-        .iter()
-        .find(|a| a.action == "discard")
-        .expect("discard audited");
+    let discard = audited("discard");
     assert_eq!(discard.actor, "bob (telegram 77)");
     assert_eq!(discard.surface, "telegram");
 }

@@ -45,6 +45,12 @@ fn bot_with(queue: &Queue, limits: &BotSettings) -> Bot {
     Bot::new(queue.clone(), limit, admins).expect("bot")
 }
 
+/// The reply's text contains `needle`.
+#[track_caller]
+fn assert_says(reply: &Reply, needle: &str) {
+    assert!(reply.content.contains(needle), "{}", reply.content);
+}
+
 fn invocation(id: u64, user: u64, command: Command) -> Invocation {
     Invocation {
         interaction_id: id,
@@ -70,13 +76,7 @@ async fn ticket_close_enqueues_the_transcript_once_for_the_topic_owner(backend: 
 
     let reply = bot.handle(&close).await;
     assert!(!reply.ephemeral, "the channel sees that it is closing");
-    assert!(
-        reply
-            .content
-            .contains(&format!("sent to <@{OWNER}> by direct message")),
-        "{}",
-        reply.content
-    );
+    assert_says(&reply, &format!("sent to <@{OWNER}> by direct message"));
     let jobs = all_jobs(&queue).await;
     assert_eq!(jobs.len(), 1);
     assert_eq!(jobs[0].kind, "upload_transcript");
@@ -140,21 +140,13 @@ async fn ticket_close_refusals_and_bad_input(backend: Backend) {
             },
         ))
         .await;
-    assert!(
-        reply.content.contains("Only the ticket's owner"),
-        "{}",
-        reply.content
-    );
+    assert_says(&reply, "Only the ticket's owner");
 
     // No owner in the topic and none given: say how to write it.
     let mut no_topic = invocation(603, ADMIN, Command::TicketClose { owner: None });
     no_topic.channel_topic = Some("general chat".into());
     let reply = bot.handle(&no_topic).await;
-    assert!(
-        reply.content.contains("`owner:<user id>`"),
-        "{}",
-        reply.content
-    );
+    assert_says(&reply, "`owner:<user id>`");
     assert!(reply.content.contains("/ticket close owner:@user"));
 
     // Outside a server.
@@ -173,11 +165,7 @@ async fn ticket_close_refusals_and_bad_input(backend: Backend) {
             },
         ))
         .await;
-    assert!(
-        reply.content.contains(&format!("<@{STRANGER}>")),
-        "{}",
-        reply.content
-    );
+    assert_says(&reply, &format!("<@{STRANGER}>"));
     let jobs = all_jobs(&queue).await;
     assert_eq!(jobs.len(), 1);
     assert_eq!(jobs[0].payload["owner"]["id"], json!(STRANGER));
@@ -200,11 +188,7 @@ async fn notify_enqueues_a_dm_for_admins_only(backend: Backend) {
 
     let refused = bot.handle(&notify(701, STRANGER)).await;
     assert!(refused.ephemeral);
-    assert!(
-        refused.content.contains("/notify is for admins only"),
-        "{}",
-        refused.content
-    );
+    assert_says(&refused, "/notify is for admins only");
     assert!(
         all_jobs(&queue).await.is_empty(),
         "a refusal enqueues nothing"
@@ -242,12 +226,9 @@ async fn notify_enqueues_a_dm_for_admins_only(backend: Backend) {
         },
     );
     let reply = bot.handle(&too_long).await;
-    assert!(
-        reply
-            .content
-            .contains("text is 2001 characters long, over the Discord limit of 2000"),
-        "{}",
-        reply.content
+    assert_says(
+        &reply,
+        "text is 2001 characters long, over the Discord limit of 2000",
     );
     assert_eq!(all_jobs(&queue).await.len(), 1);
 }
@@ -305,11 +286,7 @@ async fn jobs_commands_list_repair_and_refuse_bad_ids(backend: Backend) {
     );
 
     let refused = bot.handle(&invocation(802, STRANGER, failed)).await;
-    assert!(
-        refused.content.contains("/jobs failed is for admins only"),
-        "{}",
-        refused.content
-    );
+    assert_says(&refused, "/jobs failed is for admins only");
 
     let bad = bot
         .handle(&invocation(
@@ -318,11 +295,7 @@ async fn jobs_commands_list_repair_and_refuse_bad_ids(backend: Backend) {
             Command::JobsRetry { id: "abc".into() },
         ))
         .await;
-    assert!(
-        bad.content.contains("“abc” is not a job id"),
-        "{}",
-        bad.content
-    );
+    assert_says(&bad, "“abc” is not a job id");
 
     let retried = bot
         .handle(&invocation(
@@ -333,11 +306,7 @@ async fn jobs_commands_list_repair_and_refuse_bad_ids(backend: Backend) {
             },
         ))
         .await;
-    assert!(
-        retried.content.contains("will run again"),
-        "{}",
-        retried.content
-    );
+    assert_says(&retried, "will run again");
     let audit = queue.driver().audit_log(5).await.expect("audit");
     assert_eq!(audit[0].surface, "discord");
     assert_eq!(audit[0].actor, format!("user{ADMIN} (discord {ADMIN})"));
@@ -351,20 +320,12 @@ async fn jobs_commands_list_repair_and_refuse_bad_ids(backend: Backend) {
             },
         ))
         .await;
-    assert!(
-        discarded.content.contains("There is no job #999999"),
-        "{}",
-        discarded.content
-    );
+    assert_says(&discarded, "There is no job #999999");
 
     let stats = bot
         .handle(&invocation(806, ADMIN, Command::JobsStats))
         .await;
-    assert!(
-        stats.content.contains("• messages: available 1"),
-        "{}",
-        stats.content
-    );
+    assert_says(&stats, "• messages: available 1");
 }
 
 async fn subscription_shows_only_the_callers_own(backend: Backend) {
@@ -394,12 +355,7 @@ async fn subscription_shows_only_the_callers_own(backend: Backend) {
         .handle(&invocation(901, OWNER, Command::Subscription))
         .await;
     assert!(mine.ephemeral);
-    assert!(
-        mine.content
-            .contains("• basic (provisioning): used 0.00 GB of 50.00 GB"),
-        "{}",
-        mine.content
-    );
+    assert_says(&mine, "• basic (provisioning): used 0.00 GB of 50.00 GB");
     let theirs = bot
         .handle(&invocation(902, STRANGER, Command::Subscription))
         .await;

@@ -30,7 +30,11 @@ async fn a_refused_repair_writes_nothing(backend: Backend) {
         let out = db.jobq(args);
         assert!(!out.status.success(), "{args:?} should be refused");
     }
-    assert_eq!(audited().await.len(), before, "a refused repair left an audit row");
+    assert_eq!(
+        audited().await.len(),
+        before,
+        "a refused repair left an audit row"
+    );
     // A repair that changes a job is still audited.
     let later = db.enqueue("test_effect", "{}", &["--at", "2999-01-01T00:00:00Z"]);
     db.jobq_ok(&["jobs", "cancel", &later.to_string()]);
@@ -46,7 +50,11 @@ fn config_check(db: &TestDb, env: &[(&str, &str)]) -> std::process::Output {
 }
 
 fn failing_check(out: &std::process::Output, what: &str) -> String {
-    assert!(!out.status.success(), "config check passed: {}", stdout(out));
+    assert!(
+        !out.status.success(),
+        "config check passed: {}",
+        stdout(out)
+    );
     let report: serde_json::Value = serde_json::from_str(&stdout(out)).expect("json");
     let check = report["checks"]
         .as_array()

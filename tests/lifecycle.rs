@@ -9,11 +9,7 @@ mod support;
 use chrono::{DateTime, Utc};
 use fakes::sui::{ClientRow, Fault};
 use jobs::driver::JobRecord;
-use jobs::kinds::{Platform, UserId};
-use jobs::secret_key::SecretKey;
-use jobs::subscriptions::{
-    Activation, Flag, NewSubscription, Subscription, SubscriptionStatus, Subscriptions,
-};
+use jobs::subscriptions::{Activation, Flag, Subscription, SubscriptionStatus, Subscriptions};
 use jobs::{JobState, Queue};
 use support::panel::*;
 use support::*;
@@ -73,6 +69,11 @@ fn keyed<'a>(jobs: &'a [JobRecord], prefix: &str) -> Vec<&'a JobRecord> {
         .collect()
 }
 
+/// A DM job's text.
+fn text_of(dm: &JobRecord) -> &str {
+    dm.payload["text"].as_str().expect("text")
+}
+
 fn to_second(at: DateTime<Utc>) -> DateTime<Utc> {
     DateTime::from_timestamp(at.timestamp(), 0).expect("a time")
 }
@@ -112,12 +113,7 @@ async fn a_renewal_whose_answer_is_lost_extends_once_upgrades_and_reschedules_ex
     let dms = jobs_of(&queue, "send_dm").await;
     let renew_dms = keyed(&dms, "renew_dm:order-2");
     assert_eq!(renew_dms.len(), 1, "{dms:#?}");
-    assert!(
-        renew_dms[0].payload["text"]
-            .as_str()
-            .expect("text")
-            .contains("renewed")
-    );
+    assert!(text_of(renew_dms[0]).contains("renewed"));
     let expiries = jobs_of(&queue, "expire_subscription").await;
     let mut at: Vec<DateTime<Utc>> = expiries.iter().map(|j| j.run_at).collect();
     at.sort();
@@ -252,12 +248,7 @@ async fn sync_writes_usage_warns_once_per_threshold_and_reports_new_findings(bac
     let dms = sync().await;
     let full = keyed(&dms, &format!("usage_warning:{}:100:", a.id));
     assert_eq!(full.len(), 1, "{dms:#?}");
-    assert!(
-        full[0].payload["text"]
-            .as_str()
-            .expect("text")
-            .contains("all the traffic")
-    );
+    assert!(text_of(full[0]).contains("all the traffic"));
     assert_eq!(keyed(&sync().await, "usage_warning:").len(), 2);
 
     // The panel disagrees: A disabled there (over its volume), B twice, C missing.
@@ -286,7 +277,7 @@ async fn sync_writes_usage_warns_once_per_threshold_and_reports_new_findings(bac
     let reports = keyed(&dms, "reconcile:main:");
     assert_eq!(reports.len(), 1, "one digest for the admin: {dms:#?}");
     assert_eq!(reports[0].payload["user"]["id"], 777);
-    let text = reports[0].payload["text"].as_str().expect("text");
+    let text = text_of(reports[0]);
     for expected in [
         format!("subscription {}", a.id),
         "disabled_on_panel".to_string(),
@@ -312,27 +303,7 @@ async fn sync_writes_usage_warns_once_per_threshold_and_reports_new_findings(bac
 
 /// An active subscription whose client is not on the panel (deleted there by hand).
 async fn missing_subscription(queue: &Queue) -> Subscription {
-    let subscriptions = Subscriptions::new(queue).expect("subscriptions");
-    let key = SecretKey::parse(SECRET).expect("key");
-    let new = NewSubscription {
-        platform: Platform::Telegram,
-        user_id: UserId::parse(USER).expect("id"),
-        panel: "main".into(),
-        plan: "basic".into(),
-        volume_bytes: 10 * GIB,
-        origin_key: Some("order-c".into()),
-    };
-    let created = subscriptions.create(&key, &new).await.expect("create");
-    let activation = Activation {
-        link: jobs::subscriptions::SubscriptionLink::new("http://127.0.0.1:1/sub/x"),
-        volume_bytes: 10 * GIB,
-        expiry: to_second(Utc::now() + chrono::Duration::days(3)),
-        plan: None,
-        reset_usage: false,
-    };
-    subscriptions
-        .mark_active(created.subscription.id, &activation)
-        .await
-        .expect("mark")
-        .expect("the row")
+    let new = new_subscription(USER, 10 * GIB, Some("order-c"));
+    let expiry = to_second(Utc::now() + chrono::Duration::days(3));
+    active_subscription(queue, &new, "http://127.0.0.1:1/sub/x", expiry).await
 }

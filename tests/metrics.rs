@@ -67,14 +67,22 @@ fn parse(text: &str) -> Scrape {
 /// The value of the sample named `metric` whose labels are exactly `labels`. OpenMetrics names
 /// a counter's family without `_total`, so the parser may see its samples as untyped.
 fn value(scrape: &Scrape, metric: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    match &sample(scrape, metric, labels)?.value {
+        Value::Counter(v) | Value::Gauge(v) | Value::Untyped(v) => Some(*v),
+        _ => None,
+    }
+}
+
+/// The sample named `metric` whose labels are exactly `labels`.
+fn sample<'a>(
+    scrape: &'a Scrape,
+    metric: &str,
+    labels: &[(&str, &str)],
+) -> Option<&'a prometheus_parse::Sample> {
     scrape
         .samples
         .iter()
         .find(|s| s.metric == metric && same_labels(&s.labels, labels))
-        .and_then(|s| match &s.value {
-            Value::Counter(v) | Value::Gauge(v) | Value::Untyped(v) => Some(*v),
-            _ => None,
-        })
 }
 
 fn same_labels(have: &prometheus_parse::Labels, want: &[(&str, &str)]) -> bool {
@@ -85,25 +93,13 @@ fn same_labels(have: &prometheus_parse::Labels, want: &[(&str, &str)]) -> bool {
 
 /// The count of the histogram `metric` with these labels, from its `+Inf` bucket.
 fn histogram_count(scrape: &Scrape, metric: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    scrape
-        .samples
-        .iter()
-        .find(|s| s.metric == metric && same_labels(&s.labels, labels))
-        .and_then(|s| match &s.value {
-            Value::Histogram(buckets) => buckets
-                .iter()
-                .find(|b| b.less_than.is_infinite())
-                .map(|b| b.count),
-            _ => None,
-        })
-}
-
-/// Where the worker says it serves its metrics (it was given port 0).
-fn metrics_address(worker: &Process) -> Option<String> {
-    let log = worker.log_text();
-    let start = log.find("serving metrics at http://")? + "serving metrics at http://".len();
-    let rest = &log[start..];
-    Some(rest[..rest.find("/metrics")?].to_string())
+    match &sample(scrape, metric, labels)?.value {
+        Value::Histogram(buckets) => buckets
+            .iter()
+            .find(|b| b.less_than.is_infinite())
+            .map(|b| b.count),
+        _ => None,
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -112,6 +108,9 @@ fn metrics_address(worker: &Process) -> Option<String> {
 /// What the worker's `/metrics` must say once every job below has finished.
 /// A sample: its name, its labels, its value.
 type Figure = (&'static str, Vec<(&'static str, &'static str)>, f64);
+
+/// A sample the queue metrics must have: its name, its labels, its value.
+type Expected = (&'static str, &'static [(&'static str, &'static str)], f64);
 
 fn expected_worker_figures() -> Vec<Figure> {
     let effect = vec![("kind", "test_effect"), ("queue", "test")];
@@ -136,16 +135,7 @@ fn expected_worker_figures() -> Vec<Figure> {
 }
 
 async fn a_worker_serves_what_it_ran_and_stops_serving_with_it(backend: Backend) {
-    let db = TestDb::with_config(
-        backend,
-        r#"
-[[periodic]]
-name = "metrics-tick"
-kind = "test_effect"
-every = "3650d"
-"#,
-    )
-    .await;
+    let db = TestDb::with_config(backend, &periodic_effect("metrics-tick", "3650d")).await;
     let queue = db.queue().await;
     for _ in 0..3 {
         enqueue_effect(&queue, EnqueueOptions::default()).await;
@@ -167,15 +157,7 @@ every = "3650d"
     }
 
     let mut worker = db.spawn_worker(&["--metrics-bind", "127.0.0.1:0"]);
-    let address = eventually(
-        Duration::from_secs(15),
-        "the metrics address in the log",
-        || {
-            let address = metrics_address(&worker);
-            async move { address }
-        },
-    )
-    .await;
+    let address = worker.metrics_address().await;
 
     // Every job done (4 test_effect completed, the 3 test_fail jobs in their final states).
     eventually(Duration::from_secs(30), "every job to finish", || {
@@ -412,59 +394,25 @@ async fn queue_metrics_come_from_the_database(backend: Backend) {
             "{metric}{labels:?}:\n{text}"
         );
     };
-    check(
-        "jobq_queue_jobs",
-        &[("queue", "test"), ("state", "available")],
-        2.0,
-    );
-    check(
-        "jobq_queue_jobs",
-        &[("queue", "test"), ("state", "scheduled")],
-        1.0,
-    );
-    check(
-        "jobq_queue_jobs",
-        &[("queue", "test"), ("state", "failed")],
-        0.0,
-    );
-    check(
-        "jobq_queue_jobs",
-        &[("queue", "bench"), ("state", "available")],
-        1.0,
-    );
-    check(
-        "jobq_queue_jobs",
-        &[("queue", "bench"), ("state", "completed")],
-        0.0,
-    );
-    check("jobq_queue_paused", &[("queue", "bench")], 1.0);
-    check("jobq_queue_paused", &[("queue", "test")], 0.0);
-    check("jobq_workers_live", &[], 1.0);
-    check(
-        "jobq_queue_outcomes_last_minute",
-        &[("queue", "test"), ("outcome", "completed")],
-        7.0,
-    );
-    check(
-        "jobq_queue_outcomes_last_minute",
-        &[("queue", "test"), ("outcome", "failed")],
-        0.0,
-    );
-    check(
-        "jobq_queue_outcomes_last_hour",
-        &[("queue", "test"), ("outcome", "completed")],
-        7.0,
-    );
-    check(
-        "jobq_queue_outcomes_last_hour",
-        &[("queue", "test"), ("outcome", "failed")],
-        3.0,
-    );
-    check(
-        "jobq_queue_outcomes_last_hour",
-        &[("queue", "test"), ("outcome", "retried")],
-        4.0,
-    );
+    #[rustfmt::skip]
+    let expected: [Expected; 13] = [
+        ("jobq_queue_jobs",                 &[("queue", "test"), ("state", "available")],   2.0),
+        ("jobq_queue_jobs",                 &[("queue", "test"), ("state", "scheduled")],   1.0),
+        ("jobq_queue_jobs",                 &[("queue", "test"), ("state", "failed")],      0.0),
+        ("jobq_queue_jobs",                 &[("queue", "bench"), ("state", "available")],  1.0),
+        ("jobq_queue_jobs",                 &[("queue", "bench"), ("state", "completed")],  0.0),
+        ("jobq_queue_paused",               &[("queue", "bench")],                          1.0),
+        ("jobq_queue_paused",               &[("queue", "test")],                           0.0),
+        ("jobq_workers_live",               &[],                                            1.0),
+        ("jobq_queue_outcomes_last_minute", &[("queue", "test"), ("outcome", "completed")], 7.0),
+        ("jobq_queue_outcomes_last_minute", &[("queue", "test"), ("outcome", "failed")],    0.0),
+        ("jobq_queue_outcomes_last_hour",   &[("queue", "test"), ("outcome", "completed")], 7.0),
+        ("jobq_queue_outcomes_last_hour",   &[("queue", "test"), ("outcome", "failed")],    3.0),
+        ("jobq_queue_outcomes_last_hour",   &[("queue", "test"), ("outcome", "retried")],   4.0),
+    ];
+    for (metric, labels, want) in expected {
+        check(metric, labels, want);
+    }
     let age = value(
         &scrape,
         "jobq_queue_oldest_available_age_seconds",

@@ -37,10 +37,18 @@ async fn poison(queue: &Queue, id: i64, postgres: &str, sqlite: &str) {
 async fn raw_outcome(queue: &Queue, id: i64) -> Option<(String, String)> {
     const SQL: &str = "SELECT state, CAST(errors AS TEXT) FROM jobq_jobs WHERE id = $1";
     if let Some(pool) = queue.db().postgres_pool() {
-        sqlx::query_as(SQL).bind(id).fetch_optional(pool).await.ok()?
+        sqlx::query_as(SQL)
+            .bind(id)
+            .fetch_optional(pool)
+            .await
+            .ok()?
     } else {
         let pool = queue.db().sqlite_pool()?;
-        sqlx::query_as(SQL).bind(id).fetch_optional(pool).await.ok()?
+        sqlx::query_as(SQL)
+            .bind(id)
+            .fetch_optional(pool)
+            .await
+            .ok()?
     }
 }
 
@@ -108,7 +116,10 @@ async fn a_poison_row_fails_alone_and_its_batch_runs(backend: Backend) {
     assert!(limit.attempts >= 1, "{limit:#?}");
     if let Some(id) = unreadable {
         let errors = wait_failed_raw(&queue, id).await;
-        assert!(errors.contains("column payload"), "names the column: {errors}");
+        assert!(
+            errors.contains("column payload"),
+            "names the column: {errors}"
+        );
     }
     // The queue goes on.
     let later = db.enqueue("test_effect", "{}", &[]);
@@ -161,16 +172,28 @@ async fn rescue_goes_on_past_a_poison_row(backend: Backend) {
     let mut worker = db.spawn_worker(&[]);
     db.jobq_ok(&["queues", "resume", "test"]);
     let rescued = db
-        .wait_job(&queue, abandoned, secs(20), &[&worker], is(JobState::Completed))
+        .wait_job(
+            &queue,
+            abandoned,
+            secs(20),
+            &[&worker],
+            is(JobState::Completed),
+        )
         .await;
-    assert_eq!(rescued.attempts, 2, "the lost attempt was counted: {rescued:#?}");
+    assert_eq!(
+        rescued.attempts, 2,
+        "the lost attempt was counted: {rescued:#?}"
+    );
     assert!(
         rescued.errors[0].error.contains("lease expired"),
         "{rescued:#?}"
     );
     if backend == Backend::Sqlite {
         let errors = wait_failed_raw(&queue, poisoned).await;
-        assert!(errors.contains("column attempted_by"), "names the column: {errors}");
+        assert!(
+            errors.contains("column attempted_by"),
+            "names the column: {errors}"
+        );
     } else {
         // PostgreSQL's `-infinity` start only loses the error's duration: the job is rescued
         // and runs like the other.

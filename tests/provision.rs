@@ -12,9 +12,10 @@ use std::time::Duration;
 
 use chrono::Utc;
 use fakes::sui::{ClientRow, FakeSui, Fault};
+use jobs::driver::JobRecord;
 use jobs::kinds::{Platform, UserId};
 use jobs::secret_key::SecretKey;
-use jobs::subscriptions::{NewSubscription, Subscription, SubscriptionStatus, Subscriptions};
+use jobs::subscriptions::{Subscription, SubscriptionStatus, Subscriptions};
 use jobs::{JobState, Queue};
 use support::panel::*;
 use support::*;
@@ -83,6 +84,20 @@ async fn assert_provisioned_once(panel: &FakeSui, queue: &Queue) -> Subscription
     sub
 }
 
+/// A `basic` provision on `main` keyed `key`, a panel worker, and the job once it is in
+/// `state`.
+async fn provisioned(
+    db: &TestDb,
+    queue: &Queue,
+    key: Option<&str>,
+    state: JobState,
+) -> (Process, JobRecord) {
+    let id = enqueue(db, &payload("main", "basic"), key);
+    let worker = spawn_panel_worker(db);
+    let job = wait_state(db, queue, id, state, &worker).await;
+    (worker, job)
+}
+
 // ---------------------------------------------------------------------------------------------
 
 async fn one_provision_gives_one_client_an_active_subscription_and_its_follow_ups(
@@ -91,9 +106,7 @@ async fn one_provision_gives_one_client_an_active_subscription_and_its_follow_up
     let panel = fake().await;
     let db = db_with_panel(backend, &panel, "").await;
     let queue = db.queue().await;
-    let id = enqueue(&db, &payload("main", "basic"), Some("order-17"));
-    let worker = spawn_panel_worker(&db);
-    let job = wait_state(&db, &queue, id, JobState::Completed, &worker).await;
+    let (worker, job) = provisioned(&db, &queue, Some("order-17"), JobState::Completed).await;
     assert_eq!(job.attempts, 1, "{job:#?}");
     let sub = assert_provisioned_once(&panel, &queue).await;
     assert_eq!(sub.origin_key.as_deref(), Some("order-17"));
@@ -111,9 +124,8 @@ async fn a_connection_dropped_after_the_create_still_gives_one_client(backend: B
     let db = db_with_panel(backend, &panel, "").await;
     let queue = db.queue().await;
     // No key: the subscription's origin is the job itself.
-    let id = enqueue(&db, &payload("main", "basic"), None);
-    let worker = spawn_panel_worker(&db);
-    let job = wait_state(&db, &queue, id, JobState::Completed, &worker).await;
+    let (_worker, job) = provisioned(&db, &queue, None, JobState::Completed).await;
+    let id = job.id;
     assert_eq!(job.attempts, 2, "{job:#?}");
     assert!(
         job.errors[0].error.contains("unreachable"),
@@ -140,9 +152,7 @@ async fn a_502_is_retried_and_the_job_then_completes(backend: Backend) {
     panel.inject_on(Some("save"), Fault::BadGateway, 1);
     let db = db_with_panel(backend, &panel, "").await;
     let queue = db.queue().await;
-    let id = enqueue(&db, &payload("main", "basic"), Some("order-502"));
-    let worker = spawn_panel_worker(&db);
-    let job = wait_state(&db, &queue, id, JobState::Completed, &worker).await;
+    let (_worker, job) = provisioned(&db, &queue, Some("order-502"), JobState::Completed).await;
     assert_eq!(job.attempts, 2, "{job:#?}");
     assert!(job.errors[0].error.contains("502"), "{:?}", job.errors);
     assert_provisioned_once(&panel, &queue).await;
@@ -157,17 +167,7 @@ async fn a_duplicate_row_on_the_panel_is_deleted(backend: Backend) {
     let key = SecretKey::parse(SECRET).expect("key");
     let created = Subscriptions::new(&queue)
         .expect("subscriptions")
-        .create(
-            &key,
-            &NewSubscription {
-                platform: Platform::Telegram,
-                user_id: UserId::parse(USER).expect("id"),
-                panel: "main".into(),
-                plan: "basic".into(),
-                volume_bytes: 10 * GIB,
-                origin_key: Some("order-dup".into()),
-            },
-        )
+        .create(&key, &new_subscription(USER, 10 * GIB, Some("order-dup")))
         .await
         .expect("create");
     let name = created.subscription.client_name.expose().to_string();
@@ -183,9 +183,7 @@ async fn a_duplicate_row_on_the_panel_is_deleted(backend: Backend) {
     let first = panel.insert(row.clone());
     let second = panel.insert(row);
 
-    let id = enqueue(&db, &payload("main", "basic"), Some("order-dup"));
-    let worker = spawn_panel_worker(&db);
-    let job = wait_state(&db, &queue, id, JobState::Completed, &worker).await;
+    let (worker, job) = provisioned(&db, &queue, Some("order-dup"), JobState::Completed).await;
     // The duplicate is said in the job's errors, where admins look, then checked again.
     assert_eq!(job.attempts, 2, "{job:#?}");
     let said = &job.errors[0].error;
@@ -303,9 +301,8 @@ async fn a_refused_token_marks_the_subscription_failed_until_an_admin_retries(ba
     panel.expire_token();
     let db = db_with_panel(backend, &panel, "").await;
     let queue = db.queue().await;
-    let id = enqueue(&db, &payload("main", "basic"), Some("order-refused"));
-    let worker = spawn_panel_worker(&db);
-    let job = wait_state(&db, &queue, id, JobState::Failed, &worker).await;
+    let (worker, job) = provisioned(&db, &queue, Some("order-refused"), JobState::Failed).await;
+    let id = job.id;
     assert_eq!(job.attempts, 1, "a refused token is permanent: {job:#?}");
     let subs = subscriptions(&queue).await;
     assert_eq!(subs.len(), 1);

@@ -51,6 +51,17 @@ fn link_of(s: &Subscription) -> SubscriptionLink {
     ))
 }
 
+/// Active with `volume_bytes` until `expiry`, on the plan it has.
+fn activation(s: &Subscription, volume_bytes: i64, expiry: DateTime<Utc>) -> Activation {
+    Activation {
+        link: link_of(s),
+        volume_bytes,
+        expiry,
+        plan: None,
+        reset_usage: false,
+    }
+}
+
 async fn setup(backend: Backend) -> (TestDb, jobs::Queue, Subscriptions) {
     let db = TestDb::new(backend).await;
     let queue = db.queue().await;
@@ -193,16 +204,7 @@ async fn mark_active_then_renew(backend: Backend) {
     let s = create(&subs, &new_sub(Platform::Telegram, 42, "main", None)).await;
     let expiry = at(30);
     let active = subs
-        .mark_active(
-            s.id,
-            &Activation {
-                link: link_of(&s),
-                volume_bytes: 10 * GIB,
-                expiry,
-                plan: None,
-                reset_usage: false,
-            },
-        )
+        .mark_active(s.id, &activation(&s, 10 * GIB, expiry))
         .await
         .expect("mark active")
         .expect("found");
@@ -233,16 +235,7 @@ async fn mark_active_then_renew(backend: Backend) {
         .expect("sync");
     let renewed = at(60);
     let kept = subs
-        .mark_active(
-            s.id,
-            &Activation {
-                link: link_of(&s),
-                volume_bytes: 10 * GIB,
-                expiry: renewed,
-                plan: None,
-                reset_usage: false,
-            },
-        )
+        .mark_active(s.id, &activation(&s, 10 * GIB, renewed))
         .await
         .expect("renew")
         .expect("found");
@@ -271,31 +264,11 @@ async fn mark_active_then_renew(backend: Backend) {
 
     let unknown = SubscriptionId::try_from(999_999).expect("id");
     let none = subs
-        .mark_active(
-            unknown,
-            &Activation {
-                link: link_of(&s),
-                volume_bytes: 1,
-                expiry,
-                plan: None,
-                reset_usage: false,
-            },
-        )
+        .mark_active(unknown, &activation(&s, 1, expiry))
         .await
         .expect("no error");
     assert!(none.is_none());
-    let negative = subs
-        .mark_active(
-            s.id,
-            &Activation {
-                link: link_of(&s),
-                volume_bytes: -1,
-                expiry,
-                plan: None,
-                reset_usage: false,
-            },
-        )
-        .await;
+    let negative = subs.mark_active(s.id, &activation(&s, -1, expiry)).await;
     assert!(negative.is_err());
 }
 
@@ -435,13 +408,12 @@ async fn writes_inside_a_job_tx_commit_or_roll_back_with_its_jobs(backend: Backe
         ..EnqueueOptions::default()
     };
 
+    let order_1 = new_sub(Platform::Telegram, 42, "main", Some("order-1"));
+
     // Rolled back: neither the subscription nor the job exists.
     let mut tx = queue.begin().await.expect("begin");
     let created = Subscriptions::in_tx(&mut tx)
-        .create(
-            &key(),
-            &new_sub(Platform::Telegram, 42, "main", Some("order-1")),
-        )
+        .create(&key(), &order_1)
         .await
         .expect("create in tx");
     tx.enqueue(&dm, keyed("dm-1")).await.expect("enqueue");
@@ -462,25 +434,13 @@ async fn writes_inside_a_job_tx_commit_or_roll_back_with_its_jobs(backend: Backe
     // Committed: both, and the activation made inside the transaction.
     let mut tx = queue.begin().await.expect("begin");
     let s = Subscriptions::in_tx(&mut tx)
-        .create(
-            &key(),
-            &new_sub(Platform::Telegram, 42, "main", Some("order-1")),
-        )
+        .create(&key(), &order_1)
         .await
         .expect("create in tx")
         .subscription;
     let expiry = at(30);
     let active = Subscriptions::in_tx(&mut tx)
-        .mark_active(
-            s.id,
-            &Activation {
-                link: link_of(&s),
-                volume_bytes: 10 * GIB,
-                expiry,
-                plan: None,
-                reset_usage: false,
-            },
-        )
+        .mark_active(s.id, &activation(&s, 10 * GIB, expiry))
         .await
         .expect("activate in tx")
         .expect("found");
@@ -507,13 +467,7 @@ async fn expiry_applies_only_to_the_expiry_it_was_scheduled_for(backend: Backend
     let (_db, _queue, subs) = setup(backend).await;
     let s = create(&subs, &new_sub(Platform::Telegram, 42, "main", None)).await;
     let first = at(30);
-    let activate = |expiry| Activation {
-        link: link_of(&s),
-        volume_bytes: GIB,
-        expiry,
-        plan: None,
-        reset_usage: false,
-    };
+    let activate = |expiry| activation(&s, GIB, expiry);
     // Not active yet: nothing to expire.
     assert!(!subs.expire_if_unchanged(s.id, first).await.expect("expire"));
     subs.mark_active(s.id, &activate(first))
@@ -551,18 +505,9 @@ async fn sqlite_times_are_integer_microseconds(backend: Backend) {
     let (_db, queue, subs) = setup(backend).await;
     let s = create(&subs, &new_sub(Platform::Telegram, 42, "main", None)).await;
     let expiry = at(30);
-    subs.mark_active(
-        s.id,
-        &Activation {
-            link: link_of(&s),
-            volume_bytes: 1,
-            expiry,
-            plan: None,
-            reset_usage: false,
-        },
-    )
-    .await
-    .expect("activate");
+    subs.mark_active(s.id, &activation(&s, 1, expiry))
+        .await
+        .expect("activate");
     let Some(pool) = queue.db().sqlite_pool() else {
         return; // PostgreSQL keeps TIMESTAMPTZ.
     };

@@ -848,34 +848,10 @@ async fn a_flood_of_commands_is_slowed_and_enqueues_nothing_extra(backend: Backe
     let fake = &s.telegram;
     let queue = s.db.queue().await;
     // The customer has an active subscription, so each allowed /link enqueues a DM.
-    let key = jobs::secret_key::SecretKey::parse(panel::SECRET).expect("key");
-    let subscriptions = jobs::subscriptions::Subscriptions::new(&queue).expect("subscriptions");
-    let created = subscriptions
-        .create(
-            &key,
-            &jobs::subscriptions::NewSubscription {
-                platform: jobs::kinds::Platform::Telegram,
-                user_id: jobs::kinds::UserId::parse(CUSTOMER).expect("id"),
-                panel: "main".into(),
-                plan: "basic".into(),
-                volume_bytes: 0,
-                origin_key: None,
-            },
-        )
-        .await
-        .expect("create");
-    let activation = jobs::subscriptions::Activation {
-        link: jobs::subscriptions::SubscriptionLink::new("https://sub.example.com/sub/jqflood"),
-        volume_bytes: 0,
-        expiry: chrono::Utc::now() + chrono::Duration::days(30),
-        plan: None,
-        reset_usage: false,
-    };
-    subscriptions
-        .mark_active(created.subscription.id, &activation)
-        .await
-        .expect("mark active")
-        .expect("the row");
+    let new = panel::new_subscription(CUSTOMER, 0, None);
+    let expiry = chrono::Utc::now() + chrono::Duration::days(30);
+    let link = "https://sub.example.com/sub/jqflood";
+    panel::active_subscription(&queue, &new, link, expiry).await;
     let bot = start_bot(&s).await;
 
     for id in 100..108 {

@@ -38,6 +38,12 @@ const S3_ENV: [(&str, &str); 2] = [
     ("JOBQ_TEST_S3_SECRET", S3_SECRET),
 ];
 
+async fn fake_discord() -> FakeDiscord {
+    FakeDiscord::start(DISCORD_TOKEN)
+        .await
+        .expect("fake discord")
+}
+
 fn payload(channel: u64) -> String {
     format!(
         r#"{{"guild":{GUILD},"channel":{channel},"owner":{{"platform":"discord","id":{OWNER}}}}}"#
@@ -193,9 +199,7 @@ async fn get(url: &str) -> reqwest::Response {
 // ---------------------------------------------------------------------------------------------
 
 async fn a_transcript_lands_once_on_the_local_store_and_jobq_web_serves_its_link(backend: Backend) {
-    let fake = FakeDiscord::start(DISCORD_TOKEN)
-        .await
-        .expect("fake discord");
+    let fake = fake_discord().await;
     seed(&fake);
     let store = tempfile::tempdir().expect("store dir");
     let web_port = free_port();
@@ -289,9 +293,7 @@ async fn a_transcript_lands_once_on_the_local_store_and_jobq_web_serves_its_link
 }
 
 async fn a_transcript_lands_once_on_s3_and_its_presigned_link_works(backend: Backend) {
-    let fake = FakeDiscord::start(DISCORD_TOKEN)
-        .await
-        .expect("fake discord");
+    let fake = fake_discord().await;
     seed(&fake);
     let moto = Moto::start().await;
     let db = TestDb::with_config(backend, &config(&fake, &s3_settings(&moto))).await;
@@ -339,9 +341,7 @@ async fn a_transcript_lands_once_on_s3_and_its_presigned_link_works(backend: Bac
 /// it says, then the job completes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn discord_errors_are_classified() {
-    let fake = FakeDiscord::start(DISCORD_TOKEN)
-        .await
-        .expect("fake discord");
+    let fake = fake_discord().await;
     seed(&fake);
     let store = tempfile::tempdir().expect("store dir");
     let extra = config(&fake, &local_settings(store.path(), free_port()));
@@ -393,9 +393,7 @@ async fn discord_errors_are_classified() {
 /// message naming what is missing: never a silent fallback to local files.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn incomplete_s3_settings_stop_the_worker_naming_what_is_missing() {
-    let fake = FakeDiscord::start(DISCORD_TOKEN)
-        .await
-        .expect("fake discord");
+    let fake = fake_discord().await;
     let no_bucket = config(
         &fake,
         "store = \"s3\"\ns3_endpoint = \"http://127.0.0.1:9\"\n\
@@ -445,9 +443,7 @@ async fn incomplete_s3_settings_stop_the_worker_naming_what_is_missing() {
 async fn a_100_mib_transcript_uploads_with_peak_memory_under_100_mib() {
     const MESSAGES: usize = 52_000;
     const MIB: u64 = 1024 * 1024;
-    let fake = FakeDiscord::start(DISCORD_TOKEN)
-        .await
-        .expect("fake discord");
+    let fake = fake_discord().await;
     fake.set_channel(CHANNEL, "ticket-big", Some(GUILD));
     let line: String = ('a'..='z').cycle().take(99).collect::<String>() + "\n";
     let content = line.repeat(20);

@@ -35,8 +35,8 @@ fn location(headers: &HeaderMap) -> String {
         .to_string()
 }
 
-/// Logs in through the form; the session cookie (`name=value`).
-async fn login(server: &WebServer, token: &str) -> String {
+/// Logs in through the form: the session, with its cookie (`name=value`).
+async fn login<'a>(server: &'a WebServer, token: &str) -> Session<'a> {
     let response = client()
         .post(server.url("/login"))
         .form(&[("token", token), ("next", "/")])
@@ -53,12 +53,27 @@ async fn login(server: &WebServer, token: &str) -> String {
     for attribute in ["HttpOnly", "SameSite=Strict", "Path=/", "Max-Age="] {
         assert!(cookie.contains(attribute), "{attribute} missing: {cookie}");
     }
-    cookie
-        .split(';')
-        .next()
-        .expect("cookie pair")
-        .trim()
-        .to_string()
+    let pair = cookie.split(';').next().expect("cookie pair").trim();
+    Session {
+        server,
+        cookie: pair.to_string(),
+    }
+}
+
+/// An admin signed in to the dashboard.
+struct Session<'a> {
+    server: &'a WebServer,
+    cookie: String,
+}
+
+impl Session<'_> {
+    async fn page(&self, path: &str) -> (StatusCode, String) {
+        get_page(self.server, &self.cookie, path).await
+    }
+
+    async fn post(&self, path: &str, form: &(impl serde::Serialize + ?Sized)) -> reqwest::Response {
+        post_form(self.server, &self.cookie, path, form).await
+    }
 }
 
 async fn get_page(server: &WebServer, cookie: &str, path: &str) -> (StatusCode, String) {
@@ -178,30 +193,26 @@ async fn every_page_needs_an_admin(backend: Backend) {
         .await
         .expect("GET");
     assert_eq!(response.status(), StatusCode::OK);
-    let cookie = login(&server, ALICE_TOKEN).await;
-    let (status, html) = get_page(&server, &cookie, "/").await;
+    let session = login(&server, ALICE_TOKEN).await;
+    let (status, html) = session.page("/").await;
     assert_eq!(status, StatusCode::OK);
     assert!(
         html.contains("Signed in as <strong>alice</strong>"),
         "{html}"
     );
-    let cookie = login(&server, ADMIN_TOKEN).await;
-    let (status, html) = get_page(&server, &cookie, "/").await;
+    let session = login(&server, ADMIN_TOKEN).await;
+    let (status, html) = session.page("/").await;
     assert_eq!(status, StatusCode::OK);
     assert!(html.contains("Signed in as <strong>admin</strong>"));
     // No token is ever rendered.
     assert!(!html.contains(ADMIN_TOKEN) && !html.contains(ALICE_TOKEN));
 
     // Logging out ends the session (with its CSRF token).
-    let response = post_form(
-        &server,
-        &cookie,
-        "/logout",
-        &[("csrf", csrf_of(&html).as_str())],
-    )
-    .await;
+    let response = session
+        .post("/logout", &[("csrf", csrf_of(&html).as_str())])
+        .await;
     assert_eq!(response.status(), StatusCode::SEE_OTHER);
-    let (status, _) = get_page(&server, &cookie, "/").await;
+    let (status, _) = session.page("/").await;
     assert_eq!(status, StatusCode::SEE_OTHER, "the session outlived logout");
 
     let log = server.log_text();
@@ -216,20 +227,20 @@ async fn state_changes_need_the_csrf_token(backend: Backend) {
     let id = db.enqueue("test_effect", "{}", &[]);
     let server = WebServer::start(&db).await;
     let http = client();
-    let cookie = login(&server, ALICE_TOKEN).await;
-    let (_, html) = get_page(&server, &cookie, &format!("/jobs/{id}")).await;
+    let session = login(&server, ALICE_TOKEN).await;
+    let (_, html) = session.page(&format!("/jobs/{id}")).await;
     let csrf = csrf_of(&html);
 
     for form in [vec![], vec![("csrf", "0".repeat(64))]] {
-        let response = post_form(&server, &cookie, &format!("/jobs/{id}/cancel"), &form).await;
+        let response = session.post(&format!("/jobs/{id}/cancel"), &form).await;
         assert_eq!(response.status(), StatusCode::FORBIDDEN, "{form:?}");
-        let response = post_form(&server, &cookie, "/queues/test/pause", &form).await;
+        let response = session.post("/queues/test/pause", &form).await;
         assert_eq!(response.status(), StatusCode::FORBIDDEN, "{form:?}");
     }
     // Reading pages never changes anything; GET on an action is no action.
     let response = http
         .get(server.url(&format!("/jobs/{id}/cancel")))
-        .header(header::COOKIE, &cookie)
+        .header(header::COOKIE, &session.cookie)
         .send()
         .await
         .expect("GET");
@@ -247,13 +258,9 @@ async fn state_changes_need_the_csrf_token(backend: Backend) {
     );
 
     // With the session's token it works; a Bearer script needs none.
-    let response = post_form(
-        &server,
-        &cookie,
-        &format!("/jobs/{id}/cancel"),
-        &[("csrf", csrf.as_str())],
-    )
-    .await;
+    let response = session
+        .post(&format!("/jobs/{id}/cancel"), &[("csrf", csrf.as_str())])
+        .await;
     assert_eq!(response.status(), StatusCode::SEE_OTHER);
     assert_eq!(
         location(response.headers()),
@@ -294,7 +301,7 @@ async fn a_script_payload_renders_inert(backend: Backend) {
         &["--queue", "evil-queue"],
     );
     let server = WebServer::start(&db).await;
-    let cookie = login(&server, ADMIN_TOKEN).await;
+    let session = login(&server, ADMIN_TOKEN).await;
     for path in [
         format!("/jobs/{id}"),
         format!("/jobs/{unknown}"),
@@ -303,7 +310,7 @@ async fn a_script_payload_renders_inert(backend: Backend) {
         format!("/jobs?q={}", "%3Cscript%3Ealert(1)%3C%2Fscript%3E"),
         format!("/jobs?kind={}", "%3Cscript%3Ealert(2)%3C%2Fscript%3E"),
     ] {
-        let (status, html) = get_page(&server, &cookie, &path).await;
+        let (status, html) = session.page(&path).await;
         assert_eq!(status, StatusCode::OK, "{path}");
         assert!(!html.contains("<script>alert"), "{path}: live script");
         assert!(!html.contains("<img src=x"), "{path}: live image");
@@ -313,7 +320,7 @@ async fn a_script_payload_renders_inert(backend: Backend) {
             "{path}: live attribute"
         );
     }
-    let (_, html) = get_page(&server, &cookie, &format!("/jobs/{id}")).await;
+    let (_, html) = session.page(&format!("/jobs/{id}")).await;
     assert!(
         html.contains("&lt;script&gt;alert"),
         "the payload is shown escaped"
@@ -322,12 +329,9 @@ async fn a_script_payload_renders_inert(backend: Backend) {
         html.contains("&lt;b&gt;key&lt;/b&gt;"),
         "the key is shown escaped"
     );
-    let (_, html) = get_page(
-        &server,
-        &cookie,
-        "/jobs?q=%3Cscript%3Ealert(1)%3C%2Fscript%3E",
-    )
-    .await;
+    let (_, html) = session
+        .page("/jobs?q=%3Cscript%3Ealert(1)%3C%2Fscript%3E")
+        .await;
     assert!(html.contains("&lt;script&gt;alert(1)"), "{html}");
 }
 
@@ -347,8 +351,8 @@ async fn a_failed_job_is_found_retried_and_discarded_with_audit(backend: Backend
 
     let server = WebServer::start(&db).await;
     let http = client();
-    let cookie = login(&server, ALICE_TOKEN).await;
-    let (status, html) = get_page(&server, &cookie, "/jobs?state=failed&queue=test&kind=").await;
+    let session = login(&server, ALICE_TOKEN).await;
+    let (status, html) = session.page("/jobs?state=failed&queue=test&kind=").await;
     assert_eq!(status, StatusCode::OK);
     assert!(html.contains(&format!("href=\"/jobs/{flaky}\"")), "{html}");
     assert!(html.contains(&format!("href=\"/jobs/{broken}\"")));
@@ -359,60 +363,48 @@ async fn a_failed_job_is_found_retried_and_discarded_with_audit(backend: Backend
     assert!(html.contains("<strong>2</strong> jobs"), "{html}");
 
     // Search by key and by id go straight to the job.
-    let (status, _) = get_page(&server, &cookie, "/jobs?q=order-17").await;
+    let (status, _) = session.page("/jobs?q=order-17").await;
     assert_eq!(status, StatusCode::SEE_OTHER);
     let response = http
         .get(server.url(&format!("/jobs?q=%23{flaky}")))
-        .header(header::COOKIE, &cookie)
+        .header(header::COOKIE, &session.cookie)
         .send()
         .await
         .expect("GET");
     assert_eq!(location(response.headers()), format!("/jobs/{flaky}"));
 
     // The job's page: its attempt with worker, duration and error; its key.
-    let (_, html) = get_page(&server, &cookie, &format!("/jobs/{flaky}")).await;
+    let (_, html) = session.page(&format!("/jobs/{flaky}")).await;
     assert!(html.contains("Attempt 1"), "{html}");
     assert!(html.contains("permanent"), "the error is shown: {html}");
     assert!(html.contains("order-17"));
     assert!(html.contains(" ms"));
     let csrf = csrf_of(&html);
 
-    let response = post_form(
-        &server,
-        &cookie,
-        &format!("/jobs/{flaky}/retry"),
-        &[("csrf", csrf.as_str())],
-    )
-    .await;
+    let response = session
+        .post(&format!("/jobs/{flaky}/retry"), &[("csrf", csrf.as_str())])
+        .await;
     assert_eq!(response.status(), StatusCode::SEE_OTHER);
     db.wait_for_state(flaky, JobState::Completed).await;
-    let (_, html) = get_page(
-        &server,
-        &cookie,
-        &format!("/jobs/{flaky}?done=retry&changed=1&skipped=0"),
-    )
-    .await;
+    let (_, html) = session
+        .page(&format!("/jobs/{flaky}?done=retry&changed=1&skipped=0"))
+        .await;
     assert!(html.contains("Retried 1 job."), "{html}");
     assert!(html.contains("s-completed"), "{html}");
 
-    let response = post_form(
-        &server,
-        &cookie,
-        &format!("/jobs/{broken}/discard"),
-        &[("csrf", csrf.as_str())],
-    )
-    .await;
+    let response = session
+        .post(
+            &format!("/jobs/{broken}/discard"),
+            &[("csrf", csrf.as_str())],
+        )
+        .await;
     assert_eq!(response.status(), StatusCode::SEE_OTHER);
     let queue = db.queue().await;
     assert_eq!(db.job(&queue, broken).await.state, JobState::Discarded);
     // Discarding a completed job changes nothing, and says so.
-    let response = post_form(
-        &server,
-        &cookie,
-        &format!("/jobs/{fine}/discard"),
-        &[("csrf", csrf.as_str())],
-    )
-    .await;
+    let response = session
+        .post(&format!("/jobs/{fine}/discard"), &[("csrf", csrf.as_str())])
+        .await;
     assert_eq!(
         location(response.headers()),
         format!("/jobs/{fine}?done=discard&changed=0&skipped=1")
@@ -441,7 +433,7 @@ async fn a_failed_job_is_found_retried_and_discarded_with_audit(backend: Backend
         ]
     );
     // And the audit log is on the page.
-    let (_, html) = get_page(&server, &cookie, "/audit").await;
+    let (_, html) = session.page("/audit").await;
     assert!(html.contains(&format!("jobs {broken}")), "{html}");
     assert!(html.contains("<strong>alice</strong>"));
 }
@@ -478,18 +470,15 @@ async fn bulk_discard_by_filter_counts_and_confirms(backend: Backend) {
         3
     );
     let server = WebServer::start(&db).await;
-    let cookie = login(&server, ADMIN_TOKEN).await;
+    let session = login(&server, ADMIN_TOKEN).await;
 
     // A bulk action needs a filter.
-    let (status, _) = get_page(&server, &cookie, "/jobs/bulk?action=discard").await;
+    let (status, _) = session.page("/jobs/bulk?action=discard").await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
 
-    let (status, html) = get_page(
-        &server,
-        &cookie,
-        "/jobs/bulk?action=discard&state=failed&queue=test",
-    )
-    .await;
+    let (status, html) = session
+        .page("/jobs/bulk?action=discard&state=failed&queue=test")
+        .await;
     assert_eq!(status, StatusCode::OK);
     assert!(html.contains("Discard 3 jobs?"), "{html}");
     let csrf = csrf_of(&html);
@@ -508,13 +497,13 @@ async fn bulk_discard_by_filter_counts_and_confirms(backend: Backend) {
         }
         f
     };
-    let response = post_form(&server, &cookie, "/jobs/bulk", &form(None)).await;
+    let response = session.post("/jobs/bulk", &form(None)).await;
     assert_eq!(response.status(), StatusCode::FORBIDDEN);
     assert_eq!(db.job(&queue, failed[0]).await.state, JobState::Failed);
 
     // A job failing after the confirmation was shown is not part of it.
     let late = db.enqueue("test_fail", r#"{"mode":"permanent"}"#, &[]);
-    let response = post_form(&server, &cookie, "/jobs/bulk", &form(Some(&csrf))).await;
+    let response = session.post("/jobs/bulk", &form(Some(&csrf))).await;
     assert_eq!(response.status(), StatusCode::SEE_OTHER);
     assert_eq!(
         location(response.headers()),
@@ -547,12 +536,9 @@ async fn bulk_discard_by_filter_counts_and_confirms(backend: Backend) {
         "{}",
         audit[0].target
     );
-    let (_, html) = get_page(
-        &server,
-        &cookie,
-        "/jobs?state=failed&queue=test&done=discard&changed=3&skipped=0",
-    )
-    .await;
+    let (_, html) = session
+        .page("/jobs?state=failed&queue=test&done=discard&changed=3&skipped=0")
+        .await;
     assert!(html.contains("Discarded 3 jobs."), "{html}");
 }
 
@@ -560,34 +546,26 @@ async fn pause_and_resume_a_queue(backend: Backend) {
     let db = TestDb::with_config(backend, ADMINS_CONFIG).await;
     let _worker = db.spawn_worker(&[]);
     let server = WebServer::start(&db).await;
-    let cookie = login(&server, ALICE_TOKEN).await;
-    let (_, html) = get_page(&server, &cookie, "/").await;
+    let session = login(&server, ALICE_TOKEN).await;
+    let (_, html) = session.page("/").await;
     let csrf = csrf_of(&html);
     let queue = db.queue().await;
 
-    let response = post_form(
-        &server,
-        &cookie,
-        "/queues/test/pause",
-        &[("csrf", csrf.as_str())],
-    )
-    .await;
+    let response = session
+        .post("/queues/test/pause", &[("csrf", csrf.as_str())])
+        .await;
     assert_eq!(response.status(), StatusCode::SEE_OTHER);
     assert!(is_paused(&queue, "test").await);
     // A paused queue's jobs wait.
     let id = db.enqueue("test_effect", "{}", &[]);
-    let (_, html) = get_page(&server, &cookie, "/").await;
+    let (_, html) = session.page("/").await;
     assert!(html.contains("Resume"), "{html}");
     assert!(html.contains("badge s-paused"), "{html}");
     assert_eq!(db.job(&queue, id).await.state, JobState::Available);
 
-    let response = post_form(
-        &server,
-        &cookie,
-        "/queues/test/resume",
-        &[("csrf", csrf.as_str())],
-    )
-    .await;
+    let response = session
+        .post("/queues/test/resume", &[("csrf", csrf.as_str())])
+        .await;
     assert_eq!(response.status(), StatusCode::SEE_OTHER);
     assert!(!is_paused(&queue, "test").await);
     db.wait_for_state(id, JobState::Completed).await;
@@ -604,7 +582,7 @@ async fn pause_and_resume_a_queue(backend: Backend) {
             ("alice", "pause", "queue test")
         ]
     );
-    let (_, html) = get_page(&server, &cookie, "/").await;
+    let (_, html) = session.page("/").await;
     assert!(
         html.contains("queue test"),
         "the audit log is on the overview"

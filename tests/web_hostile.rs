@@ -42,7 +42,9 @@ async fn token_guessing_is_limited_per_address_and_never_locks_out_another(backe
         statuses.push(response.status());
     }
     assert!(
-        statuses[..20].iter().all(|s| *s == StatusCode::UNAUTHORIZED),
+        statuses[..20]
+            .iter()
+            .all(|s| *s == StatusCode::UNAUTHORIZED),
         "{statuses:?}"
     );
     assert!(
@@ -86,7 +88,10 @@ async fn token_guessing_is_limited_per_address_and_never_locks_out_another(backe
     assert_eq!(response.status(), StatusCode::SEE_OTHER);
     assert!(response.headers().contains_key(header::SET_COOKIE));
     let log = server.log_text();
-    assert!(!log.contains(ADMIN_TOKEN) && !log.contains(ALICE_TOKEN), "{log}");
+    assert!(
+        !log.contains(ADMIN_TOKEN) && !log.contains(ALICE_TOKEN),
+        "{log}"
+    );
 }
 
 async fn every_response_carries_the_security_headers(backend: Backend) {
@@ -138,7 +143,13 @@ async fn every_response_carries_the_security_headers(backend: Backend) {
     }
     // The requests reached successes, redirects, refusals and errors alike.
     for status in [200, 303, 401, 404, 405] {
-        assert!(statuses.contains(&status), "{status} not seen: {statuses:?}");
+        assert!(
+            statuses.contains(&status),
+            "{status} not seen: {statuses:?}"
+        );
     }
-    assert!(statuses.iter().any(|s| *s == 400 || *s == 403), "{statuses:?}");
+    assert!(
+        statuses.iter().any(|s| *s == 400 || *s == 403),
+        "{statuses:?}"
+    );
 }

@@ -72,6 +72,23 @@ async fn wait_registered(queue: &Queue, worker: &Process) -> String {
     .await
 }
 
+/// How many times the worker serving metrics at `address` has fetched from queue `test` (0
+/// before its fetch loop has started).
+async fn test_queue_fetches(address: &str) -> u64 {
+    let url = format!("http://{address}/metrics");
+    let response = reqwest::get(&url).await.expect("GET /metrics");
+    let text = response.text().await.expect("the metrics");
+    let count = text
+        .lines()
+        .find_map(|l| l.strip_prefix(r#"jobq_fetches_total{queue="test"} "#));
+    count.map_or(0, |c| c.trim().parse::<f64>().expect("a count") as u64)
+}
+
+/// The job's first error is recorded.
+fn failed_once() -> Want {
+    want("failed once", |j| !j.errors.is_empty())
+}
+
 fn ms_between(from: DateTime<Utc>, to: DateTime<Utc>) -> i64 {
     (to - from).num_milliseconds()
 }
@@ -86,13 +103,7 @@ async fn backoff_is_persisted_and_survives_a_killed_worker(backend: Backend) {
 
     let mut a = db.spawn_worker(&[]);
     let first = db
-        .wait_job(
-            &queue,
-            id,
-            secs(15),
-            &[&a],
-            want("failed once", |j| !j.errors.is_empty()),
-        )
+        .wait_job(&queue, id, secs(15), &[&a], failed_once())
         .await;
     // Killed while the job waits for its backoff: nothing in this process remembers it.
     a.kill_hard();
@@ -162,13 +173,7 @@ async fn retry_after_is_honoured(backend: Backend) {
     );
     let worker = db.spawn_worker(&[]);
     let first = db
-        .wait_job(
-            &queue,
-            id,
-            secs(15),
-            &[&worker],
-            want("failed once", |j| !j.errors.is_empty()),
-        )
+        .wait_job(&queue, id, secs(15), &[&worker], failed_once())
         .await;
     let first_at = first.attempted_at.expect("attempted_at");
     assert_eq!(first.state, JobState::Retrying, "{first:#?}");
@@ -199,12 +204,9 @@ async fn retry_after_is_honoured(backend: Backend) {
 async fn a_permanent_failure_is_kept_until_an_admin_discards_it(backend: Backend) {
     let db = TestDb::new(backend).await;
     let queue = db.queue().await;
-    let id = db.enqueue("test_fail", r#"{"mode":"permanent","times":0}"#, &[]);
-    let worker = db.spawn_worker(&[]);
-    let failed = wait_permanently_failed(&db, &queue, id, &worker).await;
+    let (id, _worker, failed) = permanently_failed(&db, &queue, 0).await;
 
-    let out = db.jobq(&["jobs", "discard", &id.to_string()]);
-    assert!(out.status.success(), "discard failed: {}", stderr(&out));
+    db.jobq_ok(&["jobs", "discard", &id.to_string()]);
     let discarded = db.job(&queue, id).await;
     assert_eq!(discarded.state, JobState::Discarded, "{discarded:#?}");
     assert_eq!(
@@ -218,12 +220,9 @@ async fn a_failed_job_runs_again_when_an_admin_retries_it(backend: Backend) {
     let db = TestDb::new(backend).await;
     let queue = db.queue().await;
     // Fails permanently once, so the admin's retry succeeds.
-    let id = db.enqueue("test_fail", r#"{"mode":"permanent","times":1}"#, &[]);
-    let worker = db.spawn_worker(&[]);
-    let failed = wait_permanently_failed(&db, &queue, id, &worker).await;
+    let (id, worker, failed) = permanently_failed(&db, &queue, 1).await;
 
-    let out = db.jobq(&["jobs", "retry", &id.to_string()]);
-    assert!(out.status.success(), "retry failed: {}", stderr(&out));
+    db.jobq_ok(&["jobs", "retry", &id.to_string()]);
     let done = db
         .wait_job(&queue, id, secs(10), &[&worker], is(JobState::Completed))
         .await;
@@ -234,15 +233,14 @@ async fn a_failed_job_runs_again_when_an_admin_retries_it(backend: Backend) {
     );
 }
 
-/// Waits for the job's first attempt to fail for good, and checks what it recorded.
-async fn wait_permanently_failed(
-    db: &TestDb,
-    queue: &Queue,
-    id: i64,
-    worker: &Process,
-) -> JobRecord {
+/// A `test_fail` job failing for good `times` times (0: every time), and a worker; waits for
+/// its first attempt to fail for good and checks what that recorded.
+async fn permanently_failed(db: &TestDb, queue: &Queue, times: u32) -> (i64, Process, JobRecord) {
+    let payload = format!(r#"{{"mode":"permanent","times":{times}}}"#);
+    let id = db.enqueue("test_fail", &payload, &[]);
+    let worker = db.spawn_worker(&[]);
     let failed = db
-        .wait_job(queue, id, secs(15), &[worker], is(JobState::Failed))
+        .wait_job(queue, id, secs(15), &[&worker], is(JobState::Failed))
         .await;
     assert_eq!(failed.attempts, 1, "a permanent failure was retried");
     assert_eq!(failed.errors.len(), 1, "{failed:#?}");
@@ -254,7 +252,7 @@ async fn wait_permanently_failed(
     );
     assert_eq!(failed.last_error.as_deref(), Some(error.error.as_str()));
     assert!(failed.finalized_at.is_some(), "{failed:#?}");
-    failed
+    (id, worker, failed)
 }
 
 async fn exhausted_attempts_fail_the_job_with_every_error(backend: Backend) {
@@ -419,22 +417,29 @@ async fn shutdown_past_the_grace_returns_the_job_without_spending_an_attempt(bac
 async fn a_paused_queue_is_not_fetched_until_resumed(backend: Backend) {
     let db = TestDb::new(backend).await;
     let queue = db.queue().await;
-    let out = db.jobq(&["queues", "pause", "test"]);
-    assert!(out.status.success(), "pause failed: {}", stderr(&out));
+    db.jobq_ok(&["queues", "pause", "test"]);
     let id = db.enqueue("test_effect", "{}", &[]);
-    let mut worker = db.spawn_worker(&[]);
+    let mut worker = db.spawn_worker(&["--metrics-bind", "127.0.0.1:0"]);
     wait_registered(&queue, &worker).await;
+    let address = worker.metrics_address().await;
 
-    // Proves an absence: about seven fallback polls (200 ms) must all leave the job alone.
-    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    // Proves an absence: the worker looks at the paused queue again and again (its fallback
+    // poll, every 200 ms), and seven more of those looks must all leave the job alone.
+    let looked = test_queue_fetches(&address).await;
+    eventually_showing(
+        secs(15),
+        "seven more fetches from the paused queue",
+        || format!("log:\n{}", worker.shown_log()),
+        || async { (test_queue_fetches(&address).await >= looked + 7).then_some(()) },
+    )
+    .await;
     let job = db.job(&queue, id).await;
     assert_eq!(job.state, JobState::Available, "a paused queue was fetched");
     assert_eq!(job.attempts, 0);
     assert!(db.effects(&queue).await.is_empty());
     worker.assert_alive();
 
-    let out = db.jobq(&["queues", "resume", "test"]);
-    assert!(out.status.success(), "resume failed: {}", stderr(&out));
+    db.jobq_ok(&["queues", "resume", "test"]);
     db.wait_job(&queue, id, secs(5), &[&worker], is(JobState::Completed))
         .await;
     assert_eq!(db.effects(&queue).await, [(id, 1)]);
@@ -443,17 +448,7 @@ async fn a_paused_queue_is_not_fetched_until_resumed(backend: Backend) {
 const EVERY_MS: i64 = 2_000;
 
 async fn a_periodic_job_is_enqueued_once_per_period_by_three_processes(backend: Backend) {
-    let db = TestDb::with_config(
-        backend,
-        r#"
-[[periodic]]
-name = "tick"
-kind = "test_effect"
-every = "2s"
-payload = {}
-"#,
-    )
-    .await;
+    let db = TestDb::with_config(backend, &periodic_effect("tick", "2s")).await;
     let queue = db.queue().await;
     // Workers create the effects table at start-up, and three PostgreSQL workers doing so at
     // once can fail (a CREATE TABLE IF NOT EXISTS race): created here first.

@@ -68,6 +68,11 @@ interval = "200ms"
 filter = "info"
 "#;
 
+/// A `[[periodic]]` entry of the config: `test_effect` every `every`, named `name`.
+pub fn periodic_effect(name: &str, every: &str) -> String {
+    format!("\n[[periodic]]\nname = \"{name}\"\nkind = \"test_effect\"\nevery = \"{every}\"\n")
+}
+
 pub struct TestDb {
     pub backend: Backend,
     pub url: String,

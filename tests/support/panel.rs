@@ -1,9 +1,14 @@
 //! A fake S-UI panel, a database configured for it, and a worker of the panel queues: what the
 //! handler tests (provision, renewal, expiry, usage sync) share.
 
+use chrono::{DateTime, Utc};
 use fakes::sui::{FakeSui, SuiOptions};
 use jobs::driver::JobRecord;
-use jobs::subscriptions::{Subscription, Subscriptions};
+use jobs::kinds::{Platform, UserId};
+use jobs::secret_key::SecretKey;
+use jobs::subscriptions::{
+    Activation, NewSubscription, Subscription, SubscriptionLink, Subscriptions,
+};
 use jobs::{JobState, Queue};
 
 use super::{Backend, Process, Spawn, TestDb, is, secs};
@@ -90,4 +95,41 @@ pub async fn subscriptions(queue: &Queue) -> Vec<Subscription> {
         .list_by_panel("main")
         .await
         .expect("list subscriptions")
+}
+
+/// A Telegram subscription of `user` to plan `basic` on panel `main`, not created yet.
+pub fn new_subscription(user: i64, volume_bytes: i64, origin_key: Option<&str>) -> NewSubscription {
+    NewSubscription {
+        platform: Platform::Telegram,
+        user_id: UserId::parse(user).expect("a user id"),
+        panel: "main".into(),
+        plan: "basic".into(),
+        volume_bytes,
+        origin_key: origin_key.map(str::to_string),
+    }
+}
+
+/// Creates `new` (named with [`SECRET`]), then marks it active with `link` until `expiry`,
+/// as a provision does, without the panel.
+pub async fn active_subscription(
+    queue: &Queue,
+    new: &NewSubscription,
+    link: &str,
+    expiry: DateTime<Utc>,
+) -> Subscription {
+    let subscriptions = Subscriptions::new(queue).expect("subscriptions");
+    let key = SecretKey::parse(SECRET).expect("key");
+    let created = subscriptions.create(&key, new).await.expect("create");
+    let activation = Activation {
+        link: SubscriptionLink::new(link),
+        volume_bytes: new.volume_bytes,
+        expiry,
+        plan: None,
+        reset_usage: false,
+    };
+    subscriptions
+        .mark_active(created.subscription.id, &activation)
+        .await
+        .expect("mark active")
+        .expect("the row")
 }

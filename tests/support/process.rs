@@ -198,6 +198,23 @@ impl Process {
         )
         .await
     }
+
+    /// Where a worker started with `--metrics-bind ADDR:0` serves its metrics (`ADDR:PORT`), once
+    /// it has said so in its log.
+    pub async fn metrics_address(&self) -> String {
+        const SAYS: &str = "serving metrics at http://";
+        eventually_showing(
+            Duration::from_secs(15),
+            "the metrics address in the log",
+            || format!("log:\n{}", self.shown_log()),
+            || async {
+                let log = self.log_text();
+                let rest = &log[log.find(SAYS)? + SAYS.len()..];
+                Some(rest[..rest.find("/metrics")?].to_string())
+            },
+        )
+        .await
+    }
 }
 
 impl Drop for Process {

@@ -1,6 +1,6 @@
 //! Job kinds for the engine's own tests and for `jobq bench`: the engine is generic over kinds,
 //! and these exercise it without a panel, S3 or a chat API. A worker runs them only when started
-//! with `--test-kinds` (`noop` is always there for the benchmark).
+//! with `--test-kinds`; `noop` runs only in the runtimes `jobq bench` starts for itself.
 //!
 //! `test_effect` records each run in `jobq_test_effects` (job id unique, runs counted), so a test
 //! can prove a job's effect happened exactly once.
@@ -151,7 +151,8 @@ fn mode_name(mode: FailMode) -> &'static str {
     }
 }
 
-/// The benchmark's kind, registered in every worker.
+/// The benchmark's kind: registered by `jobq bench` and known to the admin commands, never
+/// run by a worker.
 pub fn register_bench(registry: &mut Registry) {
     registry.register::<Noop, _>(NoopHandler);
 }

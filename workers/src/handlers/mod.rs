@@ -100,7 +100,7 @@ pub struct Product {
     pub transcripts: Option<Arc<crate::transcripts::Transcripts>>,
 }
 
-/// Registers the product kinds that have handlers so far (`provision_client`).
+/// Registers the handlers of the five product kinds.
 pub fn register(registry: &mut Registry, product: Product) {
     registry.register(upload_transcript::UploadTranscriptHandler::new(
         product.transcripts.clone(),
