@@ -2,8 +2,8 @@
 //!
 //! - [`sui`]: an S-UI panel (`/apiv2` with the `Token` header, `/api` with the cookie session,
 //!   the `{success,msg,obj}` envelope, the clients table, the subscription listener), following
-//!   `shared/reference/panel-api.md`, with fault injection from tests (a handle) and from other
-//!   processes (an admin HTTP endpoint).
+//!   `docs/panel-api.md`, with fault injection from tests (a handle) and from other processes
+//!   (an admin HTTP endpoint).
 //!
 //! - [`discord`]: Discord's REST API v10 (DM channels, sending, a seeded channel history), for
 //!   serenity's proxy setting, with closed DMs, 429s and dropped connections.

@@ -1,5 +1,5 @@
-//! A fake S-UI panel that behaves like S-UI v1.2–v1.5 as `shared/reference/panel-api.md` reads
-//! it from the source, traps included:
+//! A fake S-UI panel that behaves like S-UI v1.2–v1.5 as `docs/panel-api.md` describes it,
+//! traps included:
 //!
 //! - everything lives under the web path `B` (default `/app/`); anything else is a 404;
 //! - `B apiv2/:action` with the `Token` header (only from v1.2.0: older versions have no such
@@ -739,7 +739,7 @@ fn api_v1(
         );
     }
     if action == "logout" && method == Method::GET {
-        // No server-side state is kept: the old cookie still works (reference §4).
+        // No server-side state is kept: the old cookie still works (`docs/panel-api.md`).
         return success(Value::Null);
     }
     let logged_in = cookie_session(headers).is_some_and(|s| panel.sessions.contains(&s));

@@ -3,7 +3,7 @@
 //!
 //! serenity's own `Http` hides a 429's `retry_after` (its error keeps only status, code and
 //! message) and, with its ratelimiter on, sleeps through 429s without telling the caller and
-//! ignores the proxy (channels.md). So the DM path builds each request with serenity's
+//! ignores the proxy (`docs/chat-apis.md`). So the DM path builds each request with serenity's
 //! [`Request`] (route, `Authorization: Bot …`, proxy base) and executes it on our reqwest
 //! client, reading the answer itself: a 429 waits the larger of the body's `retry_after` and
 //! the `Retry-After` header ([`DEFAULT_RETRY_AFTER`] only if neither parses). The serenity

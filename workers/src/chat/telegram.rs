@@ -1,7 +1,7 @@
 //! Telegram DMs through teloxide, against `[telegram] api_url` (Telegram, a self-hosted Bot API
 //! server, or the fake in `fakes::telegram`).
 //!
-//! teloxide reads errors from the JSON body, not the status (see channels.md); they are
+//! teloxide reads errors from the JSON body, not the status (see `docs/chat-apis.md`); they are
 //! classified here: blocked, deactivated, chat not found, can't initiate, bots, kicked, a bad
 //! token and other `Bad Request`/`Forbidden` answers are permanent; `retry_after` waits at least
 //! that long; network and I/O errors, timeouts and 5xx are retryable.
@@ -91,7 +91,8 @@ fn classify(error: &RequestError, reason: String) -> ChatError {
             format!("{reason}: check {TELEGRAM_TOKEN_ENV} and [telegram] api_url"),
         ),
         // Blocked, deactivated, chat not found, can't initiate, kicked, bad requests; a DM's
-        // chat never migrates; a body that is not the Bot API's JSON (channels.md: permanent).
+        // chat never migrates; a body that is not the Bot API's JSON (permanent, as
+        // `docs/chat-apis.md` says).
         RequestError::Api(_)
         | RequestError::MigrateToChatId(_)
         | RequestError::InvalidJson { .. } => ChatError::permanent(platform, reason),

@@ -1,4 +1,4 @@
-//! The S-UI client, following `shared/reference/panel-api.md`:
+//! The S-UI client, following `docs/panel-api.md`:
 //!
 //! - the token API (`{B}apiv2/:action`, header `Token`), or, given a login user and password
 //!   instead, the cookie session (`{B}api/login` → cookie `s-ui`, `X-Requested-With:

@@ -232,7 +232,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn errors_are_classified_as_channels_md_says() {
+    fn errors_are_classified_by_status_and_body() {
         let body = br#"{"message":"You are being rate limited.","retry_after":2.2,"global":false}"#;
         match classify(StatusCode::TOO_MANY_REQUESTS, body, Some(3.0), 5) {
             DiscordError::RateLimited { after, .. } => assert_eq!(after, Duration::from_secs(3)),
