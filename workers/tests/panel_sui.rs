@@ -1,5 +1,5 @@
 //! The S-UI client against the fake S-UI panel over real HTTP, and the fake's own faithfulness
-//! to `shared/reference/panel-api.md`.
+//! to `docs/panel-api.md`.
 
 use std::time::Duration;
 

@@ -226,7 +226,7 @@ impl EventHandler for Handler {
 }
 
 /// serenity's REST client for `token` at `api_url` (Discord's, or a fake): proxied there, with
-/// serenity's own ratelimiter off because it ignores the proxy (serenity issue #1739); an
+/// serenity's own ratelimiter off because it ignores the proxy (see docs/chat-apis.md); an
 /// interaction must be answered within 3 s, so waiting out a 429 would not help anyway.
 pub fn http_client(token: &SecretString, api_url: &url::Url) -> Http {
     HttpBuilder::new(token.expose_secret())

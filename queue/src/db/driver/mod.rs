@@ -98,11 +98,7 @@ where
         unreadable: Vec::new(),
     };
     for row in rows {
-        let head = crate::db::row_id(row, "jobq_jobs").and_then(|id| {
-            let attempt = Fields::new(row, "jobq_jobs", id).get::<i32>("attempt")?;
-            Ok((id, attempt))
-        });
-        let (id, attempt) = match head {
+        let (id, attempt) = match id_and_attempt(row) {
             Ok(head) => head,
             Err(error) => {
                 tracing::error!(%error, "a claimed job cannot be read; the rescuer will retry it");
@@ -129,6 +125,18 @@ where
         }
     }
     claimed
+}
+
+/// What a job's outcome is written by: its id and the attempt that holds it.
+fn id_and_attempt<'r, R: sqlx::Row>(row: &'r R) -> Result<(i64, i32), DbError>
+where
+    &'static str: sqlx::ColumnIndex<R>,
+    i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    i32: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    let id = crate::db::row_id(row, "jobq_jobs")?;
+    let attempt = Fields::new(row, "jobq_jobs", id).get::<i32>("attempt")?;
+    Ok((id, attempt))
 }
 
 /// The outcome of a job whose row cannot be read: failed, with the reason, for an admin.
@@ -161,11 +169,7 @@ where
     Option<String>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
     Option<Stamp>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
 {
-    let head = crate::db::row_id(row, "jobq_jobs").and_then(|id| {
-        let attempt = Fields::new(row, "jobq_jobs", id).get::<i32>("attempt")?;
-        Ok((id, attempt))
-    });
-    let (id, attempt) = match head {
+    let (id, attempt) = match id_and_attempt(row) {
         Ok(head) => head,
         Err(error) => {
             tracing::error!(%error, "a job whose lease expired cannot be read; an admin must repair it");
