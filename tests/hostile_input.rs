@@ -69,36 +69,55 @@ fn failing_check(out: &std::process::Output, what: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn config_check_refuses_what_a_worker_refuses() {
+    // (config added to the test's, environment, the check that fails, what it says)
+    let periodic = |name: &str, kind: &str, payload: &str| {
+        format!(
+            "[[periodic]]\nname = \"{name}\"\nkind = \"{kind}\"\nevery = \"1h\"\npayload = {payload}\n"
+        )
+    };
     let cases = [
         (
-            "[[periodic]]\nname = \"nightly\"\nkind = \"no_such_kind\"\nevery = \"1h\"\npayload = {}\n",
+            periodic("nightly", "no_such_kind", "{}"),
+            None,
             "periodic jobs",
             "no_such_kind",
         ),
         (
-            "[[periodic]]\nname = \"dm\"\nkind = \"send_dm\"\nevery = \"1h\"\npayload = { text = 5 }\n",
+            periodic("dm", "send_dm", "{ text = 5 }"),
+            None,
             "periodic jobs",
             "dm",
         ),
         (
-            "[[periodic]]\nname = \"sync\"\nkind = \"sync_usage\"\nevery = \"1h\"\npayload = { panel = \"ghost\" }\n",
+            periodic("sync", "sync_usage", "{ panel = \"ghost\" }"),
+            None,
             "periodic jobs",
             "ghost",
         ),
-        ("[log]\nfilter = \"[[[\"\n", "log filter", "log.filter"),
+        (
+            String::new(),
+            Some(("JOBQ_LOG_FILTER", "[[[")),
+            "log filter",
+            "log.filter",
+        ),
     ];
-    for (config, what, says) in cases {
-        let db = TestDb::with_config(Backend::Sqlite, config).await;
-        let detail = failing_check(&config_check(&db, &[]), what);
+    for (config, env, what, says) in cases {
+        let db = TestDb::with_config(Backend::Sqlite, &config).await;
+        let env: Vec<(&str, &str)> = env.into_iter().collect();
+        let detail = failing_check(&config_check(&db, &env), what);
         assert!(detail.contains(says), "{config}: {detail}");
         // The worker refuses the same configuration, at once.
         let (out, _) = db
             .spawn(&["worker", "--queues", "test"])
+            .envs(env.iter().copied())
             .capture_stdout()
             .start()
             .output_within(secs(30))
             .await;
-        assert!(!out.status.success(), "{config}: the worker started");
+        assert!(
+            !out.status.success(),
+            "{config} {env:?}: the worker started"
+        );
     }
 }
 

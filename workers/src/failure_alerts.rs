@@ -14,7 +14,7 @@ use jobs::failures::{FailedJob, NewFailures, NotReported, take_new_failures};
 use jobs::kinds::SendDm;
 use tokio::sync::watch;
 
-use crate::handlers::alerts::{alert_admins, digest};
+use crate::handlers::alerts::{alert_admins, clip, digest};
 
 /// The key of the alert for the window starting at a time: one alert per window.
 const DIGEST_KEY_PREFIX: &str = "failure_digest:";
@@ -94,14 +94,15 @@ fn alert_text(failures: &NewFailures) -> String {
     text
 }
 
-/// `kind after N attempts: error` with the error cut short.
+/// `kind after N attempts: error`, the kind and the error cut short (a row written by hand
+/// may hold a kind of any length, and the alert must still fit a chat message).
 fn describe(job: &FailedJob) -> String {
     let error = job.last_error.as_deref().unwrap_or("no error recorded");
     let short: String = error.chars().take(200).collect();
     let cut = if short.len() < error.len() { "…" } else { "" };
     format!(
         "{} after {} attempt{}: {short}{cut}",
-        job.kind,
+        clip(&job.kind, 80),
         job.attempts,
         if job.attempts == 1 { "" } else { "s" }
     )
@@ -154,5 +155,30 @@ mod tests {
             text.ends_with("(+58 more: jobq jobs list --state failed)"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn a_failure_of_a_huge_kind_is_told_and_fits_a_message() {
+        let mut huge = job(9, "boom");
+        huge.kind = "k".repeat(5000);
+        let one = NewFailures {
+            listed: vec![huge.clone()],
+            total: 1,
+            since_us: 0,
+        };
+        let text = alert_text(&one);
+        assert!(text.starts_with("Job 9 failed for good: kkk"), "{text}");
+        assert!(text.chars().count() < 2000, "{}", text.chars().count());
+        let many = NewFailures {
+            listed: vec![huge.clone(), job(10, "a")],
+            total: 2,
+            since_us: 0,
+        };
+        let text = alert_text(&many);
+        assert!(
+            text.contains("#9 kkk") && text.contains("#10 provision_client"),
+            "{text}"
+        );
+        assert!(text.chars().count() < 2000, "{}", text.chars().count());
     }
 }

@@ -99,3 +99,22 @@ fn sqlite_paths() {
         Backend::Postgres
     );
 }
+
+#[test]
+fn a_postgres_url_must_name_its_database() {
+    for url in [
+        "postgres://",
+        "postgres:///",
+        "postgresql://db.example:5432",
+    ] {
+        let err = load_err(None, &[("JOBQ_DATABASE_URL", url)], &[]);
+        assert!(err.contains("names no database"), "{url}: {err}");
+    }
+    for url in [
+        "postgres:///jobq",
+        "postgres://u@db.example/jobq",
+        "postgres://h/?dbname=jobq",
+    ] {
+        load(None, &[("JOBQ_DATABASE_URL", url)], &[]).unwrap_or_else(|e| panic!("{url}: {e}"));
+    }
+}

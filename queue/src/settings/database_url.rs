@@ -65,8 +65,18 @@ impl DatabaseUrl {
                 ));
             }
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            if let Err(e) = url::Url::parse(url) {
-                return Err(InvalidUrl(format!("is not a valid URL: {e}")));
+            let parsed =
+                url::Url::parse(url).map_err(|e| InvalidUrl(format!("is not a valid URL: {e}")))?;
+            // Without a database name, PostgreSQL picks the OS user's database, and jobq would
+            // create its tables wherever that is.
+            let names_database = parsed.path().trim_start_matches('/').len() > 0
+                || parsed
+                    .query_pairs()
+                    .any(|(k, v)| k == "dbname" && !v.is_empty());
+            if !names_database {
+                return Err(InvalidUrl(
+                    "names no database: use e.g. postgres://USER@HOST:5432/jobq".to_string(),
+                ));
             }
         } else {
             return Err(InvalidUrl(format!(

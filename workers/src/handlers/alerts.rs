@@ -9,11 +9,23 @@ use jobs::queue::JobTx;
 use super::queue_error;
 use crate::handler::JobError;
 
+/// `text` cut to at most `max` characters, with `…` where it was cut.
+pub fn clip(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_string();
+    }
+    let mut cut: String = text.chars().take(max.saturating_sub(1)).collect();
+    cut.push('…');
+    cut
+}
+
 /// Lines joined under `title`, cut to fit the smallest message limit (Discord's 2000
-/// characters) with a count of the lines left out.
+/// characters) with a count of the lines left out. Each line is shortened to a fifth of the
+/// limit first, so however long one is, the first lines are always shown.
 pub fn digest(title: &str, lines: &[String]) -> String {
     const LIMIT: usize = 1900;
-    let mut text = title.to_string();
+    let mut text = clip(title, LIMIT / 5);
+    let lines: Vec<String> = lines.iter().map(|l| clip(l, LIMIT / 5)).collect();
     for (shown, line) in lines.iter().enumerate() {
         let more = format!("\n… and {} more", lines.len() - shown);
         if text.chars().count() + 1 + line.chars().count() + more.chars().count() > LIMIT {
@@ -73,5 +85,17 @@ mod tests {
         );
         let short = digest("t", &["a".to_string(), "b".to_string()]);
         assert_eq!(short, "t\na\nb");
+    }
+
+    #[test]
+    fn a_digest_of_huge_lines_still_names_its_first_jobs() {
+        let lines: Vec<String> = (0..3)
+            .map(|i| format!("#{i} {} after 1 attempt: boom", "k".repeat(5000)))
+            .collect();
+        let text = digest("3 jobs failed for good:", &lines);
+        assert!(text.chars().count() <= 1900, "{}", text.chars().count());
+        assert!(text.contains("\n#0 kkk"), "{text}");
+        assert_eq!(clip("abcdef", 4), "abc…");
+        assert_eq!(clip("abc", 4), "abc");
     }
 }
