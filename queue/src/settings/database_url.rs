@@ -69,7 +69,7 @@ impl DatabaseUrl {
                 url::Url::parse(url).map_err(|e| InvalidUrl(format!("is not a valid URL: {e}")))?;
             // Without a database name, PostgreSQL picks the OS user's database, and jobq would
             // create its tables wherever that is.
-            let names_database = parsed.path().trim_start_matches('/').len() > 0
+            let names_database = !parsed.path().trim_start_matches('/').is_empty()
                 || parsed
                     .query_pairs()
                     .any(|(k, v)| k == "dbname" && !v.is_empty());
