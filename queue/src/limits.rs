@@ -200,10 +200,8 @@ impl Limits {
         let now = Utc::now().timestamp_micros();
         let expires = now.saturating_add(micros(hold).min(i64::MAX / 4));
         let holder = format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..));
-        let (add_slots, claim) = match self.db.backend() {
-            Backend::Postgres => (SLOTS_POSTGRES, CLAIM_POSTGRES),
-            Backend::Sqlite => (SLOTS_SQLITE, CLAIM_SQLITE),
-        };
+        let add_slots = pick(&self.db, SLOTS_POSTGRES, SLOTS_SQLITE);
+        let claim = pick(&self.db, CLAIM_POSTGRES, CLAIM_SQLITE);
         let mut tx = self.db.begin().await?;
         let slot: Option<i32> = on_conn!(Exec::from(&mut tx), |c| {
             sqlx::query(add_slots)

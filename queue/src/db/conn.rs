@@ -105,15 +105,6 @@ impl<'c> Exec<'c> {
             Exec::Conn(conn) => Exec::Conn(conn.reborrow()),
         }
     }
-
-    pub fn backend(&self) -> crate::settings::Backend {
-        use crate::settings::Backend;
-        match self {
-            Exec::Pool(db) => db.backend(),
-            Exec::Conn(Conn::Postgres(_)) => Backend::Postgres,
-            Exec::Conn(Conn::Sqlite(_)) => Backend::Sqlite,
-        }
-    }
 }
 
 impl<'c> From<Conn<'c>> for Exec<'c> {

@@ -82,6 +82,20 @@ pub(crate) struct Claimed {
     pub unreadable: Vec<Finished>,
 }
 
+impl Claimed {
+    /// Fails the unreadable rows and hands over the jobs to run. A failure to write those
+    /// outcomes must not lose the good jobs of the batch (they are claimed already): it is
+    /// logged, and the unreadable rows are left to the rescuer, which fails them the same way.
+    pub(crate) async fn settle(self, driver: &(impl Driver + ?Sized)) -> Vec<FetchedJob> {
+        if !self.unreadable.is_empty()
+            && let Err(error) = driver.finish(&self.unreadable).await
+        {
+            tracing::warn!(%error, "could not fail the unreadable jobs of a claim; the rescuer will");
+        }
+        self.jobs
+    }
+}
+
 /// Reads the claim's rows (`id, kind, queue, payload, attempt, max_attempts,
 /// idempotency_key`, payload as text). A row whose id or attempt does not decode cannot be
 /// failed by its attempt: it is logged and left to the rescuer.

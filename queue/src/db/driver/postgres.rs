@@ -318,11 +318,7 @@ impl Driver for PostgresDriver {
             .bind(skip_kinds)
             .fetch_all(&self.pool)
             .await?;
-        let claimed = claimed(&rows, worker);
-        if !claimed.unreadable.is_empty() {
-            self.finish(&claimed.unreadable).await?;
-        }
-        Ok(claimed.jobs)
+        Ok(claimed(&rows, worker).settle(self).await)
     }
 
     async fn finish(&self, finished: &[Finished]) -> Result<(), QueueError> {

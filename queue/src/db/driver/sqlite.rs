@@ -38,10 +38,6 @@ fn now() -> i64 {
     micros(Utc::now())
 }
 
-fn us(d: Duration) -> i64 {
-    i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
-}
-
 impl SqliteDriver {
     pub(in crate::db) fn new(db: Db, pool: SqlitePool, location: String) -> Self {
         SqliteDriver { db, pool, location }
@@ -169,7 +165,7 @@ async fn finish_with_error(
         .filter_map(|f| {
             let (delay, error) = match &f.finish {
                 Finish::Completed => return None,
-                Finish::Retry { delay, error } => (us(*delay), error),
+                Finish::Retry { delay, error } => (crate::db::micros(*delay), error),
                 Finish::Failed { error } | Finish::Cancelled { error } => (0, error),
             };
             Some(json!({
@@ -253,15 +249,11 @@ impl Driver for SqliteDriver {
             .bind(i64::from(limit))
             .bind(now)
             .bind(worker)
-            .bind(now + us(lease))
+            .bind(now + crate::db::micros(lease))
             .bind(serde_json::to_string(skip_kinds).unwrap_or_else(|_| "[]".into()))
             .fetch_all(&self.pool)
             .await?;
-        let claimed = claimed(&rows, worker);
-        if !claimed.unreadable.is_empty() {
-            self.finish(&claimed.unreadable).await?;
-        }
-        Ok(claimed.jobs)
+        Ok(claimed(&rows, worker).settle(self).await)
     }
 
     async fn finish(&self, finished: &[Finished]) -> Result<(), QueueError> {
@@ -299,7 +291,7 @@ impl Driver for SqliteDriver {
              RETURNING id",
         )
         .bind(id_pairs(jobs))
-        .bind(now() + us(lease))
+        .bind(now() + crate::db::micros(lease))
         .fetch_all(&self.pool)
         .await?;
         Ok(held)
