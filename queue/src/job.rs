@@ -18,6 +18,9 @@ pub trait Job: Serialize + DeserializeOwned + Send + Sync + 'static {
     const MAX_ATTEMPTS: u32;
     const TIMEOUT: Duration;
     const RETRY: RetryPolicy;
+    /// How often a job of the kind may wait ("not now": a 429, a limiter or lock with no room)
+    /// without spending an attempt; past it the job fails, saying what it waited for.
+    const MAX_SNOOZES: u32 = DEFAULT_MAX_SNOOZES;
 
     /// The idempotency key used when the enqueuer gives none, for kinds that are naturally unique.
     fn default_key(&self) -> Option<String> {
@@ -39,12 +42,17 @@ pub trait Job: Serialize + DeserializeOwned + Send + Sync + 'static {
             max_attempts: Self::MAX_ATTEMPTS,
             timeout: Self::TIMEOUT,
             retry: Self::RETRY,
+            max_snoozes: Self::MAX_SNOOZES,
             example: || serde_json::to_value(Self::example()).unwrap_or(Value::Null),
             parse: parse_as::<Self>,
             redact: Self::redact,
         }
     }
 }
+
+/// Waits a job may make by default: with Retry-Afters of a second or more, minutes of a panel
+/// or chat API saying "slow down" before the job gives up.
+pub const DEFAULT_MAX_SNOOZES: u32 = 200;
 
 /// A payload that parsed as its kind: the normalised JSON to store and the kind's default key.
 #[derive(Debug, Clone, PartialEq)]
@@ -69,6 +77,7 @@ pub struct JobSpec {
     pub max_attempts: u32,
     pub timeout: Duration,
     pub retry: RetryPolicy,
+    pub max_snoozes: u32,
     pub example: fn() -> Value,
     pub parse: fn(&Value) -> Result<ParsedPayload, String>,
     pub redact: fn(&Value) -> Value,

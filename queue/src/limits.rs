@@ -92,17 +92,77 @@ pub struct Permit {
     released: bool,
 }
 
-// The upsert that takes a turn: only the larger-of-two function is spelled differently.
-const TAKE_POSTGRES: &str = "INSERT INTO jobq_rate_limits (name, tat) VALUES ($1, $2 + $3)
-     ON CONFLICT (name) DO UPDATE
-        SET tat = GREATEST(jobq_rate_limits.tat, $2) + $3
-      WHERE jobq_rate_limits.tat - $4 <= $2
-     RETURNING tat";
-const TAKE_SQLITE: &str = "INSERT INTO jobq_rate_limits (name, tat) VALUES ($1, $2 + $3)
-     ON CONFLICT (name) DO UPDATE
-        SET tat = MAX(jobq_rate_limits.tat, $2) + $3
-      WHERE jobq_rate_limits.tat - $4 <= $2
-     RETURNING tat";
+// The upsert that takes a turn: only the larger-of-two function (`$max`) and the integer type
+// (`$int`) are spelled differently. A name slowed down (`interval_us` set) spaces its turns by
+// that interval, never closer than the caller's rate, and each turn taken raises its rate by
+// `$5` per second of spacing (additive increase); back at the caller's rate it forgets the
+// slow-down.
+macro_rules! take_sql {
+    ($max:literal, $int:literal) => {
+        concat!(
+            "INSERT INTO jobq_rate_limits (name, tat) VALUES ($1, $2 + $3)
+             ON CONFLICT (name) DO UPDATE
+                SET tat = ",
+            $max,
+            "(jobq_rate_limits.tat, $2)
+                          + ",
+            $max,
+            "($3, COALESCE(jobq_rate_limits.interval_us, $3)),
+                    interval_us = CASE
+                        WHEN jobq_rate_limits.interval_us IS NULL
+                          OR jobq_rate_limits.interval_us <= $3 THEN NULL
+                        ELSE ",
+            $max,
+            "($3, CAST(1000000.0 / (1000000.0 / jobq_rate_limits.interval_us
+                            + $5 * jobq_rate_limits.interval_us / 1000000.0) AS ",
+            $int,
+            ")) END
+              WHERE jobq_rate_limits.tat - $4 <= $2
+             RETURNING tat"
+        )
+    };
+}
+const TAKE_POSTGRES: &str = take_sql!("GREATEST", "BIGINT");
+const TAKE_SQLITE: &str = take_sql!("MAX", "INTEGER");
+
+// The other side said "slow down" (a 429): no turn for anyone before `$2` (its Retry-After),
+// and the spacing doubles (multiplicative decrease), at most once per Retry-After (the other
+// calls refused in the same burst say the same thing once more, not once each), never past
+// `$4`. `$3`: the caller's own spacing; `$5`: now. Only the smaller- and larger-of-two
+// functions are spelled differently.
+macro_rules! slow_down_sql {
+    ($min:literal, $max:literal) => {
+        concat!(
+            "INSERT INTO jobq_rate_limits (name, tat, interval_us, held_until)
+             VALUES ($1, $2, ",
+            $min,
+            "($4, $3 * 2), $2)
+             ON CONFLICT (name) DO UPDATE
+                SET interval_us = CASE WHEN jobq_rate_limits.held_until > $5
+                                           THEN jobq_rate_limits.interval_us
+                                       ELSE ",
+            $min,
+            "($4, ",
+            $max,
+            "($3,
+                                           COALESCE(jobq_rate_limits.interval_us, $3)) * 2)
+                                  END,
+                    held_until = ",
+            $max,
+            "(jobq_rate_limits.held_until, $2),
+                    tat = ",
+            $max,
+            "(jobq_rate_limits.tat, $2)"
+        )
+    };
+}
+const SLOW_DOWN_POSTGRES: &str = slow_down_sql!("LEAST", "GREATEST");
+const SLOW_DOWN_SQLITE: &str = slow_down_sql!("MIN", "MAX");
+
+/// How fast a slowed-down rate comes back: requests per second gained per second of turns.
+const RECOVERY_PER_SECOND: f64 = 0.25;
+/// The slowest a slow-down goes: one turn per this many microseconds (10 s).
+const SLOWEST_INTERVAL_US: i64 = 10_000_000;
 
 // Permit rows `0..slots`: PostgreSQL counts with `generate_series`, SQLite with a recursive CTE.
 const SLOTS_POSTGRES: &str = "INSERT INTO jobq_permits (name, slot)
@@ -148,6 +208,7 @@ impl Limits {
                 .bind(now)
                 .bind(interval)
                 .bind(tolerance)
+                .bind(RECOVERY_PER_SECOND)
                 .fetch_optional(&mut *c)
                 .await?
         });
@@ -177,6 +238,44 @@ impl Limits {
             }
             tokio::time::sleep(wait).await;
         }
+    }
+
+    /// The other side refused a request of `name` for going too fast (a 429): every process
+    /// waits out `retry_after`, and the rate of `name` halves below `rate` (the caller's own),
+    /// to come back a little with each turn taken (see [`Limits::try_take`]).
+    pub async fn slow_down(
+        &self,
+        name: &str,
+        rate: Rate,
+        retry_after: Duration,
+    ) -> Result<(), LimitError> {
+        let now = Utc::now().timestamp_micros();
+        let until = now.saturating_add(micros(retry_after).min(i64::MAX / 4));
+        let interval = rate.interval_us().min(SLOWEST_INTERVAL_US);
+        let sql = pick(&self.db, SLOW_DOWN_POSTGRES, SLOW_DOWN_SQLITE);
+        on_conn!(self.db.exec(), |c| {
+            sqlx::query(sql)
+                .bind(name)
+                .bind(until)
+                .bind(interval)
+                .bind(SLOWEST_INTERVAL_US)
+                .bind(now)
+                .execute(&mut *c)
+                .await?;
+        });
+        Ok(())
+    }
+
+    /// The rate `name` runs at now, per second: `rate`'s own, or lower while slowed down.
+    pub async fn current_rate(&self, name: &str, rate: Rate) -> Result<f64, LimitError> {
+        let slowed: Option<Option<i64>> = on_conn!(self.db.exec(), |c| {
+            sqlx::query_scalar("SELECT interval_us FROM jobq_rate_limits WHERE name = $1")
+                .bind(name)
+                .fetch_optional(&mut *c)
+                .await?
+        });
+        let interval = slowed.flatten().unwrap_or(0).max(rate.interval_us());
+        Ok(1_000_000.0 / interval as f64)
     }
 
     async fn tat(&self, name: &str) -> Result<Option<i64>, LimitError> {

@@ -116,10 +116,17 @@ pub fn register(registry: &mut Registry, product: Product) {
     registry.register(ProvisionClientHandler::new(product));
 }
 
-/// A panel's error as a job outcome: transport, timeouts, 5xx and 429 retry (no sooner than a
-/// Retry-After); the rest are permanent, with the panel's message.
+/// A panel's error as a job outcome: a 429 or our own limits with no room snooze (no attempt
+/// spent, no sooner than the Retry-After); transport, timeouts and 5xx retry; the rest are
+/// permanent, with the panel's message.
 pub fn panel_job_error(panel: &str, error: &PanelError) -> JobError {
     let reason = format!("panel {panel}: {error}");
+    if error.is_wait() {
+        return JobError::Snooze {
+            after: error.retry_after().unwrap_or(WAIT_WITHOUT_RETRY_AFTER),
+            reason,
+        };
+    }
     if !error.is_retryable() {
         return JobError::Permanent(reason);
     }
@@ -128,6 +135,9 @@ pub fn panel_job_error(panel: &str, error: &PanelError) -> JobError {
         None => JobError::Retry(reason),
     }
 }
+
+/// How long a 429 that gave no Retry-After is waited.
+const WAIT_WITHOUT_RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// A subscriptions-repository error as a job outcome: bad or unreadable data is permanent,
 /// the rest (the database unreachable, a conflict) retries.
