@@ -17,7 +17,7 @@ use std::time::Duration;
 use chrono::Utc;
 
 use crate::Queue;
-use crate::db::{Db, DbError, Exec, micros, on_conn};
+use crate::db::{Db, DbError, Exec, Stamp, micros, on_conn};
 use crate::settings::Backend;
 
 /// A request rate: `per_second` on average, up to `burst` at once after a quiet spell.
@@ -173,20 +173,48 @@ const SLOTS_SQLITE: &str =
      INSERT INTO jobq_permits (name, slot) SELECT $1, n FROM s WHERE true
      ON CONFLICT DO NOTHING";
 
-// A free permit, claimed: PostgreSQL skips rows other transactions hold; SQLite has one writer
-// at a time (the transaction is IMMEDIATE), so there is nothing to skip.
-const CLAIM_POSTGRES: &str = "UPDATE jobq_permits SET holder = $3, expires_at = $4
+// A permit is free when nobody holds it, its expiry (`$5`, now in microseconds) has passed, or
+// the job attempt it was taken for no longer holds its lease (`$8`, now as the jobs' time).
+macro_rules! permit_is_free {
+    () => {
+        "(holder IS NULL OR expires_at <= $5
+          OR (job_id IS NOT NULL AND NOT EXISTS (
+              SELECT 1 FROM jobq_jobs j
+               WHERE j.id = jobq_permits.job_id AND j.attempt = jobq_permits.job_attempt
+                 AND j.state = 'running' AND j.locked_until > $8)))"
+    };
+}
+
+// A free permit, claimed (for the job attempt `$6`, `$7`, or none): PostgreSQL skips rows other
+// transactions hold; SQLite has one writer at a time (the transaction is IMMEDIATE), so there is
+// nothing to skip.
+const CLAIM_POSTGRES: &str = concat!(
+    "UPDATE jobq_permits SET holder = $3, expires_at = $4, job_id = $6, job_attempt = $7
       WHERE (name, slot) = (
         SELECT name, slot FROM jobq_permits
-         WHERE name = $1 AND slot < $2 AND (holder IS NULL OR expires_at <= $5)
+         WHERE name = $1 AND slot < $2 AND ",
+    permit_is_free!(),
+    "
          ORDER BY slot LIMIT 1 FOR UPDATE SKIP LOCKED)
-     RETURNING slot";
-const CLAIM_SQLITE: &str = "UPDATE jobq_permits SET holder = $3, expires_at = $4
+     RETURNING slot"
+);
+const CLAIM_SQLITE: &str = concat!(
+    "UPDATE jobq_permits SET holder = $3, expires_at = $4, job_id = $6, job_attempt = $7
       WHERE name = $1 AND slot = (
         SELECT slot FROM jobq_permits
-         WHERE name = $1 AND slot < $2 AND (holder IS NULL OR expires_at <= $5)
+         WHERE name = $1 AND slot < $2 AND ",
+    permit_is_free!(),
+    "
          ORDER BY slot LIMIT 1)
-     RETURNING slot";
+     RETURNING slot"
+);
+
+/// The job attempt a permit is taken for: the permit lasts no longer than that attempt's lease.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LeaseOf {
+    pub job_id: i64,
+    pub attempt: i32,
+}
 
 impl Limits {
     pub fn new(queue: &Queue) -> Limits {
@@ -295,6 +323,29 @@ impl Limits {
         slots: u32,
         hold: Duration,
     ) -> Result<Option<Permit>, LimitError> {
+        self.try_claim(name, slots, hold, None).await
+    }
+
+    /// Like [`Limits::try_acquire`], for the job attempt `lease`: the permit is free again as
+    /// soon as that attempt no longer holds its lease (it finished, was rescued, or its worker
+    /// died and the lease ran out), whatever is left of `hold`.
+    pub async fn try_acquire_for(
+        &self,
+        name: &str,
+        slots: u32,
+        hold: Duration,
+        lease: LeaseOf,
+    ) -> Result<Option<Permit>, LimitError> {
+        self.try_claim(name, slots, hold, Some(lease)).await
+    }
+
+    async fn try_claim(
+        &self,
+        name: &str,
+        slots: u32,
+        hold: Duration,
+        lease: Option<LeaseOf>,
+    ) -> Result<Option<Permit>, LimitError> {
         let slots = i32::try_from(slots.max(1)).unwrap_or(i32::MAX);
         let now = Utc::now().timestamp_micros();
         let expires = now.saturating_add(micros(hold).min(i64::MAX / 4));
@@ -314,6 +365,9 @@ impl Limits {
                 .bind(&holder)
                 .bind(expires)
                 .bind(now)
+                .bind(lease.map(|l| l.job_id))
+                .bind(lease.map(|l| l.attempt))
+                .bind(Stamp::now())
                 .fetch_optional(&mut *c)
                 .await?
         });
@@ -336,10 +390,34 @@ impl Limits {
         hold: Duration,
         max_wait: Duration,
     ) -> Result<Option<Permit>, LimitError> {
+        self.claim_within(name, slots, hold, None, max_wait).await
+    }
+
+    /// [`Limits::try_acquire_for`], waiting up to `max_wait` as [`Limits::acquire_within`].
+    pub async fn acquire_for_within(
+        &self,
+        name: &str,
+        slots: u32,
+        hold: Duration,
+        lease: LeaseOf,
+        max_wait: Duration,
+    ) -> Result<Option<Permit>, LimitError> {
+        self.claim_within(name, slots, hold, Some(lease), max_wait)
+            .await
+    }
+
+    async fn claim_within(
+        &self,
+        name: &str,
+        slots: u32,
+        hold: Duration,
+        lease: Option<LeaseOf>,
+        max_wait: Duration,
+    ) -> Result<Option<Permit>, LimitError> {
         let deadline = tokio::time::Instant::now() + max_wait;
         let mut poll = Duration::from_millis(5);
         loop {
-            if let Some(permit) = self.try_acquire(name, slots, hold).await? {
+            if let Some(permit) = self.try_claim(name, slots, hold, lease).await? {
                 return Ok(Some(permit));
             }
             if tokio::time::Instant::now() + poll > deadline {
@@ -353,7 +431,8 @@ impl Limits {
     async fn release(&self, name: &str, slot: i32, holder: &str) -> Result<(), LimitError> {
         on_conn!(self.db.exec(), |c| {
             sqlx::query(
-                "UPDATE jobq_permits SET holder = NULL, expires_at = 0
+                "UPDATE jobq_permits SET holder = NULL, expires_at = 0, job_id = NULL,
+                        job_attempt = NULL
                   WHERE name = $1 AND slot = $2 AND holder = $3",
             )
             .bind(name)

@@ -356,7 +356,7 @@ impl Provision<'_> {
 impl Provision<'_> {
     /// Renews or upgrades subscription `id` to this job's plan: see the module doc.
     async fn renew(self, id: SubscriptionId) -> Result<(), JobError> {
-        let lock = lock_subscription(&self.ctx.queue, id).await?;
+        let lock = lock_subscription(self.ctx, id).await?;
         let result = self.renew_locked(id).await;
         let _ = lock.release().await;
         result
