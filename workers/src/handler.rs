@@ -18,7 +18,7 @@ pub enum JobError {
     RetryAfter { after: Duration, reason: String },
     /// Not now, and nothing went wrong (a 429, a limiter or lock with no room): run again no
     /// sooner than `after` without spending an attempt. A kind allows only so many
-    /// (`Job::MAX_SNOOZES`); `reason` says what the job waited for when that bound fails it.
+    /// (`Rules::max_snoozes`); `reason` says what the job waited for when that bound fails it.
     Snooze { after: Duration, reason: String },
     /// Will never work: kept in `failed` with this error until an admin acts.
     Permanent(String),

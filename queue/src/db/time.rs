@@ -28,6 +28,7 @@ impl Stamp {
         )
     }
 
+    /// `self - d`, saturating at the earliest time chrono holds.
     pub fn before(self, d: std::time::Duration) -> Stamp {
         let d = chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX);
         Stamp(

@@ -438,24 +438,24 @@ pub trait Driver: Send + Sync + 'static {
     // Repair: each call is one transaction that writes its audit entry with the change.
     async fn retry(&self, ids: &[i64], audit: &AuditEntry) -> Result<Repair, QueueError>;
     async fn discard(&self, ids: &[i64], audit: &AuditEntry) -> Result<Repair, QueueError> {
-        let update = |ids: &str| {
-            format!(
-                "UPDATE jobq_jobs SET state = 'discarded', finalized_at = $2, locked_until = NULL
-                 WHERE id {ids} AND state IN ({}) RETURNING id",
-                RepairAction::Discard.sql_states()
-            )
-        };
-        shared::repair(self.db(), ids, audit, update, RepairAction::Discard).await
+        shared::finish(
+            self.db(),
+            ids,
+            audit,
+            RepairAction::Discard,
+            JobState::Discarded,
+        )
+        .await
     }
     async fn cancel(&self, ids: &[i64], audit: &AuditEntry) -> Result<Repair, QueueError> {
-        let update = |ids: &str| {
-            format!(
-                "UPDATE jobq_jobs SET state = 'cancelled', finalized_at = $2, locked_until = NULL
-                 WHERE id {ids} AND state IN ({}) RETURNING id",
-                RepairAction::Cancel.sql_states()
-            )
-        };
-        shared::repair(self.db(), ids, audit, update, RepairAction::Cancel).await
+        shared::finish(
+            self.db(),
+            ids,
+            audit,
+            RepairAction::Cancel,
+            JobState::Cancelled,
+        )
+        .await
     }
     async fn set_paused(
         &self,

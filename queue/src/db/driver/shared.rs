@@ -334,6 +334,25 @@ pub(super) async fn audit(
     Ok(())
 }
 
+/// A repair that ends the jobs it may change: `action` moves them to the final state `to`.
+pub(super) async fn finish(
+    db: &Db,
+    ids: &[i64],
+    entry: &AuditEntry,
+    action: RepairAction,
+    to: JobState,
+) -> Result<Repair, QueueError> {
+    let update = |ids: &str| {
+        format!(
+            "UPDATE jobq_jobs SET state = '{}', finalized_at = $2, locked_until = NULL
+             WHERE id {ids} AND state IN ({}) RETURNING id",
+            to.as_str(),
+            action.sql_states()
+        )
+    };
+    repair(db, ids, entry, update, action).await
+}
+
 /// A repair in one transaction: `update` (its ids bound as `$1` per [`ids_in`], its time as
 /// `$2`, returning the ids it changed), why each other id was left alone, and the audit entry;
 /// a repair refused for every job writes nothing.
