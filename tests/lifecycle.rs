@@ -19,6 +19,7 @@ on_both_backends!(
     expiry_disables_the_client_is_skipped_after_a_renewal_and_can_be_forced,
     sync_writes_usage_warns_once_per_threshold_and_reports_new_findings,
     a_lock_held_by_a_killed_worker_is_free_for_the_rescued_attempt,
+    an_expiry_in_flight_is_not_flagged_and_flags_clear_whatever_the_state,
 );
 
 const GIB: i64 = 1024 * 1024 * 1024;
@@ -34,6 +35,16 @@ inbounds = [1]
 api_url = "http://127.0.0.1:9/"
 admins = [777]
 "#;
+
+/// The fake panel, a database configured for it with [`PRO_PLAN`], and a worker of the panel
+/// and sync queues.
+async fn with_sync_worker(backend: Backend) -> (fakes::sui::FakeSui, TestDb, Queue, Process) {
+    let panel = fake().await;
+    let db = db_with_panel(backend, &panel, PRO_PLAN).await;
+    let queue = db.queue().await;
+    let worker = panel_worker(&db, "panel,sync").start();
+    (panel, db, queue, worker)
+}
 
 /// Provisions one subscription (key `key`) and returns it, active.
 async fn provisioned(db: &TestDb, queue: &Queue, worker: &Process, key: &str) -> Subscription {
@@ -135,6 +146,57 @@ async fn a_lock_held_by_a_killed_worker_is_free_for_the_rescued_attempt(backend:
     let renewed = reload(&queue, &sub).await;
     assert_eq!(renewed.plan, "pro");
     assert_eq!(renewed.status, SubscriptionStatus::Active);
+}
+
+/// `sub` carries no flag and the DMs `dms` hold no report to the admins.
+async fn unflagged_and_untold(queue: &Queue, sub: &Subscription, dms: &[JobRecord], when: &str) {
+    let flags = reload(queue, sub).await.flags;
+    assert!(flags.is_empty(), "{when}: flagged {flags:?}");
+    assert!(
+        keyed(dms, "reconcile:").is_empty(),
+        "{when}: an admin told: {dms:#?}"
+    );
+}
+
+/// No false alarm: a client disabled on the panel by an expiry still in flight (due, its queue
+/// paused before it finished) is not flagged and no admin is told; once the subscription is
+/// expired, a flag left on it clears.
+async fn an_expiry_in_flight_is_not_flagged_and_flags_clear_whatever_the_state(backend: Backend) {
+    let (panel, db, queue, worker) = with_sync_worker(backend).await;
+    let sub = provisioned(&db, &queue, &worker, "order-1").await;
+    let sync = || async {
+        let id = enqueue_kind(&db, "sync_usage", r#"{"panel":"main"}"#, None);
+        wait_state(&db, &queue, id, JobState::Completed, &worker).await;
+        jobs_of(&queue, "send_dm").await
+    };
+
+    // An admin's forced expiry, due but not finished, and the client already disabled there.
+    let paused = db.jobq(&["queues", "pause", "panel"]);
+    assert!(paused.status.success(), "{}", stderr(&paused));
+    let expiry = sub.expiry.expect("an expiry");
+    let forced = format!(
+        r#"{{"subscription":{},"expiry":"{}","force":true}}"#,
+        sub.id,
+        expiry.to_rfc3339()
+    );
+    let expire = enqueue_kind(&db, "expire_subscription", &forced, None);
+    panel.deplete_client(sub.client_name.expose());
+    unflagged_and_untold(&queue, &sub, &sync().await, "while the expiry is in flight").await;
+
+    // The expiry finishes; a flag left from before clears though the subscription is expired.
+    let resumed = db.jobq(&["queues", "resume", "panel"]);
+    assert!(resumed.status.success(), "{}", stderr(&resumed));
+    wait_state(&db, &queue, expire, JobState::Completed, &worker).await;
+    Subscriptions::new(&queue)
+        .expect("subscriptions")
+        .set_flags(sub.id, &[Flag::DisabledOnPanel].into())
+        .await
+        .expect("set a stale flag");
+    assert_eq!(
+        reload(&queue, &sub).await.status,
+        SubscriptionStatus::Expired
+    );
+    unflagged_and_untold(&queue, &sub, &sync().await, "the stale flag cleared").await;
 }
 
 async fn a_renewal_whose_answer_is_lost_extends_once_upgrades_and_reschedules_expiry(
@@ -267,10 +329,7 @@ async fn expiry_disables_the_client_is_skipped_after_a_renewal_and_can_be_forced
 }
 
 async fn sync_writes_usage_warns_once_per_threshold_and_reports_new_findings(backend: Backend) {
-    let panel = fake().await;
-    let db = db_with_panel(backend, &panel, PRO_PLAN).await;
-    let queue = db.queue().await;
-    let worker = panel_worker(&db, "panel,sync").start();
+    let (panel, db, queue, worker) = with_sync_worker(backend).await;
     let a = provisioned(&db, &queue, &worker, "order-a").await;
     let b = provisioned(&db, &queue, &worker, "order-b").await;
     let name_a = a.client_name.expose().to_string();

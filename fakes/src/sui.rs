@@ -423,6 +423,15 @@ impl FakeSui {
         deplete(&mut lock(&self.shared));
     }
 
+    /// Disables every row named `name`, as the panel does to a client past its volume or
+    /// expiry, or as an edit already applied would.
+    pub fn deplete_client(&self, name: &str) {
+        let mut panel = lock(&self.shared);
+        for row in panel.clients.values_mut().filter(|r| r.name == name) {
+            row.enable = false;
+        }
+    }
+
     /// Adds a row directly, as another admin would (returns its id). `row.id` is ignored.
     pub fn insert(&self, mut row: ClientRow) -> u64 {
         let mut panel = lock(&self.shared);

@@ -359,6 +359,15 @@ impl Subscriptions {
     }
 
     /// A panel's subscriptions, oldest first.
+    /// The subscriptions a renewal or an expiry is changing now (running, waiting for a retry,
+    /// or due), or changed since `since`: what the panel shows of them may be half done.
+    pub async fn changing(
+        &self,
+        since: DateTime<Utc>,
+    ) -> Result<BTreeSet<SubscriptionId>, SubscriptionError> {
+        sql::changing(self.db.exec(), crate::db::Stamp::from(since)).await
+    }
+
     pub async fn list_by_panel(&self, panel: &str) -> Result<Vec<Subscription>, SubscriptionError> {
         list_by_panel(self.db.exec(), panel).await
     }

@@ -175,6 +175,34 @@ pub(super) async fn list_by_user(
     }))
 }
 
+/// Subscriptions a renewal or an expiry is changing: such a job running, waiting for its retry
+/// or due, or finished since `since`. `->>` reads a JSON field on both databases (SQLite 3.38+);
+/// the payload fields are `ExpireSubscription::subscription` and `ProvisionClient::renew`.
+pub(super) async fn changing(
+    exec: Exec<'_>,
+    since: Stamp,
+) -> Result<BTreeSet<SubscriptionId>, SubscriptionError> {
+    const SQL: &str = "SELECT DISTINCT CAST(COALESCE(payload->>'subscription', payload->>'renew')
+                                           AS BIGINT) AS id
+         FROM jobq_jobs
+         WHERE kind IN ('expire_subscription', 'provision_client')
+           AND (state IN ('running', 'retrying')
+                OR (state IN ('available', 'scheduled') AND run_at <= $1)
+                OR (state IN ('completed', 'failed', 'cancelled') AND finalized_at >= $2))";
+    let ids: Vec<Option<i64>> = on_conn!(exec, |c| {
+        sqlx::query_scalar(SQL)
+            .bind(Stamp::now())
+            .bind(since)
+            .fetch_all(&mut *c)
+            .await?
+    });
+    Ok(ids
+        .into_iter()
+        .flatten()
+        .filter_map(|id| SubscriptionId::try_from(id).ok())
+        .collect())
+}
+
 pub(super) async fn list_by_panel(
     exec: Exec<'_>,
     panel: &str,

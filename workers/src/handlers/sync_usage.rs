@@ -11,11 +11,14 @@
 //!   `usage_warned_percent` is raised and the DM (`usage_warning:<id>:<percent>:<expiry>`)
 //!   enqueued in one transaction, so a retried or overlapping sync sends none twice. A usage
 //!   that jumps past both thresholds at once gets the 100% warning only.
-//! - Reconciliation, for subscriptions `active` or `disabled` here: a client missing from the
-//!   panel, disabled there while active here, or present more than once is flagged on the
-//!   subscription. Flags that appear (not those already known) are reported to the admins in
+//! - Reconciliation, for every subscription of the panel: one `active` or `disabled` here whose
+//!   client is missing from the panel, disabled there while active here, or present more than
+//!   once is flagged. Flags that appear (not those already known) are reported to the admins in
 //!   one digest per sync, in the transaction that sets them. Flags clear when the panel agrees
-//!   again.
+//!   again, whatever the subscription's state (an expired one carries none of these). A
+//!   subscription a renewal or an expiry is changing (running, waiting for its retry, due, or
+//!   finished since the sync began) gets no new flag: the panel may show the change half done;
+//!   its flags that the panel no longer supports still clear.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -52,6 +55,7 @@ impl Handler<SyncUsage> for SyncUsageHandler {
         // Our rows first, the panel second: a renewal landing in between shows as a changed
         // expiry, and that row is left for the next sync.
         let subscriptions = Subscriptions::new(&ctx.queue).map_err(db_error)?;
+        let began = Utc::now();
         let ours = subscriptions
             .list_by_panel(panel_name)
             .await
@@ -70,7 +74,10 @@ impl Handler<SyncUsage> for SyncUsageHandler {
         for subscription in &synced {
             warned += usize::from(warn_once(ctx, subscription).await?);
         }
-        let flagged = self.reconcile(ctx, panel_name, &ours, &by_name).await?;
+        let changing = subscriptions.changing(began).await.map_err(db_error)?;
+        let flagged = self
+            .reconcile(ctx, panel_name, &ours, &by_name, &changing)
+            .await?;
         tracing::info!(
             panel = panel_name,
             clients = clients.len(),
@@ -169,9 +176,16 @@ async fn warn_once(ctx: &JobContext, subscription: &Subscription) -> Result<bool
     Ok(true)
 }
 
-/// What the panel says about one of our subscriptions that needs an admin's eye.
+/// What the panel says about one of our subscriptions that needs an admin's eye: only an
+/// `active` or `disabled` one can disagree this way.
 fn findings(subscription: &Subscription, rows: Option<&Vec<&PanelClient>>) -> BTreeSet<Flag> {
     let mut flags = BTreeSet::new();
+    if !matches!(
+        subscription.status,
+        SubscriptionStatus::Active | SubscriptionStatus::Disabled
+    ) {
+        return flags;
+    }
     match rows {
         None => {
             flags.insert(Flag::MissingOnPanel);
@@ -203,17 +217,18 @@ impl SyncUsageHandler {
         panel_name: &str,
         ours: &[Subscription],
         by_name: &BTreeMap<&str, Vec<&PanelClient>>,
+        changing: &BTreeSet<jobs::kinds::SubscriptionId>,
     ) -> Result<usize, JobError> {
-        let checked = ours.iter().filter(|s| {
-            matches!(
-                s.status,
-                SubscriptionStatus::Active | SubscriptionStatus::Disabled
-            )
-        });
         let mut changed = Vec::new();
         let mut flagged = 0;
-        for subscription in checked {
-            let flags = findings(subscription, by_name.get(subscription.client_name.expose()));
+        for subscription in ours {
+            let found = findings(subscription, by_name.get(subscription.client_name.expose()));
+            // Half done is no disagreement: keep only the known flags the panel still shows.
+            let flags = if changing.contains(&subscription.id) {
+                found.intersection(&subscription.flags).copied().collect()
+            } else {
+                found
+            };
             flagged += usize::from(!flags.is_empty());
             if flags != subscription.flags {
                 changed.push((subscription, flags));
