@@ -20,6 +20,7 @@ on_both_backends!(
     sync_writes_usage_warns_once_per_threshold_and_reports_new_findings,
     a_lock_held_by_a_killed_worker_is_free_for_the_rescued_attempt,
     an_expiry_in_flight_is_not_flagged_and_flags_clear_whatever_the_state,
+    a_provision_failing_for_good_leaves_no_client_and_tells_the_admins,
 );
 
 const GIB: i64 = 1024 * 1024 * 1024;
@@ -197,6 +198,60 @@ async fn an_expiry_in_flight_is_not_flagged_and_flags_clear_whatever_the_state(b
         SubscriptionStatus::Expired
     );
     unflagged_and_untold(&queue, &sub, &sync().await, "the stale flag cleared").await;
+}
+
+/// A provision whose last attempt created the client and then lost the answer fails for good
+/// with nothing of its name left on the panel; the subscription is `failed`, unflagged, and the
+/// admins are told; a later sync finds nothing to report. An enabled client of an ended
+/// subscription is flagged `enabled_on_panel` by the sync.
+async fn a_provision_failing_for_good_leaves_no_client_and_tells_the_admins(backend: Backend) {
+    let (panel, db, queue, worker) = with_sync_worker(backend).await;
+    panel.inject_on(Some("save"), Fault::DropAfterApply, 1);
+    // One attempt: the create is applied, its answer lost, and no attempt is left.
+    let id = db.enqueue(
+        "provision_client",
+        &payload("main", "basic"),
+        &["--key", "order-f", "--max-attempts", "1"],
+    );
+    let job = db
+        .wait_job(&queue, id, secs(45), &[&worker], is(JobState::Failed))
+        .await;
+    assert_eq!(job.attempts, 1, "{job:#?}");
+    let sub = subscriptions(&queue)
+        .await
+        .into_iter()
+        .find(|s| s.origin_key.as_deref() == Some("order-f"))
+        .expect("the subscription");
+    assert_eq!(sub.status, SubscriptionStatus::Failed);
+    assert!(sub.flags.is_empty(), "{:?}", sub.flags);
+    assert!(
+        panel.clients_named(sub.client_name.expose()).is_empty(),
+        "no client of its name is left: {:#?}",
+        panel.clients()
+    );
+    let dms = jobs_of(&queue, "send_dm").await;
+    let told = keyed(&dms, &format!("provision_failed:{}:", sub.id));
+    assert_eq!(told.len(), 1, "the admin is told once: {dms:#?}");
+    assert!(
+        text_of(told[0]).contains("deleted from the panel"),
+        "{}",
+        text_of(told[0])
+    );
+
+    // Someone re-creates an enabled client of the failed subscription: the sync flags it.
+    panel.insert(ClientRow {
+        enable: true,
+        name: sub.client_name.expose().to_string(),
+        volume: 10 * GIB,
+        inbounds: serde_json::json!([1]),
+        ..ClientRow::default()
+    });
+    let sync = enqueue_kind(&db, "sync_usage", r#"{"panel":"main"}"#, None);
+    wait_state(&db, &queue, sync, JobState::Completed, &worker).await;
+    assert_eq!(
+        reload(&queue, &sub).await.flags,
+        [Flag::EnabledOnPanel].into()
+    );
 }
 
 async fn a_renewal_whose_answer_is_lost_extends_once_upgrades_and_reschedules_expiry(

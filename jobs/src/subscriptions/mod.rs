@@ -146,6 +146,9 @@ pub enum Flag {
     DisabledOnPanel,
     /// The panel holds more than one client of this name.
     DuplicateOnPanel,
+    /// An enabled client of this name is on the panel while the subscription is `failed` or
+    /// `expired` here: someone has access nobody pays for.
+    EnabledOnPanel,
 }
 
 impl Flag {
@@ -154,6 +157,7 @@ impl Flag {
             Flag::MissingOnPanel => "missing_on_panel",
             Flag::DisabledOnPanel => "disabled_on_panel",
             Flag::DuplicateOnPanel => "duplicate_on_panel",
+            Flag::EnabledOnPanel => "enabled_on_panel",
         }
     }
 }

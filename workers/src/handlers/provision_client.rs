@@ -10,7 +10,11 @@
 //!   was applied twice), the extra rows are deleted, keeping the oldest, and the attempt ends
 //!   with a retryable error saying so (kept in the job's errors for admins; the worker's log
 //!   says it at `warn`), so the next attempt looks again;
-//! - marking `active` and enqueueing the follow-ups commit together; both follow-ups are keyed.
+//! - marking `active` and enqueueing the follow-ups commit together; both follow-ups are keyed;
+//! - a provision that fails for good leaves nothing enabled on the panel: every row of its
+//!   client's name is deleted, and the row marked `failed` (flagged `enabled_on_panel` when the
+//!   rows could not be removed, so the usage sync keeps showing it) with the admins told, in
+//!   one transaction.
 //!
 //! With `"renew": ID` the job renews (or, with another plan, upgrades) that subscription:
 //! - its terms (plan, volume, new expiry = the later of now and the old expiry, plus the plan's
@@ -23,22 +27,24 @@
 //!   (`renew_dm:<key>`) and the expiry job at the new expiry commit together. The old expiry
 //!   job then finds its expiry changed and does nothing.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use jobs::EnqueueOptions;
-use jobs::configuration::PlanSettings;
+use jobs::configuration::{PlanSettings, Settings};
 use jobs::kinds::{ExpireSubscription, ProvisionClient, SendDm, SubscriptionId, Timestamp};
 use jobs::secret_key::SecretKey;
 use jobs::subscriptions::{
-    Activation, NewSubscription, Renewal, Subscription, SubscriptionLink, SubscriptionStatus,
+    Activation, Flag, NewSubscription, Renewal, Subscription, SubscriptionLink, SubscriptionStatus,
     Subscriptions,
 };
 
+use super::alerts::alert_admins;
 use super::{Product, db_error, lock_subscription, panel_job_error, queue_error};
 use crate::handler::{Handler, JobContext, JobError};
-use crate::panel::{ClientChange, NewClient, Panel, PanelClient};
+use crate::panel::{ClientChange, NewClient, Panel, PanelClient, PanelError};
 
 const GIB: i64 = 1024 * 1024 * 1024;
 
@@ -95,6 +101,7 @@ impl Handler<ProvisionClient> for ProvisionClientHandler {
             panel_name,
             key,
             terms,
+            settings: &self.product.settings,
         };
         match job.renew {
             Some(id) => provision.renew(id).await,
@@ -147,6 +154,8 @@ struct Provision<'a> {
     panel_name: &'a str,
     key: Arc<SecretKey>,
     terms: Terms,
+    /// Who the admins are, to be told when a provision fails for good.
+    settings: &'a Settings,
 }
 
 impl Provision<'_> {
@@ -192,16 +201,65 @@ impl Provision<'_> {
         let result = self.provision(&subscription).await;
         if let Err(error) = &result
             && self.ctx.ends_job(error)
+            && let Err(db) = self.fail_for_good(&subscription, error).await
         {
-            // The customer's /status and the order show it instead of `provisioning` for ever.
-            let marked = subscriptions
-                .set_status(subscription.id, SubscriptionStatus::Failed)
-                .await;
-            if let Err(db) = marked {
-                tracing::warn!(subscription = %subscription.id, error = %db, "could not mark the subscription failed");
-            }
+            tracing::warn!(subscription = %subscription.id, error = %db, "could not mark the subscription failed");
         }
         result
+    }
+
+    /// The job fails for good: no client of it stays on the panel, and the customer's /status
+    /// and the order show `failed` instead of `provisioning` for ever; the admins are told what
+    /// was left, all in one transaction.
+    async fn fail_for_good(
+        &self,
+        subscription: &Subscription,
+        error: &JobError,
+    ) -> Result<(), JobError> {
+        let id = subscription.id;
+        let removed = self.remove_client(subscription.client_name.expose()).await;
+        let (flags, left) = match &removed {
+            Ok(0) => (
+                BTreeSet::new(),
+                "no client of it was on the panel".to_string(),
+            ),
+            Ok(rows) => (
+                BTreeSet::new(),
+                format!("its client ({rows} row(s)) was deleted from the panel"),
+            ),
+            Err(why) => (
+                BTreeSet::from([Flag::EnabledOnPanel]),
+                format!(
+                    "its client could not be removed from the panel ({why}): remove it by hand"
+                ),
+            ),
+        };
+        let text = format!(
+            "Provisioning subscription {id} ({} user {}) on panel {} failed for good: {error}. {left}.",
+            subscription.platform.as_str(),
+            subscription.user_id,
+            self.panel_name
+        );
+        let mut tx = self.ctx.queue.begin().await.map_err(queue_error)?;
+        let mut rows = Subscriptions::in_tx(&mut tx);
+        rows.set_status(id, SubscriptionStatus::Failed)
+            .await
+            .map_err(db_error)?;
+        rows.set_flags(id, &flags).await.map_err(db_error)?;
+        let key = format!("provision_failed:{id}:{}", self.ctx.id);
+        alert_admins(&mut tx, self.settings, &key, &text).await?;
+        tx.commit().await.map_err(queue_error)?;
+        tracing::warn!(subscription = %id, panel = self.panel_name, %left, "provision failed for good");
+        Ok(())
+    }
+
+    /// Deletes every row named `name` on the panel; how many there were.
+    async fn remove_client(&self, name: &str) -> Result<usize, PanelError> {
+        let rows = self.panel.find_by_name(name).await?;
+        for row in &rows {
+            self.panel.delete_client(row.id).await?;
+        }
+        Ok(rows.len())
     }
 
     /// The client on the panel, then the row active with its follow-ups.

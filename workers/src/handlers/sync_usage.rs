@@ -15,7 +15,8 @@
 //!   client is missing from the panel, disabled there while active here, or present more than
 //!   once is flagged. Flags that appear (not those already known) are reported to the admins in
 //!   one digest per sync, in the transaction that sets them. Flags clear when the panel agrees
-//!   again, whatever the subscription's state (an expired one carries none of these). A
+//!   again, whatever the subscription's state. One `failed` or `expired` here with an enabled
+//!   client on the panel is flagged `enabled_on_panel` (access nobody pays for). A
 //!   subscription a renewal or an expiry is changing (running, waiting for its retry, due, or
 //!   finished since the sync began) gets no new flag: the panel may show the change half done;
 //!   its flags that the panel no longer supports still clear.
@@ -176,15 +177,20 @@ async fn warn_once(ctx: &JobContext, subscription: &Subscription) -> Result<bool
     Ok(true)
 }
 
-/// What the panel says about one of our subscriptions that needs an admin's eye: only an
-/// `active` or `disabled` one can disagree this way.
+/// What the panel says about one of our subscriptions that needs an admin's eye.
 fn findings(subscription: &Subscription, rows: Option<&Vec<&PanelClient>>) -> BTreeSet<Flag> {
     let mut flags = BTreeSet::new();
-    if !matches!(
-        subscription.status,
-        SubscriptionStatus::Active | SubscriptionStatus::Disabled
-    ) {
-        return flags;
+    match subscription.status {
+        SubscriptionStatus::Active | SubscriptionStatus::Disabled => {}
+        // Ended here: nothing of it should be enabled there.
+        SubscriptionStatus::Failed | SubscriptionStatus::Expired => {
+            if rows.is_some_and(|rows| rows.iter().any(|r| r.enable)) {
+                flags.insert(Flag::EnabledOnPanel);
+            }
+            return flags;
+        }
+        // Its provision job is in flight, or failing: that job cleans up.
+        SubscriptionStatus::Provisioning => return flags,
     }
     match rows {
         None => {
