@@ -251,6 +251,12 @@ struct Panel {
     max_in_flight: u32,
     /// How long every request takes (a slow panel), before faults.
     latency: Duration,
+    /// At most this many requests answered per second (a sliding second); the rest get 429
+    /// with `Retry-After: 1` and apply nothing. `None`: no limit.
+    rate_limit: Option<u32>,
+    /// When each request the limit let through arrived, and how many it refused.
+    accepted_times: Vec<std::time::Instant>,
+    rate_limited: u32,
     sub_port: u16,
 }
 
@@ -325,6 +331,9 @@ impl FakeSui {
             in_flight: 0,
             max_in_flight: 0,
             latency: Duration::ZERO,
+            rate_limit: None,
+            accepted_times: Vec::new(),
+            rate_limited: 0,
             sub_port: sub_addr.map(|a| a.port()).unwrap_or(2096),
         }));
         let app = Router::new()
@@ -479,6 +488,22 @@ impl FakeSui {
     }
 
     /// The most requests under `B` that were being answered at once.
+    /// Answers at most `per_second` requests in any second (`None`: no limit); the others get
+    /// `429 Too Many Requests` with `Retry-After: 1`, as a panel behind a rate-limiting proxy.
+    pub fn set_rate_limit(&self, per_second: Option<u32>) {
+        lock(&self.shared).rate_limit = per_second;
+    }
+
+    /// When each request the rate limit let through arrived.
+    pub fn accepted_times(&self) -> Vec<std::time::Instant> {
+        lock(&self.shared).accepted_times.clone()
+    }
+
+    /// How many requests the rate limit refused with 429.
+    pub fn rate_limited(&self) -> u32 {
+        lock(&self.shared).rate_limited
+    }
+
     pub fn max_in_flight(&self) -> u32 {
         lock(&self.shared).max_in_flight
     }
@@ -575,6 +600,26 @@ fn random_token(len: usize) -> String {
         .collect()
 }
 
+/// Whether the rate limit lets this request through (counted as accepted or refused).
+fn within_rate_limit(panel: &mut Panel) -> bool {
+    let now = std::time::Instant::now();
+    if let Some(limit) = panel.rate_limit {
+        let window_start = now.checked_sub(Duration::from_secs(1));
+        let in_last_second = panel
+            .accepted_times
+            .iter()
+            .rev()
+            .take_while(|t| window_start.is_none_or(|start| **t > start))
+            .count();
+        if in_last_second >= limit as usize {
+            panel.rate_limited += 1;
+            return false;
+        }
+    }
+    panel.accepted_times.push(now);
+    true
+}
+
 /// Takes one use of the first fault rule matching `action`.
 fn take_fault(panel: &mut Panel, action: &str) -> Option<Fault> {
     common::take_use(
@@ -615,6 +660,14 @@ async fn panel_request(
     let fault = {
         let mut panel = lock(&shared);
         panel.requests.push(format!("{method} {api}/{action}"));
+        if !within_rate_limit(&mut panel) {
+            let mut response =
+                (StatusCode::TOO_MANY_REQUESTS, "429 Too Many Requests").into_response();
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            return response;
+        }
         take_fault(&mut panel, &action)
     };
     match &fault {

@@ -36,6 +36,7 @@ pub trait Job: Serialize + DeserializeOwned + Send + Sync + 'static {
             max_attempts: Self::RULES.max_attempts,
             timeout: Self::RULES.timeout,
             retry: Self::RULES.retry,
+            max_snoozes: Self::RULES.max_snoozes,
             example: || serde_json::to_value(Self::example()).unwrap_or(Value::Null),
             parse: parse_as::<Self>,
             redact: Self::redact,
@@ -51,7 +52,14 @@ pub struct Rules {
     pub max_attempts: u32,
     pub timeout: Duration,
     pub retry: RetryPolicy,
+    /// How often a job of the kind may wait ("not now": a 429, a limiter or lock with no room)
+    /// without spending an attempt; past it the job fails, saying what it waited for.
+    pub max_snoozes: u32,
 }
+
+/// Waits a job may make by default: with Retry-Afters of a second or more, minutes of a panel
+/// or chat API saying "slow down" before the job gives up.
+pub const DEFAULT_MAX_SNOOZES: u32 = 200;
 
 impl Rules {
     /// `kind` runs on `queue`, at most `max_attempts` times of at most `timeout` each, backing
@@ -68,6 +76,7 @@ impl Rules {
             max_attempts,
             timeout,
             retry: RetryPolicy::exponential(Duration::from_secs(1), Duration::from_secs(3600)),
+            max_snoozes: DEFAULT_MAX_SNOOZES,
         }
     }
 
@@ -103,6 +112,7 @@ pub struct JobSpec {
     pub max_attempts: u32,
     pub timeout: Duration,
     pub retry: RetryPolicy,
+    pub max_snoozes: u32,
     pub example: fn() -> Value,
     pub parse: fn(&Value) -> Result<ParsedPayload, String>,
     pub redact: fn(&Value) -> Value,
