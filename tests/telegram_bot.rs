@@ -33,6 +33,7 @@ on_both_backends!(
     admins_remove_takes_the_rights_away,
     a_flood_of_commands_is_slowed_and_enqueues_nothing_extra,
     webhook_updates_are_handled_before_they_are_answered,
+    replies_arrive_through_a_429_and_fit_telegrams_limit,
 );
 
 const TOKEN: &str = "424242:TGbotSECRETneverINlogs0123456789ab";
@@ -631,6 +632,60 @@ async fn place_order(s: &Setup, bot: &Process, nonce: i64, plan: usize) -> Value
     let answer = answer_of(fake, &confirm_id, bot).await;
     assert!(answer.ends_with("placed"), "{answer}");
     confirm
+}
+
+/// Replies that arrive: of two admin commands in a row, the first reply meets Telegram's
+/// per-chat limit (429, retry after 1 s) and is sent after it, so both arrive; a 429 longer
+/// than the bot waits hands the reply to a `send_dm` job keyed by the update; a reply quoting
+/// a 4,080-character argument is cut to Telegram's 4,096 UTF-16 units (the fake refuses more).
+async fn replies_arrive_through_a_429_and_fit_telegrams_limit(backend: Backend) {
+    let s = setup(backend).await;
+    let fake = &s.telegram;
+    let bot = start_bot(&s).await;
+    fake.inject(
+        FaultRule::new(Fault::RetryAfter(1))
+            .method("sendMessage")
+            .chat(ADMIN),
+    );
+    fake.push_update(message(ADMIN, 70, "/admins add one"));
+    fake.push_update(message(ADMIN, 71, "/admins add two"));
+    reply_to(fake, ADMIN, "“one” is not a user id", &bot).await;
+    reply_to(fake, ADMIN, "“two” is not a user id", &bot).await;
+
+    fake.inject(
+        FaultRule::new(Fault::RetryAfter(60))
+            .method("sendMessage")
+            .chat(ADMIN),
+    );
+    fake.push_update(message(ADMIN, 72, "/admins add three"));
+    let handed = eventually(secs(20), "the reply handed to a DM job", || async {
+        let jobs = jobs_in(&s.db).await;
+        jobs.into_iter().find(|j| {
+            j.kind == "send_dm"
+                && j.key
+                    .as_deref()
+                    .is_some_and(|k| k.starts_with("telegram:reply:"))
+        })
+    })
+    .await;
+    assert_eq!(handed.payload["user"]["id"], ADMIN);
+    assert!(
+        handed.payload["text"]
+            .as_str()
+            .is_some_and(|t| t.contains("“three” is not a user id")),
+        "{handed:#?}"
+    );
+    fake.clear_faults();
+
+    let long = "x".repeat(4080);
+    fake.push_update(message(ADMIN, 73, &format!("/admins add {long}")));
+    let (_, text) = reply_to(fake, ADMIN, "“xxxxxxxx", &bot).await;
+    assert!(
+        text.encode_utf16().count() <= 4096,
+        "{} units",
+        text.encode_utf16().count()
+    );
+    assert!(text.ends_with('…'), "cut where it was too long");
 }
 
 async fn admin_notices_survive_failed_sends_and_a_restart_and_arrive_once(backend: Backend) {

@@ -36,6 +36,9 @@ use tokio::sync::Notify;
 use crate::common::{self, Listening};
 use common::unix_now;
 
+/// The most a message's text may hold, in UTF-16 code units.
+const MAX_TEXT_UNITS: usize = 4096;
+
 /// The bot's own user id (the `from` of the messages it sends).
 pub const BOT_ID: i64 = 7_000_000_001;
 
@@ -587,6 +590,10 @@ fn send(api: &mut Api, method: &str, params: &Value) -> Response {
     if method == "sendMessage" && text.trim().is_empty() {
         return api_error(400, "Bad Request: message text is empty");
     }
+    // The Bot API counts a text's length in UTF-16 code units.
+    if method == "sendMessage" && text.encode_utf16().count() > MAX_TEXT_UNITS {
+        return api_error(400, "Bad Request: message is too long");
+    }
     let message_id = {
         let last = api.message_ids.entry(chat_id).or_insert(0);
         *last += 1;
@@ -647,6 +654,9 @@ fn edit_message_text(api: &mut Api, params: &Value) -> Response {
         return api_error(400, "Bad Request: message to edit not found");
     };
     let text = text_param(params, "text");
+    if text.encode_utf16().count() > MAX_TEXT_UNITS {
+        return api_error(400, "Bad Request: message is too long");
+    }
     let Some(sent) = api
         .sent
         .iter_mut()

@@ -210,7 +210,7 @@ pub async fn handle_update(conn: &Connection, shop: &Shop, update: Update) -> bo
             Some(Input::Press(press)) => shop.on_press(&press).await,
             None => return,
         };
-        perform(conn, actions).await;
+        perform(conn, shop, id, actions).await;
     };
     let turn = conn.turns.in_turn(chat, work);
     if tokio::time::timeout(PER_UPDATE, turn).await.is_err() {
@@ -267,56 +267,130 @@ pub(super) fn message_id(id: i64) -> MessageId {
     MessageId(i32::try_from(id).unwrap_or(i32::MAX))
 }
 
-/// Performs the actions in order; a failed one is logged (masked) and the rest go on.
-pub async fn perform(conn: &Connection, actions: Vec<Action>) {
-    for action in actions {
-        let result = match action {
-            Action::Send {
-                chat,
-                text,
-                buttons,
-            } => {
-                let request = conn.bot.send_message(ChatId(chat), text);
-                if buttons.is_empty() {
-                    request.await.map(drop)
-                } else {
-                    request.reply_markup(keyboard(&buttons)).await.map(drop)
+/// How long an immediate reply waits out Telegram's 429 (the per-chat limit) before it is
+/// handed to a `send_dm` job, which waits without holding the chat's turn.
+const REPLY_WAIT: Duration = Duration::from_secs(3);
+/// The most a Telegram message holds, in UTF-16 code units: longer texts are cut to it.
+const TEXT_UNITS: usize = 4096;
+
+/// Performs update `update`'s actions in order; a failed one is logged (masked) and the rest
+/// go on. Texts are cut to Telegram's limit; a 429 is waited out up to [`REPLY_WAIT`], then a
+/// message still refused is handed to a `send_dm` job keyed by the update and its place, so
+/// it arrives once even when the update is handled again.
+pub async fn perform(conn: &Connection, shop: &Shop, update: u32, actions: Vec<Action>) {
+    for (place, action) in actions.into_iter().enumerate() {
+        let started = tokio::time::Instant::now();
+        loop {
+            match attempt(conn, &action).await {
+                Ok(()) => break,
+                Err(RequestError::RetryAfter(after))
+                    if started.elapsed() + after.duration() <= REPLY_WAIT =>
+                {
+                    tokio::time::sleep(after.duration()).await;
+                }
+                Err(RequestError::RetryAfter(_)) => {
+                    hand_off(shop, update, place, &action).await;
+                    break;
+                }
+                Err(error) => {
+                    tracing::warn!(error = %conn.describe(&error), "a telegram reply failed");
+                    break;
                 }
             }
-            Action::Edit {
-                chat,
-                message_id: id,
-                text,
-                buttons,
-            } => {
-                let request = conn
-                    .bot
-                    .edit_message_text(ChatId(chat), message_id(id), text);
-                if buttons.is_empty() {
-                    request.await.map(drop)
-                } else {
-                    request.reply_markup(keyboard(&buttons)).await.map(drop)
-                }
-            }
-            Action::Answer { callback_id, text } => {
-                let request = conn.bot.answer_callback_query(CallbackQueryId(callback_id));
-                match text {
-                    Some(text) => request.text(text).await.map(drop),
-                    None => request.await.map(drop),
-                }
-            }
-            Action::Forward {
-                to,
-                from_chat,
-                message_id: id,
-            } => conn
+        }
+    }
+}
+
+/// One try of an action, its texts cut to Telegram's limit.
+async fn attempt(conn: &Connection, action: &Action) -> Result<(), RequestError> {
+    match action.clone() {
+        Action::Send {
+            chat,
+            text,
+            buttons,
+        } => {
+            let request = conn
                 .bot
-                .forward_message(ChatId(to), ChatId(from_chat), message_id(id))
-                .await
-                .map(drop),
-        };
-        if let Err(error) = result {
-            tracing::warn!(error = %conn.describe(&error), "a telegram reply failed");
+                .send_message(ChatId(chat), jobs::text::clip_utf16(&text, TEXT_UNITS));
+            if buttons.is_empty() {
+                request.await.map(drop)
+            } else {
+                request.reply_markup(keyboard(&buttons)).await.map(drop)
+            }
+        }
+        Action::Edit {
+            chat,
+            message_id: id,
+            text,
+            buttons,
+        } => {
+            let text = jobs::text::clip_utf16(&text, TEXT_UNITS);
+            let request = conn
+                .bot
+                .edit_message_text(ChatId(chat), message_id(id), text);
+            if buttons.is_empty() {
+                request.await.map(drop)
+            } else {
+                request.reply_markup(keyboard(&buttons)).await.map(drop)
+            }
+        }
+        Action::Answer { callback_id, text } => {
+            let request = conn.bot.answer_callback_query(CallbackQueryId(callback_id));
+            match text {
+                Some(text) => request.text(text).await.map(drop),
+                None => request.await.map(drop),
+            }
+        }
+        Action::Forward {
+            to,
+            from_chat,
+            message_id: id,
+        } => conn
+            .bot
+            .forward_message(ChatId(to), ChatId(from_chat), message_id(id))
+            .await
+            .map(drop),
+    }
+}
+
+/// A message Telegram still refuses after [`REPLY_WAIT`], as a `send_dm` job keyed
+/// `telegram:reply:<update>:<place>` (its buttons are not carried: a DM is text). Other
+/// actions are only logged: they make no sense later.
+async fn hand_off(shop: &Shop, update: u32, place: usize, action: &Action) {
+    let Action::Send { chat, text, .. } = action else {
+        tracing::warn!(
+            update,
+            "a telegram reply was rate-limited past the wait; dropped"
+        );
+        return;
+    };
+    let dm = jobs::kinds::UserId::parse(*chat)
+        .map_err(|e| e.to_string())
+        .and_then(|user| {
+            let to = jobs::kinds::Recipient::new(jobs::kinds::Platform::Telegram, user);
+            jobs::kinds::SendDm::new(to, jobs::text::clip_utf16(text, TEXT_UNITS))
+                .map_err(|e| e.to_string())
+        });
+    let options = jobs::EnqueueOptions {
+        key: Some(format!("telegram:reply:{update}:{place}")),
+        ..jobs::EnqueueOptions::default()
+    };
+    let enqueued = match dm {
+        Ok(dm) => shop
+            .queue
+            .enqueue(&dm, options)
+            .await
+            .map_err(|e| e.to_string()),
+        Err(why) => Err(why),
+    };
+    match enqueued {
+        Ok(job) => tracing::info!(
+            update,
+            dm_job = job.id,
+            "a rate-limited telegram reply goes as a DM job"
+        ),
+        Err(error) => {
+            tracing::warn!(update, %error, "a rate-limited telegram reply could not be handed to a DM job")
         }
     }
 }
