@@ -169,6 +169,7 @@ mod tests {
             attempt,
             max_attempts,
             key: None,
+            waited: Duration::ZERO,
         }
     }
 

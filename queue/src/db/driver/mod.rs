@@ -72,6 +72,9 @@ pub struct FetchedJob {
     pub attempt: i32,
     pub max_attempts: i32,
     pub key: Option<String>,
+    /// How long the job had been due when this claim took it (its `run_at`, the time it was
+    /// scheduled for or became available again, to the claim): the queue wait.
+    pub waited: Duration,
 }
 
 /// What a claim returned, read row by row: the jobs to run, and the rows that cannot run (a
@@ -97,7 +100,7 @@ impl Claimed {
 }
 
 /// Reads the claim's rows (`id, kind, queue, payload, attempt, max_attempts,
-/// idempotency_key`, payload as text). A row whose id or attempt does not decode cannot be
+/// idempotency_key, run_at, attempted_at`, payload as text). A row whose id or attempt does not decode cannot be
 /// failed by its attempt: it is logged and left to the rescuer.
 pub(crate) fn claimed<'r, R: sqlx::Row>(rows: &'r [R], worker: &str) -> Claimed
 where
@@ -106,6 +109,7 @@ where
     i32: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
     String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
     Option<String>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    Stamp: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
 {
     let mut claimed = Claimed {
         jobs: Vec::with_capacity(rows.len()),
@@ -129,6 +133,7 @@ where
                 attempt,
                 max_attempts: f.get("max_attempts")?,
                 key: f.get("idempotency_key")?,
+                waited: waited(f.get("run_at")?, f.get("attempted_at")?),
             })
         })();
         match job {
@@ -139,6 +144,13 @@ where
         }
     }
     claimed
+}
+
+/// From due to claimed, both times the database's; never negative.
+fn waited(run_at: Stamp, claimed_at: Stamp) -> Duration {
+    (DateTime::<Utc>::from(claimed_at) - DateTime::<Utc>::from(run_at))
+        .to_std()
+        .unwrap_or(Duration::ZERO)
 }
 
 /// What a job's outcome is written by: its id and the attempt that holds it.
@@ -467,6 +479,10 @@ pub trait Driver: Send + Sync + 'static {
     async fn outcome_series(&self, since: DateTime<Utc>) -> Result<Vec<OutcomeCount>, QueueError> {
         shared::outcome_series(self.db(), since).await
     }
+    /// Attempts that ended each way per queue and kind since the database was created.
+    async fn outcome_totals(&self) -> Result<Vec<OutcomeTotal>, QueueError> {
+        shared::outcome_totals(self.db()).await
+    }
     /// How many jobs match the filter (`before_id` narrows too): the count a bulk action shows.
     async fn count_matching(&self, filter: &JobFilter) -> Result<i64, QueueError> {
         shared::count_matching(self.db(), filter).await
@@ -550,6 +566,16 @@ pub(crate) fn rescued(
 pub struct OutcomeCount {
     pub minute: DateTime<Utc>,
     pub queue: String,
+    pub outcome: String,
+    pub count: i64,
+}
+
+/// Attempts of one queue and kind that ended one way (`completed`, `retried`, `failed`,
+/// `cancelled`) since the database was created, all workers: never pruned.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OutcomeTotal {
+    pub queue: String,
+    pub kind: String,
     pub outcome: String,
     pub count: i64,
 }

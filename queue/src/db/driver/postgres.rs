@@ -188,7 +188,7 @@ SET state = 'running', attempt = LEAST(j.attempt, 2147483646) + 1, attempted_at 
 FROM claimed
 WHERE j.id = claimed.id
 RETURNING j.id, j.kind, j.queue, j.payload::text AS payload, j.attempt, j.max_attempts,
-          j.idempotency_key
+          j.idempotency_key, j.run_at, j.attempted_at
 "#;
 
 const COMPLETE: &str = r#"
@@ -456,13 +456,22 @@ impl Driver for PostgresDriver {
         if stats.is_empty() {
             return Ok(());
         }
+        // One statement writes the per-minute counts and the totals, so they move together.
         sqlx::query(
-            "INSERT INTO jobq_stats (minute, queue, kind, outcome, count, duration_ms)
-             SELECT * FROM unnest($1::timestamptz[], $2::text[], $3::text[], $4::text[],
-                                  $5::bigint[], $6::bigint[])
-             ON CONFLICT (minute, queue, kind, outcome) DO UPDATE
-             SET count = jobq_stats.count + excluded.count,
-                 duration_ms = jobq_stats.duration_ms + excluded.duration_ms",
+            "WITH input AS (
+                 SELECT * FROM unnest($1::timestamptz[], $2::text[], $3::text[], $4::text[],
+                                      $5::bigint[], $6::bigint[])
+                     AS i(minute, queue, kind, outcome, count, duration_ms)),
+             per_minute AS (
+                 INSERT INTO jobq_stats (minute, queue, kind, outcome, count, duration_ms)
+                 SELECT * FROM input
+                 ON CONFLICT (minute, queue, kind, outcome) DO UPDATE
+                 SET count = jobq_stats.count + excluded.count,
+                     duration_ms = jobq_stats.duration_ms + excluded.duration_ms)
+             INSERT INTO jobq_outcome_totals (queue, kind, outcome, count)
+             SELECT queue, kind, outcome, sum(count) FROM input GROUP BY queue, kind, outcome
+             ON CONFLICT (queue, kind, outcome) DO UPDATE
+             SET count = jobq_outcome_totals.count + excluded.count",
         )
         .bind(stats.iter().map(|(k, _)| k.minute).collect::<Vec<_>>())
         .bind(

@@ -9,8 +9,8 @@ use chrono::{DateTime, Utc};
 use sqlx::Row;
 
 use super::{
-    JobFilter, JobRecord, OutcomeCount, QueueInfo, Repair, StateCount, WorkerInfo, last_error,
-    lenient_errors, lenient_json,
+    JobFilter, JobRecord, OutcomeCount, OutcomeTotal, QueueInfo, Repair, StateCount, WorkerInfo,
+    last_error, lenient_errors, lenient_json,
 };
 use crate::audit::{AuditEntry, AuditRecord};
 use crate::db::{Conn, Db, DbError, Exec, Fields, Stamp, on_conn, row_id};
@@ -301,6 +301,26 @@ pub(super) async fn outcome_series(
                 let f = Fields::new(r, "jobq_stats", format!("of queue {queue}"));
                 Ok(OutcomeCount {
                     minute: f.get::<Stamp>("minute")?.into(),
+                    outcome: f.get("outcome")?,
+                    count: f.get("count")?,
+                    queue,
+                })
+            })
+            .collect::<Result<Vec<_>, DbError>>()?
+    }))
+}
+
+pub(super) async fn outcome_totals(db: &Db) -> Result<Vec<OutcomeTotal>, QueueError> {
+    const SQL: &str = "SELECT queue, kind, outcome, count FROM jobq_outcome_totals
+                       ORDER BY queue, kind, outcome";
+    Ok(on_conn!(db.exec(), |c| {
+        let rows = sqlx::query(SQL).fetch_all(&mut *c).await?;
+        rows.iter()
+            .map(|r| {
+                let queue: String = r.try_get("queue")?;
+                let f = Fields::new(r, "jobq_outcome_totals", format!("of queue {queue}"));
+                Ok(OutcomeTotal {
+                    kind: f.get("kind")?,
                     outcome: f.get("outcome")?,
                     count: f.get("count")?,
                     queue,

@@ -131,7 +131,7 @@ WHERE id IN (
       AND NOT EXISTS (SELECT 1 FROM jobq_queues WHERE name = ?1 AND paused)
     ORDER BY priority DESC, run_at, id
     LIMIT ?2)
-RETURNING id, kind, queue, payload, attempt, max_attempts, idempotency_key
+RETURNING id, kind, queue, payload, attempt, max_attempts, idempotency_key, run_at, attempted_at
 "#;
 
 const COMPLETE: &str = r#"
@@ -399,6 +399,9 @@ impl Driver for SqliteDriver {
                 ])
             })
             .collect();
+        let rows = serde_json::Value::Array(rows).to_string();
+        // The per-minute counts and the totals move together: one transaction.
+        let mut tx = self.begin().await?;
         sqlx::query(
             "INSERT INTO jobq_stats (minute, queue, kind, outcome, count, duration_ms)
              SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'),
@@ -409,9 +412,21 @@ impl Driver for SqliteDriver {
              SET count = jobq_stats.count + excluded.count,
                  duration_ms = jobq_stats.duration_ms + excluded.duration_ms",
         )
-        .bind(serde_json::Value::Array(rows).to_string())
-        .execute(&self.pool)
+        .bind(&rows)
+        .execute(&mut *tx)
         .await?;
+        sqlx::query(
+            "INSERT INTO jobq_outcome_totals (queue, kind, outcome, count)
+             SELECT json_extract(value, '$[1]'), json_extract(value, '$[2]'),
+                    json_extract(value, '$[3]'), sum(json_extract(value, '$[4]'))
+             FROM json_each(?1) GROUP BY 1, 2, 3
+             ON CONFLICT (queue, kind, outcome) DO UPDATE
+             SET count = jobq_outcome_totals.count + excluded.count",
+        )
+        .bind(&rows)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
         Ok(())
     }
 
