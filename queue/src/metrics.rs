@@ -261,7 +261,7 @@ mod tests {
         let text = render(&registry, Format::Classic);
         assert!(
             text.contains(
-                "# HELP jobq_external_calls_total Calls to outside services by this process's handlers\n\
+                "# HELP jobq_external_calls_total Calls to outside services by this process's handlers.\n\
                  # TYPE jobq_external_calls_total counter\n"
             ),
             "{text}"
