@@ -600,6 +600,7 @@ async fn queue_metrics_come_from_the_database(backend: Backend) {
         secure_cookie: false,
         worker_stale_after: Duration::from_secs(60),
         session_ttl: Duration::from_secs(3600),
+        periodic: Vec::new(),
     };
     let dashboard = web::Dashboard::bind(queue.clone(), &options)
         .await

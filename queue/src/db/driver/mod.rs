@@ -15,7 +15,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::audit::{AuditEntry, AuditRecord};
+use crate::audit::{AuditEntry, AuditFilter, AuditRecord};
 use crate::job::NewJob;
 use crate::queue::{Enqueued, QueueError, Wakeups};
 use crate::state::JobState;
@@ -352,6 +352,30 @@ pub struct Repair {
     pub skipped: Vec<(i64, String)>,
 }
 
+/// A job's payload replaced before a retry, as an admin asks. The engine knows no kind's
+/// payload: the caller checks it for the job's kind and describes the change for the audit
+/// log (redacting what its kind keeps secret), both from the job as read under the lock.
+pub struct PayloadEdit<'a> {
+    pub id: i64,
+    pub payload: &'a Value,
+    /// The payload to store (as the kind normalises it), or what is wrong with it for a job
+    /// of this kind.
+    pub check: &'a (dyn Fn(&str, &Value) -> Result<Value, String> + Send + Sync),
+    /// The audit entry, from the job as it was (its kind, its old payload) and the payload
+    /// stored.
+    pub audit: &'a (dyn Fn(&JobRecord, &Value) -> AuditEntry + Send + Sync),
+}
+
+/// What became of a [`PayloadEdit`]: nothing is written unless the job was retried.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EditOutcome {
+    Retried,
+    /// The caller's check refused the payload.
+    Invalid(String),
+    /// The job is not in a state a retry applies to (or gone, or its key is held).
+    LeftAlone(String),
+}
+
 #[async_trait]
 pub trait Driver: Send + Sync + 'static {
     /// Where the data is, with any password masked, for messages.
@@ -423,6 +447,10 @@ pub trait Driver: Send + Sync + 'static {
     async fn job_by_key(&self, key: &str) -> Result<Option<JobRecord>, QueueError> {
         shared::job_by_key(self.db(), key).await
     }
+    /// The newest job whose idempotency key starts with `prefix` (a periodic entry's last job).
+    async fn newest_with_key_prefix(&self, prefix: &str) -> Result<Option<JobRecord>, QueueError> {
+        shared::newest_with_key_prefix(self.db(), prefix).await
+    }
     async fn state_counts(&self) -> Result<Vec<StateCount>, QueueError> {
         shared::state_counts(self.db()).await
     }
@@ -433,11 +461,21 @@ pub trait Driver: Send + Sync + 'static {
         shared::workers(self.db()).await
     }
     async fn audit_log(&self, limit: u32) -> Result<Vec<AuditRecord>, QueueError> {
-        shared::audit_log(self.db(), limit).await
+        shared::audit_log(self.db(), &AuditFilter::default(), limit).await
+    }
+    /// The newest `limit` entries the filter matches.
+    async fn audit_log_matching(
+        &self,
+        filter: &AuditFilter,
+        limit: u32,
+    ) -> Result<Vec<AuditRecord>, QueueError> {
+        shared::audit_log(self.db(), filter, limit).await
     }
 
     // Repair: each call is one transaction that writes its audit entry with the change.
     async fn retry(&self, ids: &[i64], audit: &AuditEntry) -> Result<Repair, QueueError>;
+    /// The job's payload replaced, then retried, in one transaction with its audit entry.
+    async fn retry_edited(&self, edit: &PayloadEdit<'_>) -> Result<EditOutcome, QueueError>;
     async fn discard(&self, ids: &[i64], audit: &AuditEntry) -> Result<Repair, QueueError> {
         let update = |ids: &str| {
             format!(

@@ -12,8 +12,8 @@ use sqlx::{PgConnection, Row};
 
 use super::shared;
 use super::{
-    Driver, FetchedJob, Finish, Finished, Repair, RescuePolicy, StatCount, StatKey, claimed,
-    duration_ms, rescue_row,
+    Driver, EditOutcome, FetchedJob, Finish, Finished, PayloadEdit, Repair, RescuePolicy,
+    StatCount, StatKey, claimed, duration_ms, rescue_row,
 };
 use crate::audit::AuditEntry;
 use crate::db::{Conn, Db, Exec};
@@ -495,24 +495,11 @@ impl Driver for PostgresDriver {
     }
 
     async fn retry(&self, ids: &[i64], entry: &AuditEntry) -> Result<Repair, QueueError> {
-        let update = |ids: &str| {
-            format!(
-            "WITH retried AS (
-                 UPDATE jobq_jobs j SET state = 'available', run_at = LEAST(now(), $2), finalized_at = NULL,
-                        locked_until = NULL, max_attempts = GREATEST(j.max_attempts, j.attempt + 1)
-                 WHERE j.id {ids} AND j.state IN ({})
-                   AND (j.idempotency_key IS NULL OR j.state NOT IN ('cancelled', 'discarded')
-                        OR NOT EXISTS (SELECT 1 FROM jobq_jobs o
-                                       WHERE o.idempotency_key = j.idempotency_key AND o.id <> j.id
-                                         AND o.state NOT IN ('cancelled', 'discarded')))
-                 RETURNING j.id, j.queue),
-             notified AS (SELECT count(pg_notify('jobq_jobs', q)) AS n
-                          FROM (SELECT DISTINCT queue AS q FROM retried) d)
-             SELECT retried.id FROM retried CROSS JOIN notified ORDER BY retried.id",
-                RepairAction::Retry.sql_states()
-            )
-        };
-        shared::repair(&self.db, ids, entry, update, RepairAction::Retry).await
+        shared::repair(&self.db, ids, entry, retry_update, RepairAction::Retry).await
+    }
+
+    async fn retry_edited(&self, edit: &PayloadEdit<'_>) -> Result<EditOutcome, QueueError> {
+        shared::retry_edited(&self.db, edit, retry_update).await
     }
 
     async fn set_paused(
@@ -540,4 +527,24 @@ impl Driver for PostgresDriver {
         tx.commit().await?;
         Ok(())
     }
+}
+
+/// The retry repair's statement (ids bound per `ids`, the time as `$2`), for `retry` and
+/// `retry_edited`.
+fn retry_update(ids: &str) -> String {
+    format!(
+        "WITH retried AS (
+             UPDATE jobq_jobs j SET state = 'available', run_at = LEAST(now(), $2), finalized_at = NULL,
+                    locked_until = NULL, max_attempts = GREATEST(j.max_attempts, j.attempt + 1)
+             WHERE j.id {ids} AND j.state IN ({})
+               AND (j.idempotency_key IS NULL OR j.state NOT IN ('cancelled', 'discarded')
+                    OR NOT EXISTS (SELECT 1 FROM jobq_jobs o
+                                   WHERE o.idempotency_key = j.idempotency_key AND o.id <> j.id
+                                     AND o.state NOT IN ('cancelled', 'discarded')))
+             RETURNING j.id, j.queue),
+         notified AS (SELECT count(pg_notify('jobq_jobs', q)) AS n
+                      FROM (SELECT DISTINCT queue AS q FROM retried) d)
+         SELECT retried.id FROM retried CROSS JOIN notified ORDER BY retried.id",
+            RepairAction::Retry.sql_states()
+        )
 }

@@ -15,8 +15,8 @@ use sqlx::{Row, SqliteConnection};
 
 use super::shared;
 use super::{
-    Driver, FetchedJob, Finish, Finished, Repair, RescuePolicy, StatCount, StatKey, claimed,
-    rescue_row,
+    Driver, EditOutcome, FetchedJob, Finish, Finished, PayloadEdit, Repair, RescuePolicy,
+    StatCount, StatKey, claimed, rescue_row,
 };
 use crate::audit::AuditEntry;
 use crate::db::{Conn, Db, Exec};
@@ -431,20 +431,11 @@ impl Driver for SqliteDriver {
     }
 
     async fn retry(&self, ids: &[i64], entry: &AuditEntry) -> Result<Repair, QueueError> {
-        let update = |ids: &str| {
-            format!(
-                "UPDATE jobq_jobs AS j SET state = 'available', run_at = $2, finalized_at = NULL,
-                    locked_until = NULL, max_attempts = max(j.max_attempts, j.attempt + 1)
-             WHERE j.id {ids} AND j.state IN ({})
-               AND (j.idempotency_key IS NULL OR j.state NOT IN ('cancelled', 'discarded')
-                    OR NOT EXISTS (SELECT 1 FROM jobq_jobs o
-                                   WHERE o.idempotency_key = j.idempotency_key AND o.id <> j.id
-                                     AND o.state NOT IN ('cancelled', 'discarded')))
-             RETURNING id",
-                RepairAction::Retry.sql_states()
-            )
-        };
-        shared::repair(&self.db, ids, entry, update, RepairAction::Retry).await
+        shared::repair(&self.db, ids, entry, retry_update, RepairAction::Retry).await
+    }
+
+    async fn retry_edited(&self, edit: &PayloadEdit<'_>) -> Result<EditOutcome, QueueError> {
+        shared::retry_edited(&self.db, edit, retry_update).await
     }
 
     async fn set_paused(
@@ -467,4 +458,20 @@ impl Driver for SqliteDriver {
         tx.commit().await?;
         Ok(())
     }
+}
+
+/// The retry repair's statement (ids bound per `ids`, the time as `$2`), for `retry` and
+/// `retry_edited`.
+fn retry_update(ids: &str) -> String {
+    format!(
+        "UPDATE jobq_jobs AS j SET state = 'available', run_at = $2, finalized_at = NULL,
+                locked_until = NULL, max_attempts = max(j.max_attempts, j.attempt + 1)
+         WHERE j.id {ids} AND j.state IN ({})
+           AND (j.idempotency_key IS NULL OR j.state NOT IN ('cancelled', 'discarded')
+                OR NOT EXISTS (SELECT 1 FROM jobq_jobs o
+                               WHERE o.idempotency_key = j.idempotency_key AND o.id <> j.id
+                                 AND o.state NOT IN ('cancelled', 'discarded')))
+         RETURNING id",
+        RepairAction::Retry.sql_states()
+    )
 }
