@@ -365,6 +365,7 @@ async fn a_product_worker_starts_every_family_at_zero_and_counts_panel_calls(bac
         "jobq_jobs_retried_total",
         "jobq_jobs_failed_total",
         "jobq_jobs_cancelled_total",
+        "jobq_jobs_snoozed_total",
         "jobq_jobs_enqueued_total",
         "jobq_job_duration_seconds_count",
         "jobq_job_queue_wait_seconds_count",

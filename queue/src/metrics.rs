@@ -77,7 +77,7 @@ pub struct QueueOutcome {
 }
 
 /// The ways an attempt ends, as outcome labels and `jobq_stats` name them.
-pub const OUTCOMES: [&str; 4] = ["completed", "retried", "failed", "cancelled"];
+pub const OUTCOMES: [&str; 5] = ["completed", "retried", "failed", "cancelled", "snoozed"];
 
 /// The labels of per-kind outcome counts.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]

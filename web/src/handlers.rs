@@ -1155,6 +1155,7 @@ mod tests {
             priority: 0,
             attempts: 1,
             max_attempts: 1,
+            snoozes: 0,
             key: None,
             run_at: Utc::now(),
             created_at: Utc::now(),

@@ -65,6 +65,7 @@ pub struct WorkerMetrics {
     retried: Family<KindQueue, Counter>,
     failed: Family<KindQueue, Counter>,
     cancelled: Family<KindQueue, Counter>,
+    snoozed: Family<KindQueue, Counter>,
     duration: HistogramFamily<KindQueue>,
     queue_wait: HistogramFamily<KindQueue>,
     running: Family<QueueLabel, Gauge>,
@@ -133,6 +134,12 @@ impl WorkerMetrics {
             "jobq_jobs_cancelled",
             "Job attempts whose handler cancelled the job",
         );
+        let snoozed = counter(
+            &mut registry,
+            "jobq_jobs_snoozed",
+            "Job runs told \"not now\" (a 429, a limit or lock with no room): rescheduled \
+             without spending an attempt",
+        );
         let duration: HistogramFamily<KindQueue> = Family::new_with_constructor(duration_histogram);
         registry.register_with_unit(
             "jobq_job_duration",
@@ -197,6 +204,7 @@ impl WorkerMetrics {
             retried,
             failed,
             cancelled,
+            snoozed,
             duration,
             queue_wait,
             running,
@@ -227,6 +235,7 @@ impl WorkerMetrics {
                 &self.retried,
                 &self.failed,
                 &self.cancelled,
+                &self.snoozed,
             ] {
                 let _ = family.get_or_create(&labels);
             }
@@ -259,6 +268,7 @@ impl WorkerMetrics {
             Finish::Retry { .. } => &self.retried,
             Finish::Failed { .. } => &self.failed,
             Finish::Cancelled { .. } => &self.cancelled,
+            Finish::Snooze { .. } => &self.snoozed,
         };
         outcome.get_or_create(&labels).inc();
         self.duration
