@@ -43,12 +43,7 @@ fn location(headers: &HeaderMap) -> String {
 
 /// Logs in through the form: the session, with its cookie (`name=value`).
 async fn login<'a>(server: &'a WebServer, token: &str) -> Session<'a> {
-    let response = client()
-        .post(server.url("/login"))
-        .form(&[("token", token), ("next", "/")])
-        .send()
-        .await
-        .expect("POST /login");
+    let response = server.post_login(&client(), token).await;
     assert_eq!(response.status(), StatusCode::SEE_OTHER, "login");
     let cookie = response
         .headers()
@@ -171,12 +166,7 @@ async fn every_page_needs_an_admin(backend: Backend) {
         .get_bearer(&http, "/", "admin-token-0123456789abcdeX")
         .await;
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
-    let response = http
-        .post(server.url("/login"))
-        .form(&[("token", "not-the-token-at-all"), ("next", "/")])
-        .send()
-        .await
-        .expect("POST /login");
+    let response = server.post_login(&http, "not-the-token-at-all").await;
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
     assert!(!response.headers().contains_key(header::SET_COOKIE));
     let body = response.text().await.expect("body");
