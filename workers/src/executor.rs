@@ -207,6 +207,7 @@ mod tests {
             max_attempts,
             key: None,
             snoozes: 0,
+            waited: Duration::ZERO,
         }
     }
 

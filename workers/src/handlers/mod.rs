@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 use jobs::configuration::Settings;
 use jobs::db::DbError;
+use jobs::kinds::Platform;
 use jobs::secret_key::SecretKey;
 use jobs::subscriptions::SubscriptionError;
 
@@ -100,8 +101,19 @@ pub struct Product {
     pub transcripts: Option<Arc<crate::transcripts::Transcripts>>,
 }
 
-/// Registers the handlers of the five product kinds.
+/// The services the handlers call, as `jobq_external_calls_total` names them.
+pub const SERVICES: [&str; 3] = [
+    crate::panel::SERVICE,
+    Platform::Telegram.as_str(),
+    Platform::Discord.as_str(),
+];
+
+/// Registers the handlers of the five product kinds, and starts the counts of the calls they
+/// make at zero.
 pub fn register(registry: &mut Registry, product: Product) {
+    SERVICES
+        .into_iter()
+        .for_each(jobs::metrics::expect_external_calls);
     registry.register(upload_transcript::UploadTranscriptHandler::new(
         product.transcripts.clone(),
     ));
