@@ -1,6 +1,7 @@
 //! `jobq bench`: bulk insert, drain and pickup latency against the database JOBQ_DATABASE_URL
 //! names, in a schema (PostgreSQL) or a file (SQLite) of its own that it removes afterwards.
 
+use crate::output::say;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -79,9 +80,9 @@ pub async fn run(config: Option<&Path>, args: BenchArgs, json: bool) -> anyhow::
         place.remove().await;
         let report = result?;
         if json {
-            println!("{}", serde_json::to_string_pretty(&report)?);
+            say!("{}", serde_json::to_string_pretty(&report)?);
         } else {
-            println!(
+            say!(
                 "backend {}: 8 tasks x {per_task}\n  rate turns    {:.0}/s\n  permit cycles {:.0}/s (acquire + release)",
                 report["backend"],
                 report["turns_per_s"].as_f64().unwrap_or(0.0),
@@ -94,9 +95,9 @@ pub async fn run(config: Option<&Path>, args: BenchArgs, json: bool) -> anyhow::
     place.remove().await;
     let report = result?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        say!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        println!(
+        say!(
             "backend {}: {} jobs, {} workers x {} slots\n  bulk insert {:.0} jobs/s\n  drain       {:.0} jobs/s\n  pickup      p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms",
             report["backend"],
             args.jobs,
@@ -158,7 +159,9 @@ impl BenchPlace {
         {
             let drop = format!("DROP SCHEMA {schema} CASCADE");
             if let Err(error) = sqlx::query(&drop).execute(pool).await {
-                eprintln!("warning: could not drop the bench schema {schema}: {error}");
+                crate::output::error_line(format_args!(
+                    "warning: could not drop the bench schema {schema}: {error}"
+                ));
             }
         }
     }
