@@ -167,12 +167,9 @@ async fn honcho_runs_the_shipped_procfile_with_two_workers_and_the_dashboard(bac
 
     signal(honcho.child.id(), "TERM");
     let child = &mut honcho.child;
-    eventually_showing(
-        secs(30),
-        "honcho to stop",
-        || String::new(),
-        || std::future::ready(child.try_wait().expect("wait for honcho")),
-    )
+    eventually_showing(secs(30), "honcho to stop", String::new, || {
+        std::future::ready(child.try_wait().expect("wait for honcho"))
+    })
     .await;
     let log = honcho.log();
     let stopped: Vec<&str> = log.lines().filter(|l| l.contains("stopped (rc=")).collect();
