@@ -109,7 +109,7 @@ pub async fn check_queue_names(
 ) -> anyhow::Result<()> {
     let mut shown = product_queues();
     shown.extend(queue.driver().queues().await?.into_iter().map(|q| q.name));
-    shown.remove(testkit::Noop::QUEUE);
+    shown.remove(testkit::Noop::RULES.queue);
     let unknown: Vec<String> = names
         .iter()
         .filter(|name| !kind_queues.contains(*name) && !shown.contains(*name))

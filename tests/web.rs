@@ -161,12 +161,9 @@ async fn every_page_needs_an_admin(backend: Backend) {
     );
 
     // Wrong tokens are refused, by Bearer and by the form, and set no cookie.
-    let response = http
-        .get(server.url("/"))
-        .bearer_auth("admin-token-0123456789abcdeX")
-        .send()
-        .await
-        .expect("GET");
+    let response = server
+        .get_bearer(&http, "/", "admin-token-0123456789abcdeX")
+        .await;
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
     let response = http
         .post(server.url("/login"))
@@ -186,12 +183,7 @@ async fn every_page_needs_an_admin(backend: Backend) {
     assert_eq!(status, StatusCode::SEE_OTHER);
 
     // The right tokens: Bearer for scripts, the form for browsers; each admin by name.
-    let response = http
-        .get(server.url("/api/overview"))
-        .bearer_auth(ALICE_TOKEN)
-        .send()
-        .await
-        .expect("GET");
+    let response = server.get_bearer(&http, "/api/overview", ALICE_TOKEN).await;
     assert_eq!(response.status(), StatusCode::OK);
     let session = login(&server, ALICE_TOKEN).await;
     let (status, html) = session.page("/").await;

@@ -113,6 +113,11 @@ impl Fetcher {
             id,
             attempt: job.attempt,
             max_attempts: job.max_attempts,
+            snoozes: job.snoozes,
+            max_snoozes: shared
+                .registry
+                .get(&job.kind)
+                .map_or(0, |registered| registered.spec.max_snoozes),
             key: job.key.clone(),
             queue: shared.queue.clone(),
             worker_id: shared.worker_id.clone(),

@@ -56,6 +56,7 @@ pub struct WorkerMetrics {
     retried: Family<KindQueue, Counter>,
     failed: Family<KindQueue, Counter>,
     cancelled: Family<KindQueue, Counter>,
+    snoozed: Family<KindQueue, Counter>,
     duration: HistogramFamily<KindQueue>,
     running: Family<QueueLabel, Gauge>,
     fetches: Family<QueueLabel, Counter>,
@@ -123,6 +124,12 @@ impl WorkerMetrics {
             "jobq_jobs_cancelled",
             "Job attempts whose handler cancelled the job",
         );
+        let snoozed = counter(
+            &mut registry,
+            "jobq_jobs_snoozed",
+            "Job runs told \"not now\" (a 429, a limit or lock with no room): rescheduled \
+             without spending an attempt",
+        );
         let duration: HistogramFamily<KindQueue> = Family::new_with_constructor(duration_histogram);
         registry.register_with_unit(
             "jobq_job_duration",
@@ -178,6 +185,7 @@ impl WorkerMetrics {
             retried,
             failed,
             cancelled,
+            snoozed,
             duration,
             running,
             fetches,
@@ -215,6 +223,7 @@ impl WorkerMetrics {
             Finish::Retry { .. } => &self.retried,
             Finish::Failed { .. } => &self.failed,
             Finish::Cancelled { .. } => &self.cancelled,
+            Finish::Snooze { .. } => &self.snoozed,
         };
         outcome.get_or_create(&labels).inc();
         self.duration

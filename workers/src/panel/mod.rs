@@ -235,6 +235,15 @@ impl PanelError {
         )
     }
 
+    /// "Not now" rather than "went wrong": the panel's 429 or our own limits with no room.
+    /// Nothing was applied; the call is to be made again later, without counting a failure.
+    pub fn is_wait(&self) -> bool {
+        matches!(
+            self,
+            PanelError::RateLimited { .. } | PanelError::Throttled { .. }
+        )
+    }
+
     /// The 429's Retry-After.
     pub fn retry_after(&self) -> Option<Duration> {
         match self {

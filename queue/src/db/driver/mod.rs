@@ -72,6 +72,8 @@ pub struct FetchedJob {
     pub attempt: i32,
     pub max_attempts: i32,
     pub key: Option<String>,
+    /// How often the job has waited so far without spending an attempt ([`Finish::Snooze`]).
+    pub snoozes: i32,
 }
 
 /// What a claim returned, read row by row: the jobs to run, and the rows that cannot run (a
@@ -97,7 +99,7 @@ impl Claimed {
 }
 
 /// Reads the claim's rows (`id, kind, queue, payload, attempt, max_attempts,
-/// idempotency_key`, payload as text). A row whose id or attempt does not decode cannot be
+/// idempotency_key, snoozes`, payload as text). A row whose id or attempt does not decode cannot be
 /// failed by its attempt: it is logged and left to the rescuer.
 pub(crate) fn claimed<'r, R: sqlx::Row>(rows: &'r [R], worker: &str) -> Claimed
 where
@@ -129,6 +131,7 @@ where
                 attempt,
                 max_attempts: f.get("max_attempts")?,
                 key: f.get("idempotency_key")?,
+                snoozes: f.get("snoozes")?,
             })
         })();
         match job {
@@ -238,12 +241,18 @@ pub enum Finish {
     Cancelled {
         error: AttemptError,
     },
+    /// Not now, and not a failure: back to the schedule at `now + delay` with the attempt
+    /// given back and one more snooze counted; no error is recorded.
+    Snooze {
+        delay: Duration,
+    },
 }
 
 impl Finish {
     pub fn state(&self) -> JobState {
         match self {
             Finish::Completed => JobState::Completed,
+            Finish::Snooze { .. } => JobState::Scheduled,
             Finish::Retry { .. } => JobState::Retrying,
             Finish::Failed { .. } => JobState::Failed,
             Finish::Cancelled { .. } => JobState::Cancelled,
@@ -270,6 +279,8 @@ pub struct JobRecord {
     pub priority: i16,
     pub attempts: i32,
     pub max_attempts: i32,
+    /// Waits without spending an attempt so far.
+    pub snoozes: i32,
     pub key: Option<String>,
     pub run_at: DateTime<Utc>,
     pub created_at: DateTime<Utc>,
@@ -453,24 +464,24 @@ pub trait Driver: Send + Sync + 'static {
     // Repair: each call is one transaction that writes its audit entry with the change.
     async fn retry(&self, ids: &[i64], audit: &AuditEntry) -> Result<Repair, QueueError>;
     async fn discard(&self, ids: &[i64], audit: &AuditEntry) -> Result<Repair, QueueError> {
-        let update = |ids: &str| {
-            format!(
-                "UPDATE jobq_jobs SET state = 'discarded', finalized_at = $2, locked_until = NULL
-                 WHERE id {ids} AND state IN ({}) RETURNING id",
-                RepairAction::Discard.sql_states()
-            )
-        };
-        shared::repair(self.db(), ids, audit, update, RepairAction::Discard).await
+        shared::finish(
+            self.db(),
+            ids,
+            audit,
+            RepairAction::Discard,
+            JobState::Discarded,
+        )
+        .await
     }
     async fn cancel(&self, ids: &[i64], audit: &AuditEntry) -> Result<Repair, QueueError> {
-        let update = |ids: &str| {
-            format!(
-                "UPDATE jobq_jobs SET state = 'cancelled', finalized_at = $2, locked_until = NULL
-                 WHERE id {ids} AND state IN ({}) RETURNING id",
-                RepairAction::Cancel.sql_states()
-            )
-        };
-        shared::repair(self.db(), ids, audit, update, RepairAction::Cancel).await
+        shared::finish(
+            self.db(),
+            ids,
+            audit,
+            RepairAction::Cancel,
+            JobState::Cancelled,
+        )
+        .await
     }
     async fn set_paused(
         &self,

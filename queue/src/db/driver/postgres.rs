@@ -191,7 +191,7 @@ SET state = 'running', attempt = LEAST(j.attempt, 2147483646) + 1, attempted_at 
 FROM claimed
 WHERE j.id = claimed.id
 RETURNING j.id, j.kind, j.queue, j.payload::text AS payload, j.attempt, j.max_attempts,
-          j.idempotency_key
+          j.idempotency_key, j.snoozes
 "#;
 
 const COMPLETE: &str = r#"
@@ -207,17 +207,21 @@ FROM locked WHERE j.id = locked.id
 const FINISH_WITH_ERROR: &str = r#"
 -- Rows are locked in id order first: every statement that updates a set of running jobs
 -- (completion, lease extension, release) locks the same way, so they cannot deadlock.
+-- A snooze (`scheduled`, no error) gives its attempt back and counts one more snooze.
 WITH u AS (SELECT * FROM unnest($1::bigint[], $2::int[], $3::text[], $4::bigint[], $5::text[])
                 AS u(id, attempt, state, delay_ms, error)),
 locked AS (SELECT j.id FROM jobq_jobs j JOIN u ON j.id = u.id
            WHERE j.attempt = u.attempt AND j.state = 'running' ORDER BY j.id FOR UPDATE OF j)
 UPDATE jobq_jobs j
 SET state = u.state,
-    run_at = CASE WHEN u.state = 'retrying' THEN now() + u.delay_ms * interval '1 millisecond'
-                  ELSE j.run_at END,
-    finalized_at = CASE WHEN u.state = 'retrying' THEN NULL ELSE now() END,
+    run_at = CASE WHEN u.state IN ('retrying', 'scheduled')
+                  THEN now() + u.delay_ms * interval '1 millisecond' ELSE j.run_at END,
+    finalized_at = CASE WHEN u.state IN ('retrying', 'scheduled') THEN NULL ELSE now() END,
     locked_until = NULL,
-    errors = j.errors || jsonb_build_array(u.error::jsonb)
+    attempt = CASE WHEN u.state = 'scheduled' THEN j.attempt - 1 ELSE j.attempt END,
+    snoozes = CASE WHEN u.state = 'scheduled' THEN j.snoozes + 1 ELSE j.snoozes END,
+    errors = CASE WHEN u.error IS NULL THEN j.errors
+                  ELSE j.errors || jsonb_build_array(u.error::jsonb) END
 FROM u, locked
 WHERE j.id = u.id AND j.id = locked.id
 "#;
@@ -234,14 +238,15 @@ async fn finish_with_error(
     for f in finished {
         let (delay, error) = match &f.finish {
             Finish::Completed => continue,
-            Finish::Retry { delay, error } => (duration_ms(*delay), error),
-            Finish::Failed { error } | Finish::Cancelled { error } => (0, error),
+            Finish::Snooze { delay } => (duration_ms(*delay), None),
+            Finish::Retry { delay, error } => (duration_ms(*delay), Some(error)),
+            Finish::Failed { error } | Finish::Cancelled { error } => (0, Some(error)),
         };
         ids.push(f.id);
         attempts.push(f.attempt);
         states.push(f.finish.state().as_str());
         delays.push(delay);
-        errors.push(serde_json::to_string(error).unwrap_or_else(|_| "{}".into()));
+        errors.push(error.map(|e| serde_json::to_string(e).unwrap_or_else(|_| "{}".into())));
     }
     if ids.is_empty() {
         return Ok(());

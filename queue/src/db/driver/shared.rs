@@ -18,7 +18,7 @@ use crate::queue::QueueError;
 use crate::state::{JobState, RepairAction};
 
 const JOB_COLUMNS: &str = "id, kind, queue, CAST(payload AS TEXT) AS payload, state, priority, \
-    attempt, max_attempts, idempotency_key, run_at, created_at, attempted_at, attempted_by, \
+    attempt, max_attempts, snoozes, idempotency_key, run_at, created_at, attempted_at, attempted_by, \
     locked_until, finalized_at, CAST(errors AS TEXT) AS errors";
 
 /// sqlx sends each parameter's type, so `$1 IS NULL` needs no cast on PostgreSQL either.
@@ -72,6 +72,7 @@ where
         priority: f.get("priority")?,
         attempts: f.get("attempt")?,
         max_attempts: f.get("max_attempts")?,
+        snoozes: f.get("snoozes")?,
         key: f.get("idempotency_key")?,
         run_at: time("run_at")?,
         created_at: time("created_at")?,
@@ -331,6 +332,25 @@ pub(super) async fn audit(
             .await?;
     });
     Ok(())
+}
+
+/// A repair that ends the jobs it may change: `action` moves them to the final state `to`.
+pub(super) async fn finish(
+    db: &Db,
+    ids: &[i64],
+    entry: &AuditEntry,
+    action: RepairAction,
+    to: JobState,
+) -> Result<Repair, QueueError> {
+    let update = |ids: &str| {
+        format!(
+            "UPDATE jobq_jobs SET state = '{}', finalized_at = $2, locked_until = NULL
+             WHERE id {ids} AND state IN ({}) RETURNING id",
+            to.as_str(),
+            action.sql_states()
+        )
+    };
+    repair(db, ids, entry, update, action).await
 }
 
 /// A repair in one transaction: `update` (its ids bound as `$1` per [`ids_in`], its time as

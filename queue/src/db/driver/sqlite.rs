@@ -135,7 +135,7 @@ WHERE id IN (
       AND NOT EXISTS (SELECT 1 FROM jobq_queues WHERE name = ?1 AND paused)
     ORDER BY priority DESC, run_at, id
     LIMIT ?2)
-RETURNING id, kind, queue, payload, attempt, max_attempts, idempotency_key
+RETURNING id, kind, queue, payload, attempt, max_attempts, idempotency_key, snoozes
 "#;
 
 const COMPLETE: &str = r#"
@@ -145,14 +145,20 @@ FROM (SELECT json_extract(value, '$[0]') AS id, json_extract(value, '$[1]') AS a
 WHERE jobq_jobs.id = u.id AND jobq_jobs.attempt = u.attempt AND jobq_jobs.state = 'running'
 "#;
 
+/// A snooze (`scheduled`, no error) gives its attempt back and counts one more snooze.
 const FINISH_WITH_ERROR: &str = r#"
 UPDATE jobq_jobs
 SET state = u.state,
-    run_at = CASE WHEN u.state = 'retrying' THEN ?2 + u.delay_us ELSE jobq_jobs.run_at END,
-    finalized_at = CASE WHEN u.state = 'retrying' THEN NULL ELSE ?2 END,
+    run_at = CASE WHEN u.state IN ('retrying', 'scheduled') THEN ?2 + u.delay_us
+                  ELSE jobq_jobs.run_at END,
+    finalized_at = CASE WHEN u.state IN ('retrying', 'scheduled') THEN NULL ELSE ?2 END,
     locked_until = NULL,
-    errors = json_insert(CASE WHEN json_valid(jobq_jobs.errors) THEN jobq_jobs.errors ELSE '[]' END,
-                         '$[#]', json(u.error))
+    attempt = CASE WHEN u.state = 'scheduled' THEN jobq_jobs.attempt - 1 ELSE jobq_jobs.attempt END,
+    snoozes = CASE WHEN u.state = 'scheduled' THEN jobq_jobs.snoozes + 1 ELSE jobq_jobs.snoozes END,
+    errors = CASE WHEN u.error IS NULL THEN jobq_jobs.errors
+                  ELSE json_insert(CASE WHEN json_valid(jobq_jobs.errors) THEN jobq_jobs.errors
+                                        ELSE '[]' END,
+                                   '$[#]', json(u.error)) END
 FROM (SELECT json_extract(value, '$.id') AS id, json_extract(value, '$.attempt') AS attempt,
              json_extract(value, '$.state') AS state, json_extract(value, '$.delay_us') AS delay_us,
              json_extract(value, '$.error') AS error
@@ -169,8 +175,9 @@ async fn finish_with_error(
         .filter_map(|f| {
             let (delay, error) = match &f.finish {
                 Finish::Completed => return None,
-                Finish::Retry { delay, error } => (crate::db::micros(*delay), error),
-                Finish::Failed { error } | Finish::Cancelled { error } => (0, error),
+                Finish::Snooze { delay } => (crate::db::micros(*delay), None),
+                Finish::Retry { delay, error } => (crate::db::micros(*delay), Some(error)),
+                Finish::Failed { error } | Finish::Cancelled { error } => (0, Some(error)),
             };
             Some(json!({
                 "id": f.id, "attempt": f.attempt, "state": f.finish.state().as_str(),
