@@ -80,8 +80,13 @@ async fn schema_ready(queue: &Queue, stay: StayUp) -> anyhow::Result<bool> {
             Ok(()) => return Ok(true),
             Err(error) => error,
         };
-        if !stay.stay_up || !queue.schema_is_behind().await? {
+        if !stay.stay_up {
             return Err(error.into());
+        }
+        if !queue.schema_is_behind().await? {
+            // Newer than this jobq (refused), or migrated since the check (ready): look again.
+            queue.check_schema().await?;
+            return Ok(true);
         }
         if !said {
             tracing::warn!("{error}; waiting for it (--stay-up)");
