@@ -60,12 +60,7 @@ async fn token_guessing_is_limited_per_address_and_never_locks_out_another(backe
         .await;
     assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
     assert!(response.headers().contains_key(header::RETRY_AFTER));
-    let response = stranger
-        .post(server.url("/login"))
-        .form(&[("token", ADMIN_TOKEN), ("next", "/")])
-        .send()
-        .await
-        .expect("POST /login");
+    let response = server.post_login(&stranger, ADMIN_TOKEN).await;
     assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
 
     // An admin elsewhere is not locked out by the stranger.
@@ -74,12 +69,7 @@ async fn token_guessing_is_limited_per_address_and_never_locks_out_another(backe
         .get_bearer(&admin, "/api/overview", ALICE_TOKEN)
         .await;
     assert_eq!(response.status(), StatusCode::OK);
-    let response = admin
-        .post(server.url("/login"))
-        .form(&[("token", ADMIN_TOKEN), ("next", "/")])
-        .send()
-        .await
-        .expect("POST /login");
+    let response = server.post_login(&admin, ADMIN_TOKEN).await;
     assert_eq!(response.status(), StatusCode::SEE_OTHER);
     assert!(response.headers().contains_key(header::SET_COOKIE));
     let log = server.log_text();

@@ -44,6 +44,16 @@ impl WebServer {
         self.process.log_text()
     }
 
+    /// The login form posted from `client` with `token`.
+    pub async fn post_login(&self, client: &reqwest::Client, token: &str) -> reqwest::Response {
+        client
+            .post(self.url("/login"))
+            .form(&[("token", token), ("next", "/")])
+            .send()
+            .await
+            .expect("POST /login")
+    }
+
     /// `GET path` from `client`, presenting `token` as a Bearer token.
     pub async fn get_bearer(
         &self,

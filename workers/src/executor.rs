@@ -208,6 +208,7 @@ mod tests {
             max_attempts,
             key: None,
             snoozes: 0,
+            waited: Duration::ZERO,
         }
     }
 

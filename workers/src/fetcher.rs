@@ -70,7 +70,10 @@ impl Fetcher {
                         error_delay = Duration::from_millis(100);
                         more_waiting = jobs.len() == free;
                         metrics.fetched.inc_by(jobs.len() as u64);
-                        jobs.into_iter().for_each(|job| self.start(job, &metrics));
+                        for job in jobs {
+                            self.shared.metrics.claimed(&job);
+                            self.start(job, &metrics);
+                        }
                     }
                     Err(error) => {
                         tracing::error!(%error, ?error_delay, "fetch failed; trying again");

@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 use jobs::configuration::Settings;
 use jobs::db::DbError;
+use jobs::kinds::Platform;
 use jobs::secret_key::SecretKey;
 use jobs::subscriptions::SubscriptionError;
 
@@ -24,7 +25,6 @@ use crate::panel::limited::PanelLimits;
 use crate::panel::{Panel, PanelError, health};
 use crate::transcripts::discord::DISCORD_TOKEN_ENV;
 use jobs::Job;
-use jobs::kinds::Platform;
 use jobs::limits::{LeaseOf, Limits};
 
 pub use provision_client::ProvisionClientHandler;
@@ -104,10 +104,21 @@ pub struct Product {
     pub transcripts: Option<Arc<crate::transcripts::Transcripts>>,
 }
 
+/// The services the handlers call, as `jobq_external_calls_total` names them.
+pub const SERVICES: [&str; 3] = [
+    crate::panel::SERVICE,
+    Platform::Telegram.as_str(),
+    Platform::Discord.as_str(),
+];
+
 /// Registers the handlers of the five product kinds. What this process lacks a token for is
 /// left to workers that have it, said at start: DMs to that platform's users (one kind for
 /// both platforms, so by the payload's platform), and transcripts without the Discord token.
+/// The calls they make are counted from zero.
 pub fn register(registry: &mut Registry, product: Product) {
+    SERVICES
+        .into_iter()
+        .for_each(jobs::metrics::expect_external_calls);
     match &product.transcripts {
         Some(transcripts) if !transcripts.discord.has_token() => {
             registry.leave_kind(

@@ -272,7 +272,9 @@ impl SuiPanel {
         if let (Some(limits), Some(permit)) = (self.gate(), permit) {
             limits.leave(permit).await;
         }
-        let response = response.map_err(|e| transport(&e, self.timeout))?;
+        let response = response
+            .map_err(|e| transport(&e, self.timeout))
+            .inspect_err(|error| super::record_call(Err(error)))?;
         let cookie = response
             .headers()
             .get_all(SET_COOKIE)
@@ -282,11 +284,13 @@ impl SuiPanel {
             .filter_map(|pair| pair.trim().split_once('='))
             .find(|(name, _)| *name == "s-ui")
             .map(|(_, value)| value.to_owned());
-        match envelope(response, self.timeout).await {
-            Ok(_) => {}
-            Err(Envelope::Failed(msg)) => return Err(PanelError::Auth(msg)),
-            Err(Envelope::Error(error)) => return Err(error),
-        }
+        let login = match envelope(response, self.timeout).await {
+            Ok(_) => Ok(()),
+            Err(Envelope::Failed(msg)) => Err(PanelError::Auth(msg)),
+            Err(Envelope::Error(error)) => Err(error),
+        };
+        super::record_call(login.as_ref().map(|_| ()));
+        login?;
         let cookie = cookie.ok_or_else(|| {
             PanelError::UnexpectedResponse("login succeeded without an s-ui cookie".into())
         })?;
@@ -340,7 +344,24 @@ impl SuiPanel {
         }
     }
 
+    /// Sends one request and counts it ([`super::record_call`]; a lapsed session counts as
+    /// refused).
     async fn send_now(
+        &self,
+        request: reqwest::RequestBuilder,
+        query: Fields<'_>,
+        form: Fields<'_>,
+        token_api: bool,
+    ) -> Result<Result<Value, PanelError>, Lapsed> {
+        let result = self.send_uncounted(request, query, form, token_api).await;
+        match &result {
+            Ok(answer) => super::record_call(answer.as_ref().map(|_| ())),
+            Err(Lapsed) => super::record_call(Err(&PanelError::Auth(String::new()))),
+        }
+        result
+    }
+
+    async fn send_uncounted(
         &self,
         request: reqwest::RequestBuilder,
         query: Fields<'_>,

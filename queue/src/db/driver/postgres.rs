@@ -12,8 +12,8 @@ use sqlx::{PgConnection, Row};
 
 use super::shared;
 use super::{
-    Driver, FetchedJob, Finish, Finished, LeftAlone, PayloadMatch, Repair, RescuePolicy, StatCount,
-    StatKey, claimed, duration_ms, rescue_row,
+    Driver, EditOutcome, FetchedJob, Finish, Finished, LeftAlone, PayloadEdit, PayloadMatch,
+    Repair, RescuePolicy, StatCount, StatKey, claimed, duration_ms, rescue_row,
 };
 use crate::audit::AuditEntry;
 use crate::db::{Conn, Db, Exec};
@@ -191,7 +191,7 @@ SET state = 'running', attempt = LEAST(j.attempt, 2147483646) + 1, attempted_at 
 FROM claimed
 WHERE j.id = claimed.id
 RETURNING j.id, j.kind, j.queue, j.payload::text AS payload, j.attempt, j.max_attempts,
-          j.idempotency_key, j.snoozes
+          j.idempotency_key, j.snoozes, j.run_at, j.attempted_at
 "#;
 
 const COMPLETE: &str = r#"
@@ -473,13 +473,22 @@ impl Driver for PostgresDriver {
         if stats.is_empty() {
             return Ok(());
         }
+        // One statement writes the per-minute counts and the totals, so they move together.
         sqlx::query(
-            "INSERT INTO jobq_stats (minute, queue, kind, outcome, count, duration_ms)
-             SELECT * FROM unnest($1::timestamptz[], $2::text[], $3::text[], $4::text[],
-                                  $5::bigint[], $6::bigint[])
-             ON CONFLICT (minute, queue, kind, outcome) DO UPDATE
-             SET count = jobq_stats.count + excluded.count,
-                 duration_ms = jobq_stats.duration_ms + excluded.duration_ms",
+            "WITH input AS (
+                 SELECT * FROM unnest($1::timestamptz[], $2::text[], $3::text[], $4::text[],
+                                      $5::bigint[], $6::bigint[])
+                     AS i(minute, queue, kind, outcome, count, duration_ms)),
+             per_minute AS (
+                 INSERT INTO jobq_stats (minute, queue, kind, outcome, count, duration_ms)
+                 SELECT * FROM input
+                 ON CONFLICT (minute, queue, kind, outcome) DO UPDATE
+                 SET count = jobq_stats.count + excluded.count,
+                     duration_ms = jobq_stats.duration_ms + excluded.duration_ms)
+             INSERT INTO jobq_outcome_totals (queue, kind, outcome, count)
+             SELECT queue, kind, outcome, sum(count) FROM input GROUP BY queue, kind, outcome
+             ON CONFLICT (queue, kind, outcome) DO UPDATE
+             SET count = jobq_outcome_totals.count + excluded.count",
         )
         .bind(stats.iter().map(|(k, _)| k.minute).collect::<Vec<_>>())
         .bind(
@@ -503,24 +512,11 @@ impl Driver for PostgresDriver {
     }
 
     async fn retry(&self, ids: &[i64], entry: &AuditEntry) -> Result<Repair, QueueError> {
-        let update = |ids: &str| {
-            format!(
-            "WITH retried AS (
-                 UPDATE jobq_jobs j SET state = 'available', run_at = LEAST(now(), $2), finalized_at = NULL,
-                        locked_until = NULL, max_attempts = GREATEST(j.max_attempts, j.attempt + 1)
-                 WHERE j.id {ids} AND j.state IN ({})
-                   AND (j.idempotency_key IS NULL OR j.state NOT IN ('cancelled', 'discarded')
-                        OR NOT EXISTS (SELECT 1 FROM jobq_jobs o
-                                       WHERE o.idempotency_key = j.idempotency_key AND o.id <> j.id
-                                         AND o.state NOT IN ('cancelled', 'discarded')))
-                 RETURNING j.id, j.queue),
-             notified AS (SELECT count(pg_notify('jobq_jobs', q)) AS n
-                          FROM (SELECT DISTINCT queue AS q FROM retried) d)
-             SELECT retried.id FROM retried CROSS JOIN notified ORDER BY retried.id",
-                RepairAction::Retry.sql_states()
-            )
-        };
-        shared::repair(&self.db, ids, entry, update, RepairAction::Retry).await
+        shared::repair(&self.db, ids, entry, retry_update, RepairAction::Retry).await
+    }
+
+    async fn retry_edited(&self, edit: &PayloadEdit<'_>) -> Result<EditOutcome, QueueError> {
+        shared::retry_edited(&self.db, edit, retry_update).await
     }
 
     async fn set_paused(
@@ -548,4 +544,24 @@ impl Driver for PostgresDriver {
         tx.commit().await?;
         Ok(())
     }
+}
+
+/// The retry repair's statement (ids bound per `ids`, the time as `$2`), for `retry` and
+/// `retry_edited`.
+fn retry_update(ids: &str) -> String {
+    format!(
+        "WITH retried AS (
+             UPDATE jobq_jobs j SET state = 'available', run_at = LEAST(now(), $2), finalized_at = NULL,
+                    locked_until = NULL, max_attempts = GREATEST(j.max_attempts, j.attempt + 1)
+             WHERE j.id {ids} AND j.state IN ({})
+               AND (j.idempotency_key IS NULL OR j.state NOT IN ('cancelled', 'discarded')
+                    OR NOT EXISTS (SELECT 1 FROM jobq_jobs o
+                                   WHERE o.idempotency_key = j.idempotency_key AND o.id <> j.id
+                                     AND o.state NOT IN ('cancelled', 'discarded')))
+             RETURNING j.id, j.queue),
+         notified AS (SELECT count(pg_notify('jobq_jobs', q)) AS n
+                      FROM (SELECT DISTINCT queue AS q FROM retried) d)
+         SELECT retried.id FROM retried CROSS JOIN notified ORDER BY retried.id",
+            RepairAction::Retry.sql_states()
+        )
 }
