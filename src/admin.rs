@@ -2,38 +2,58 @@
 //! `--json`. Every repair is audited with the OS user who ran it.
 
 use std::collections::BTreeMap;
-use std::io::{IsTerminal, Read};
+use std::io::Read;
 use std::path::Path;
 
 use anyhow::{Context, bail};
 use clap::Args;
-use indicatif::{ProgressBar, ProgressStyle};
-use jobs::audit::{AuditEntry, describe_ids};
+use jobs::audit::AuditEntry;
 use jobs::configuration::Settings;
-use jobs::driver::{JobFilter, JobRecord, Repair};
+use jobs::driver::{JobFilter, JobRecord};
+use jobs::job::InvalidJob;
+use jobs::state::RepairAction;
 use jobs::{JobSpec, JobState, Queue};
-use producer::enqueue_command::{self, EnqueueRequest};
+use producer::enqueue_command::{self, EnqueueInputError, EnqueueRequest};
 use serde::Serialize;
 use serde_json::{Value, json};
+use workers::{Registry, testkit};
 
-use crate::startup::{open, registry, settings};
+use crate::output::say;
+use crate::repair;
+use crate::startup::{check_queue_names, open, settings};
 use crate::{EnqueueArgs, JobsCommand, QueuesCommand};
 
-/// Every kind this binary can enqueue: the product's, the benchmark's and the test kinds.
+/// Every kind `jobq enqueue` accepts: the product's, and the engine's test kinds (for the
+/// test suite: never listed, nor offered in errors).
 fn all_specs() -> Vec<JobSpec> {
+    let mut tests = Registry::new();
+    testkit::register_tests(&mut tests);
     let mut specs = jobs::kinds::specs();
-    specs.extend(registry(true).specs());
+    specs.extend(tests.specs());
     specs
 }
 
-fn print_json(value: &impl Serialize) -> anyhow::Result<()> {
-    println!("{}", serde_json::to_string_pretty(value)?);
+/// An unknown kind's error names the product's kinds only.
+fn product_kinds_only(error: EnqueueInputError) -> EnqueueInputError {
+    match error {
+        EnqueueInputError::Invalid(InvalidJob::UnknownKind { kind, .. }) => {
+            let known: Vec<&str> = jobs::kinds::specs().iter().map(|s| s.kind).collect();
+            EnqueueInputError::Invalid(InvalidJob::UnknownKind {
+                kind,
+                known: known.join(", "),
+            })
+        }
+        other => other,
+    }
+}
+
+pub(crate) fn print_json(value: &impl Serialize) -> anyhow::Result<()> {
+    say!("{}", serde_json::to_string_pretty(value)?);
     Ok(())
 }
 
 pub fn kinds(json: bool) -> anyhow::Result<()> {
-    let mut specs = jobs::kinds::specs();
-    specs.extend(registry(false).specs());
+    let specs = jobs::kinds::specs();
     let rows: Vec<Value> = specs
         .iter()
         .map(|s| {
@@ -47,7 +67,7 @@ pub fn kinds(json: bool) -> anyhow::Result<()> {
         return print_json(&rows);
     }
     for s in &specs {
-        println!(
+        say!(
             "{:<20} queue={:<12} max_attempts={:<3} timeout={:?}\n    example: {}",
             s.kind,
             s.queue,
@@ -79,7 +99,7 @@ pub async fn enqueue(config: Option<&Path>, args: EnqueueArgs, json: bool) -> an
         queue: args.queue,
     };
     // Parse before connecting: bad input is refused without touching the database.
-    let job = enqueue_command::parse(&request, &all_specs())?;
+    let job = enqueue_command::parse(&request, &all_specs()).map_err(product_kinds_only)?;
     let settings = settings(config, &[])?;
     let queue = open(&settings).await?;
     let enqueued = queue.enqueue_new(job).await?;
@@ -91,7 +111,7 @@ pub async fn enqueue(config: Option<&Path>, args: EnqueueArgs, json: bool) -> an
         } else {
             "already enqueued (key held)"
         };
-        println!("{verb}: job {}", enqueued.id);
+        say!("{verb}: job {}", enqueued.id);
         Ok(())
     }
 }
@@ -99,20 +119,34 @@ pub async fn enqueue(config: Option<&Path>, args: EnqueueArgs, json: bool) -> an
 /// Which jobs: every flag narrows.
 #[derive(Args, Clone)]
 pub struct FilterArgs {
-    #[arg(long)]
+    /// Only jobs in this state.
+    #[arg(long, value_parser = job_state())]
     state: Option<JobState>,
+    /// Only jobs in this queue (`jobq queues list` shows them).
     #[arg(long)]
     queue: Option<String>,
+    /// Only jobs of this kind (`jobq kinds` lists them).
     #[arg(long)]
     kind: Option<String>,
 }
 
+/// `--state`, with the states listed in `--help` and in the error for any other word.
+fn job_state() -> impl clap::builder::TypedValueParser<Value = JobState> {
+    use clap::builder::TypedValueParser;
+    clap::builder::PossibleValuesParser::new(JobState::ALL.map(JobState::as_str))
+        .try_map(|state| state.parse::<JobState>())
+}
+
 impl FilterArgs {
-    fn is_empty(&self) -> bool {
+    pub(crate) fn state(&self) -> Option<JobState> {
+        self.state
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
         self.state.is_none() && self.queue.is_none() && self.kind.is_none()
     }
 
-    fn to_filter(&self) -> JobFilter {
+    pub(crate) fn to_filter(&self) -> JobFilter {
         JobFilter {
             state: self.state,
             queue: self.queue.clone(),
@@ -121,7 +155,7 @@ impl FilterArgs {
         }
     }
 
-    fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         format!(
             "jobs matching state={} queue={} kind={}",
             self.state.map(|s| s.as_str()).unwrap_or("*"),
@@ -135,19 +169,12 @@ impl FilterArgs {
 pub struct ListArgs {
     #[command(flatten)]
     filter: FilterArgs,
+    /// How many jobs to list: 1 to 10000.
     #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     limit: u32,
     /// Only jobs with an id below this one (the next page).
     #[arg(long)]
     before: Option<i64>,
-}
-
-#[derive(Args)]
-pub struct RepairArgs {
-    /// Job ids; without ids, every job matching the filter.
-    ids: Vec<i64>,
-    #[command(flatten)]
-    filter: FilterArgs,
 }
 
 /// A job as listed: the columns scripts rely on.
@@ -199,9 +226,9 @@ pub async fn jobs(config: Option<&Path>, command: JobsCommand, json: bool) -> an
     match command {
         JobsCommand::List(args) => list(&queue, args, json).await,
         JobsCommand::Show { id } => show(&queue, id, json).await,
-        JobsCommand::Retry(args) => repair(&queue, "retry", args, json).await,
-        JobsCommand::Discard(args) => repair(&queue, "discard", args, json).await,
-        JobsCommand::Cancel(args) => repair(&queue, "cancel", args, json).await,
+        JobsCommand::Retry(args) => repair::run(&queue, RepairAction::Retry, args, json).await,
+        JobsCommand::Discard(args) => repair::run(&queue, RepairAction::Discard, args, json).await,
+        JobsCommand::Cancel(args) => repair::run(&queue, RepairAction::Cancel, args, json).await,
     }
 }
 
@@ -214,12 +241,17 @@ async fn list(queue: &Queue, args: ListArgs, json: bool) -> anyhow::Result<()> {
     if json {
         return print_json(&found.iter().map(Listed::from).collect::<Vec<_>>());
     }
-    println!(
+    say!(
         "{:>10}  {:<20} {:<12} {:<10} {:>8}  {:<25} last error",
-        "id", "kind", "queue", "state", "attempts", "run at"
+        "id",
+        "kind",
+        "queue",
+        "state",
+        "attempts",
+        "run at"
     );
     for job in &found {
-        println!(
+        say!(
             "{:>10}  {:<20} {:<12} {:<10} {:>4}/{:<3}  {:<25} {}",
             job.id,
             job.kind,
@@ -246,25 +278,28 @@ async fn show(queue: &Queue, id: i64, json: bool) -> anyhow::Result<()> {
     if json {
         return print_json(&job);
     }
-    println!(
+    say!(
         "job {} ({}) in queue {}: {}",
-        job.id, job.kind, job.queue, job.state
+        job.id,
+        job.kind,
+        job.queue,
+        job.state
     );
-    println!("  payload:      {}", job.payload);
-    println!("  key:          {}", job.key.as_deref().unwrap_or("-"));
-    println!("  attempts:     {} of {}", job.attempts, job.max_attempts);
-    println!("  priority:     {}", job.priority);
-    println!("  created:      {}", job.created_at.to_rfc3339());
-    println!("  run at:       {}", job.run_at.to_rfc3339());
+    say!("  payload:      {}", job.payload);
+    say!("  key:          {}", job.key.as_deref().unwrap_or("-"));
+    say!("  attempts:     {} of {}", job.attempts, job.max_attempts);
+    say!("  priority:     {}", job.priority);
+    say!("  created:      {}", job.created_at.to_rfc3339());
+    say!("  run at:       {}", job.run_at.to_rfc3339());
     if let Some(at) = job.attempted_at {
         let by = job.attempted_by.as_deref().unwrap_or("?");
-        println!("  last attempt: {} by {by}", at.to_rfc3339());
+        say!("  last attempt: {} by {by}", at.to_rfc3339());
     }
     if let Some(at) = job.finalized_at {
-        println!("  finalized:    {}", at.to_rfc3339());
+        say!("  finalized:    {}", at.to_rfc3339());
     }
     for e in &job.errors {
-        println!(
+        say!(
             "  attempt {} at {} on {} after {} ms: {}",
             e.attempt,
             e.at.to_rfc3339(),
@@ -274,97 +309,6 @@ async fn show(queue: &Queue, id: i64, json: bool) -> anyhow::Result<()> {
         );
     }
     Ok(())
-}
-
-async fn repair(
-    queue: &Queue,
-    action: &'static str,
-    args: RepairArgs,
-    json: bool,
-) -> anyhow::Result<()> {
-    let by_filter = args.ids.is_empty();
-    if by_filter && args.filter.is_empty() {
-        bail!("{action} needs job ids, or a filter (--state, --queue, --kind) naming the jobs");
-    }
-    if !by_filter && !args.filter.is_empty() {
-        bail!("{action} takes job ids or a filter, not both");
-    }
-    let total = if by_filter {
-        repair_matching(queue, action, &args).await?
-    } else {
-        let audit = AuditEntry::cli(action, describe_ids(&args.ids));
-        apply(queue, action, &args.ids, &audit).await?
-    };
-    let skipped: Vec<String> = total
-        .skipped
-        .iter()
-        .map(|(id, why)| format!("job {id}: {why}"))
-        .collect();
-    if json {
-        print_json(&json!({
-            "action": action, "changed": total.changed,
-            "skipped": total.skipped.iter().map(|(id, why)| json!({"id": id, "reason": why})).collect::<Vec<_>>(),
-        }))?;
-    } else {
-        println!("{action}: {} job(s) changed", total.changed.len());
-    }
-    // Named ids that could not be repaired are the caller's error; a filter's leftovers are not.
-    if !by_filter && !skipped.is_empty() {
-        bail!("could not {action} {}", skipped.join("; "));
-    }
-    if by_filter && !json {
-        skipped.iter().for_each(|s| println!("  left alone: {s}"));
-    }
-    Ok(())
-}
-
-async fn apply(
-    queue: &Queue,
-    action: &str,
-    ids: &[i64],
-    audit: &AuditEntry,
-) -> anyhow::Result<Repair> {
-    Ok(match action {
-        "retry" => queue.retry(ids, audit).await?,
-        "discard" => queue.discard(ids, audit).await?,
-        _ => queue.cancel(ids, audit).await?,
-    })
-}
-
-/// Repairs every job matching the filter, a page at a time, with progress on a terminal.
-async fn repair_matching(
-    queue: &Queue,
-    action: &'static str,
-    args: &RepairArgs,
-) -> anyhow::Result<Repair> {
-    const PAGE: u32 = 1_000;
-    let filter = args.filter.to_filter();
-    let target = args.filter.describe();
-    let progress = if std::io::stderr().is_terminal() {
-        let bar = ProgressBar::new_spinner();
-        bar.set_style(
-            ProgressStyle::with_template("{spinner} {msg}: {pos} jobs ({per_sec})")
-                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
-        );
-        bar.set_message(action);
-        bar
-    } else {
-        ProgressBar::hidden()
-    };
-    let mut total = Repair::default();
-    let mut after = 0;
-    loop {
-        let ids = queue.matching_ids(&filter, after, PAGE).await?;
-        let Some(last) = ids.last() else { break };
-        after = *last;
-        let audit = AuditEntry::cli(action, format!("{target}: {}", describe_ids(&ids)));
-        let done = apply(queue, action, &ids, &audit).await?;
-        progress.inc(ids.len() as u64);
-        total.changed.extend(done.changed);
-        total.skipped.extend(done.skipped);
-    }
-    progress.finish_and_clear();
-    Ok(total)
 }
 
 pub async fn queues(
@@ -382,13 +326,15 @@ pub async fn queues(
     if !jobs::job::is_valid_queue_name(&name) {
         bail!("queue name '{name}' is invalid: 1 to 64 characters of a-z, 0-9, '_' and '-'");
     }
+    let kind_queues = all_specs().iter().map(|s| s.queue.to_string()).collect();
+    check_queue_names(&queue, std::slice::from_ref(&name), kind_queues).await?;
     let action = if paused { "pause" } else { "resume" };
     let audit = AuditEntry::cli(action, format!("queue {name}"));
     queue.set_paused(&name, paused, &audit).await?;
     if json {
         print_json(&json!({"queue": name, "paused": paused}))
     } else {
-        println!("queue {name} {}", if paused { "paused" } else { "resumed" });
+        say!("queue {name} {}", if paused { "paused" } else { "resumed" });
         Ok(())
     }
 }
@@ -462,15 +408,15 @@ async fn stats_of(queue: &Queue, settings: &Settings, json: bool) -> anyhow::Res
             .map(|s| format!(", oldest available {s:.1}s"))
             .unwrap_or_default();
         let states: Vec<String> = states.iter().map(|(s, n)| format!("{s}={n}")).collect();
-        println!("{name}{paused}: {}{oldest}", states.join(" "));
+        say!("{name}{paused}: {}{oldest}", states.join(" "));
         if let Some(outcomes) = last_hour.get(name) {
             let outcomes: Vec<String> = outcomes.iter().map(|(o, n)| format!("{o}={n}")).collect();
-            println!("  last hour: {}", outcomes.join(" "));
+            say!("  last hour: {}", outcomes.join(" "));
         }
     }
-    println!("{} live worker(s)", workers.len());
+    say!("{} live worker(s)", workers.len());
     for w in &workers {
-        println!(
+        say!(
             "  {} pid {} on {} queues {} since {} (heartbeat {})",
             w.id,
             w.pid,

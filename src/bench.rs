@@ -1,6 +1,7 @@
 //! `jobq bench`: bulk insert, drain and pickup latency against the database JOBQ_DATABASE_URL
 //! names, in a schema (PostgreSQL) or a file (SQLite) of its own that it removes afterwards.
 
+use crate::output::say;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -111,9 +112,9 @@ fn print_report(
     human: impl FnOnce(&serde_json::Value) -> String,
 ) -> anyhow::Result<()> {
     if json {
-        println!("{}", serde_json::to_string_pretty(report)?);
+        say!("{}", serde_json::to_string_pretty(report)?);
     } else {
-        println!("{}", human(report));
+        say!("{}", human(report));
     }
     Ok(())
 }
@@ -169,7 +170,9 @@ impl BenchPlace {
         {
             let drop = format!("DROP SCHEMA {schema} CASCADE");
             if let Err(error) = sqlx::query(&drop).execute(pool).await {
-                eprintln!("warning: could not drop the bench schema {schema}: {error}");
+                crate::output::error_line(format_args!(
+                    "warning: could not drop the bench schema {schema}: {error}"
+                ));
             }
         }
     }

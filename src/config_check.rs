@@ -5,6 +5,7 @@
 //! credentials. Nothing is contacted (see `jobq panels check` for that) and nothing is
 //! created; no secret is printed.
 
+use crate::output::say;
 use std::path::Path;
 
 use jobs::configuration::{Backend, Settings, TranscriptStoreKind};
@@ -39,17 +40,17 @@ pub fn run(config: Option<&Path>, json: bool) -> anyhow::Result<()> {
             "database": settings.database.url.to_string(),
             "checks": checks,
         });
-        println!("{report}");
+        say!("{report}");
     } else {
-        println!("configuration is valid\n{}", settings.describe());
-        println!("environment:");
+        say!("configuration is valid\n{}", settings.describe());
+        say!("environment:");
         for check in &checks {
             let mark = match check.status {
                 Status::Ok => "ok   ",
                 Status::Warn => "warn ",
                 Status::Error => "ERROR",
             };
-            println!("  {mark} {}: {}", check.what, check.detail);
+            say!("  {mark} {}: {}", check.what, check.detail);
         }
     }
     if failed > 0 {

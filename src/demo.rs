@@ -5,6 +5,7 @@
 //! shows progress; and ends with what happened (done, retried, failed and why) and where to
 //! look.
 
+use crate::output::say;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -45,15 +46,20 @@ pub async fn run() -> anyhow::Result<()> {
     let settings = Settings::load(Some(&config), &[])?;
     let queue = Queue::connect(&settings.database).await?;
     queue.migrate().await?;
-    println!(
+    say!(
         "jobq demo: queue at {DIR}/jobq.db, dev panel at {}",
         outside.panel.url()
     );
     let mut worker = spawn_worker(&config)?;
     let enqueued = enqueue_mix(&queue).await?;
-    println!("enqueued {enqueued} jobs; the dev panel fails some calls on purpose\n");
+    say!(
+        "enqueued {enqueued} jobs; their handlers enqueue follow-ups (each provision's DM and \
+         expiry job), so more complete than were enqueued. The dev panel fails some calls on \
+         purpose\n"
+    );
     let settled = watch(&queue, &mut worker).await;
     stop(&mut worker);
+    let settled = settled?;
     summary(&queue, &outside, &config, settled).await
 }
 
@@ -129,7 +135,9 @@ concurrency = 16
 failure_digest_every = "15s"
 
 [log]
-filter = "warn"
+# Warnings, each in its job's span (id, kind, queue, attempt); sqlx's slow-statement warnings,
+# which quote whole statements, left out.
+filter = "warn,sqlx=error"
 
 [[panels]]
 name = "demo"
@@ -248,13 +256,14 @@ fn keyed(kind: &str, payload: serde_json::Value, key: String) -> anyhow::Result<
 }
 
 /// Prints progress every second until nothing is left to run soon (expiry jobs wait for their
-/// day), the worker dies, or [`AT_MOST`] passes. `true` when the queue settled.
-async fn watch(queue: &Queue, worker: &mut Child) -> bool {
+/// day), the worker dies, or [`AT_MOST`] passes. `true` when the queue settled; an error only
+/// when standard output closed (the worker is stopped either way).
+async fn watch(queue: &Queue, worker: &mut Child) -> anyhow::Result<bool> {
     let started = Instant::now();
     loop {
         let counts = counts(queue).await.unwrap_or_default();
         let pending = pending(queue, &counts).await;
-        println!(
+        say!(
             "  {:>4.0}s  completed {:>4}  failed {:>3}  retrying {:>3}  running {:>3}  waiting {:>4}",
             started.elapsed().as_secs_f64(),
             counts.get(&JobState::Completed).copied().unwrap_or(0),
@@ -264,15 +273,15 @@ async fn watch(queue: &Queue, worker: &mut Child) -> bool {
             pending,
         );
         if pending == 0 {
-            return true;
+            return Ok(true);
         }
         if let Ok(Some(status)) = worker.try_wait() {
-            println!("the worker exited ({status}): see {DIR}/worker.log");
-            return false;
+            say!("the worker exited ({status}): see {DIR}/worker.log");
+            return Ok(false);
         }
         if started.elapsed() > AT_MOST {
-            println!("still running after {AT_MOST:?}: summing up what happened so far");
-            return false;
+            say!("still running after {AT_MOST:?}: summing up what happened so far");
+            return Ok(false);
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
@@ -331,7 +340,7 @@ async fn summary(
     settled: bool,
 ) -> anyhow::Result<()> {
     let jobs = all_jobs(queue).await?;
-    println!(
+    say!(
         "\nwhat happened{}:",
         if settled { "" } else { " (not finished)" }
     );
@@ -350,55 +359,60 @@ async fn summary(
         }
     }
     for (kind, (done, retried, failed)) in &kinds {
-        println!(
-            "  {kind:<20} done {done:>4} (of which retried {retried:>3})   failed {failed:>3}"
-        );
+        say!("  {kind:<20} done {done:>4} (of which retried {retried:>3})   failed {failed:>3}");
     }
     let mut reasons: BTreeMap<String, usize> = BTreeMap::new();
     for job in jobs.iter().filter(|j| j.state == JobState::Failed) {
         let reason = job.last_error.clone().unwrap_or_default();
+        // Handlers' errors may already start with their kind.
+        let kind_prefix = format!("{}: ", job.kind);
+        let reason = reason.strip_prefix(&kind_prefix).unwrap_or(&reason);
         *reasons
-            .entry(format!("{}: {}", job.kind, first_line(&reason)))
+            .entry(format!("{kind_prefix}{}", first_line(reason)))
             .or_default() += 1;
     }
     if !reasons.is_empty() {
-        println!("\nfailed for good, and why:");
+        say!("\nfailed for good, and why:");
         for (reason, count) in &reasons {
-            println!("  {count:>3} x {reason}");
+            say!("  {count:>3} x {reason}");
         }
     }
-    let mut retries: BTreeMap<String, usize> = BTreeMap::new();
-    for error in jobs.iter().flat_map(|j| &j.errors) {
-        *retries.entry(attempt_reason(&error.error)).or_default() += 1;
-    }
-    let mut retries: Vec<(String, usize)> = retries.into_iter().collect();
-    retries.sort_by_key(|r| std::cmp::Reverse(r.1));
-    if !retries.is_empty() {
-        println!("\nfailed attempts (retried unless the job failed for good):");
-        for (error, count) in retries.iter().take(8) {
-            println!("  {count:>3} x {error}");
-        }
-    }
-    println!("\nthe outside world afterwards:");
-    println!(
+    // A rate limit's wait (a 429, no turn left) is recorded like a failed attempt but is not a
+    // failure: shown apart.
+    let (waits, failures): (Vec<&str>, Vec<&str>) = jobs
+        .iter()
+        .flat_map(|j| &j.errors)
+        .map(|e| e.error.as_str())
+        .partition(|e| e.contains(WAITED));
+    show_attempts(
+        "failed attempts (retried unless the job failed for good)",
+        &failures,
+    )?;
+    show_attempts(
+        "waits for a rate limit (each retried once allowed, not a failure)",
+        &waits,
+    )?;
+    say!("\nthe outside world afterwards:");
+    say!(
         "  panel clients           {}",
         outside.panel.clients().len()
     );
-    println!(
+    say!(
         "  Telegram messages sent  {}",
         outside.telegram.sent().len()
     );
-    println!("  Discord messages sent   {}", outside.discord.sent().len());
-    println!(
+    say!("  Discord messages sent   {}", outside.discord.sent().len());
+    say!(
         "  transcripts stored      {}",
         count_files(&Path::new(DIR).join("transcripts"))
     );
     let config = config.display();
-    println!("\nwhere to look:");
-    println!("  jobq --config {config} jobs list --state failed");
-    println!("  jobq --config {config} jobs show ID");
-    println!("  JOBQ_ADMIN_TOKEN=pick-one jobq --config {config} web   (the dashboard)");
-    println!("  the worker's log: {DIR}/worker.log");
+    let jobq = jobq_command();
+    say!("\nwhere to look:");
+    say!("  {jobq} --config {config} jobs list --state failed");
+    say!("  {jobq} --config {config} jobs show ID");
+    say!("  JOBQ_ADMIN_TOKEN=pick-one-of-16-chars {jobq} --config {config} web   (the dashboard)");
+    say!("  the worker's log: {DIR}/worker.log");
     Ok(())
 }
 
@@ -420,18 +434,56 @@ async fn all_jobs(queue: &Queue) -> anyhow::Result<Vec<jobs::driver::JobRecord>>
 }
 
 /// An attempt's error without the parts that differ between attempts of the same cause.
+/// How to run this jobq from here: `jobq` when the PATH has it, else this binary's path (a
+/// first run with `cargo run` has not installed it).
+fn jobq_command() -> String {
+    let on_path = std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join("jobq").is_file()));
+    match std::env::current_exe() {
+        Ok(exe) if !on_path => exe.display().to_string(),
+        _ => "jobq".to_string(),
+    }
+}
+
+/// How an attempt that waits for a rate limit ends its error (`JobError::RetryAfter`).
+const WAITED: &str = " (retry no sooner than";
+
+/// The most frequent of `errors`, counted, under `title`.
+fn show_attempts(title: &str, errors: &[&str]) -> anyhow::Result<()> {
+    if errors.is_empty() {
+        return Ok(());
+    }
+    let mut counted: BTreeMap<String, usize> = BTreeMap::new();
+    for error in errors {
+        *counted.entry(attempt_reason(error)).or_default() += 1;
+    }
+    let mut counted: Vec<(String, usize)> = counted.into_iter().collect();
+    counted.sort_by_key(|r| std::cmp::Reverse(r.1));
+    say!("\n{title}:");
+    for (error, count) in counted.iter().take(8) {
+        say!("  {count:>3} x {error}");
+    }
+    Ok(())
+}
+
 fn attempt_reason(error: &str) -> String {
     let error = first_line(error);
-    match error.find(" (retry no sooner than") {
+    match error.find(WAITED) {
         Some(cut) => error[..cut].to_string(),
         None => error,
     }
 }
 
+/// The first line, at most [`SHOWN_CHARS`] characters, cut between words.
 fn first_line(text: &str) -> String {
+    const SHOWN_CHARS: usize = 110;
     let line = text.lines().next().unwrap_or_default();
-    let short: String = line.chars().take(110).collect();
-    short
+    if line.chars().count() <= SHOWN_CHARS {
+        return line.to_string();
+    }
+    let short: String = line.chars().take(SHOWN_CHARS).collect();
+    let cut = short.rfind(' ').unwrap_or(short.len());
+    format!("{}…", short[..cut].trim_end())
 }
 
 fn count_files(dir: &Path) -> usize {

@@ -4,7 +4,9 @@ mod admin;
 mod bench;
 mod config_check;
 mod demo;
+mod output;
 mod panels;
+mod repair;
 mod startup;
 mod telemetry;
 
@@ -29,11 +31,11 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Apply the schema migrations (forward-only).
-    Migrate,
+    Migrate(StayUp),
     /// Run a worker process.
     Worker(WorkerArgs),
-    /// Migrate, then run a worker, each bot whose token is set, and the dashboard when an
-    /// admin token is set.
+    /// Migrate, then run a worker, the Telegram and Discord bots whose tokens are set, and the
+    /// dashboard when an admin token is set; it says which it skipped.
     Up(UpArgs),
     /// Serve the admin dashboard (needs JOBQ_ADMIN_TOKEN or [[admins]]).
     Web(WebArgs),
@@ -62,7 +64,19 @@ enum Command {
     /// Run the Telegram bot (token from JOBQ_TELEGRAM_TOKEN): long polling, or --webhook.
     Telegram(TelegramArgs),
     /// Run the Discord bot (token from JOBQ_DISCORD_TOKEN): slash commands in [discord] guilds.
-    Discord,
+    Discord(StayUp),
+}
+
+/// For process managers that stop every process when one exits (honcho, foreman): the
+/// shipped Procfile runs each process with it.
+#[derive(Args, Clone, Copy, Default)]
+pub struct StayUp {
+    /// Never exit on your own: `migrate` stays up once done; a worker or the dashboard waits
+    /// for a database not migrated yet; a bot without its token, or the dashboard without an
+    /// admin token, says so in one log line and idles. Until SIGTERM or SIGINT. A bad setting
+    /// or a malformed token still stops it.
+    #[arg(long)]
+    pub stay_up: bool,
 }
 
 #[derive(Args, Clone)]
@@ -74,10 +88,13 @@ pub struct TelegramArgs {
     /// Where the webhook server listens.
     #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:8443")]
     webhook_bind: String,
+    #[command(flatten)]
+    stay: StayUp,
 }
 
 #[derive(Subcommand)]
 pub enum PanelsCommand {
+    /// Check each configured panel: reachable, version, credentials, inbounds, latency.
     Check,
 }
 
@@ -86,7 +103,7 @@ pub struct DevPanelArgs {
     /// The panel's port (S-UI's default is 2095).
     #[arg(long, default_value_t = 2095)]
     port: u16,
-    /// The API token (default: fakes::sui::DEV_TOKEN).
+    /// The API token (default: a fixed development token, printed at start).
     #[arg(long)]
     token: Option<String>,
     /// The subscription listener's port (0: any free port).
@@ -105,12 +122,16 @@ pub struct WorkerArgs {
     /// The queues to work, comma-separated (overrides worker.queues).
     #[arg(long, value_delimiter = ',')]
     queues: Option<Vec<String>>,
-    /// Serve this process's metrics at GET /metrics on ADDR:PORT (overrides worker.metrics_bind).
+    /// Serve this process's metrics at GET /metrics on ADDR:PORT; ADDR:FIRST-LAST takes the
+    /// first free port of the range (several workers on one host), and a bare PORT is on
+    /// 127.0.0.1 (`$PORT` under honcho or foreman). Overrides worker.metrics_bind.
     #[arg(long, value_name = "ADDR:PORT")]
     metrics_bind: Option<String>,
     /// Also run the engine's test kinds (for the test suite).
     #[arg(long, hide = true)]
     test_kinds: bool,
+    #[command(flatten)]
+    stay: StayUp,
 }
 
 #[derive(Args, Clone)]
@@ -129,11 +150,16 @@ pub struct WebArgs {
     /// Listen on ADDR:PORT (overrides web.bind; default 127.0.0.1:8080).
     #[arg(long, value_name = "ADDR:PORT")]
     bind: Option<String>,
+    #[command(flatten)]
+    stay: StayUp,
 }
 
 #[derive(Args)]
 pub struct EnqueueArgs {
+    /// The job's kind (`jobq kinds` lists them with an example payload each).
     kind: String,
+    /// The payload as JSON, parsed by the kind; `-` reads it from standard input.
+    #[arg(value_name = "PAYLOAD_JSON")]
     payload: String,
     /// Idempotency key: a second enqueue with a key already held returns the existing job.
     #[arg(long)]
@@ -144,7 +170,8 @@ pub struct EnqueueArgs {
     /// Higher runs first: -100 to 100.
     #[arg(long, allow_hyphen_values = true)]
     priority: Option<i16>,
-    #[arg(long)]
+    /// Attempts before the job fails for good: 1 to 1000 (default: the kind's).
+    #[arg(long, value_name = "N")]
     max_attempts: Option<u32>,
     /// Put the job in this queue instead of its kind's.
     #[arg(long)]
@@ -153,28 +180,41 @@ pub struct EnqueueArgs {
 
 #[derive(Subcommand)]
 pub enum JobsCommand {
-    /// Newest first.
+    /// Jobs newest first, filtered by state, queue and kind.
     List(admin::ListArgs),
+    /// One job: its payload (secrets masked), key, attempts and every failed attempt's error.
     Show {
+        /// The job's id.
         id: i64,
     },
     /// Retry jobs by id, or every job matching --state/--queue/--kind.
-    Retry(admin::RepairArgs),
+    Retry(repair::RepairArgs),
     /// Discard jobs by id, or every job matching the filter.
-    Discard(admin::RepairArgs),
+    Discard(repair::RepairArgs),
     /// Cancel jobs by id, or every job matching the filter.
-    Cancel(admin::RepairArgs),
+    Cancel(repair::RepairArgs),
 }
 
 #[derive(Subcommand)]
 pub enum QueuesCommand {
+    /// Every queue: its jobs by state, the oldest available job, whether it is paused.
     List,
-    Pause { queue: String },
-    Resume { queue: String },
+    /// Stop workers taking jobs from a queue (running jobs finish); recorded in the audit log.
+    Pause {
+        /// A queue a job kind uses, or one holding jobs.
+        queue: String,
+    },
+    /// Let workers take jobs from a paused queue again.
+    Resume {
+        /// A queue a job kind uses, or one holding jobs.
+        queue: String,
+    },
 }
 
 #[derive(Subcommand)]
 pub enum ConfigCommand {
+    /// Check the settings and what they need from the environment (credentials, secret key,
+    /// bot tokens, S3), contacting nothing; print the effective settings, secrets masked.
     Check,
 }
 
@@ -186,14 +226,18 @@ fn main() -> ExitCode {
     {
         Ok(runtime) => runtime,
         Err(error) => {
-            eprintln!("error: cannot start the async runtime: {error}");
+            output::error_line(format_args!(
+                "error: cannot start the async runtime: {error}"
+            ));
             return ExitCode::FAILURE;
         }
     };
     match runtime.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
+        // The reader stopped reading (`| head`): it has what it wanted.
+        Err(error) if output::is_closed(&error) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("error: {error:#}");
+            output::error_line(format_args!("error: {error:#}"));
             ExitCode::FAILURE
         }
     }
@@ -203,7 +247,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let config = cli.config.as_deref();
     let json = cli.json;
     match cli.command {
-        Command::Migrate => startup::migrate(config).await,
+        Command::Migrate(stay) => startup::migrate(config, stay).await,
         Command::Worker(args) => startup::worker(config, &args, false).await,
         Command::Up(args) if args.demo => demo::run().await,
         Command::Up(args) => startup::worker(config, &args.worker, true).await,
@@ -218,7 +262,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::DevPanel(args) => dev_panel(args).await,
         Command::Panels(PanelsCommand::Check) => panels::check(config, json).await,
         Command::Telegram(args) => startup::telegram(config, &args).await,
-        Command::Discord => startup::discord(config).await,
+        Command::Discord(stay) => startup::discord(config, stay).await,
     }
 }
 
@@ -233,12 +277,12 @@ async fn dev_panel(args: DevPanelArgs) -> anyhow::Result<()> {
         ..SuiOptions::default()
     };
     let panel = FakeSui::start(options).await?;
-    println!("fake S-UI panel at {}", panel.url());
-    println!("token: {token}  (login admin/admin)");
+    output::note!("fake S-UI panel at {}", panel.url());
+    output::note!("token: {token}  (login admin/admin)");
     if let Some(sub) = panel.sub_addr() {
-        println!("subscriptions at http://{sub}/sub/NAME");
+        output::note!("subscriptions at http://{sub}/sub/NAME");
     }
-    println!(
+    output::note!(
         "faults: POST {}fault, see fakes/src/sui.rs",
         panel.admin_url()
     );

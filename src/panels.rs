@@ -1,6 +1,7 @@
 //! `jobq panels check`: each configured panel's reachability, version, credentials, inbounds
 //! and latency. Exits non-zero when any panel fails, naming it and why (never its secrets).
 
+use crate::output::say;
 use std::path::Path;
 
 use anyhow::bail;
@@ -34,7 +35,7 @@ pub async fn check(config: Option<&Path>, json: bool) -> anyhow::Result<()> {
                         .iter()
                         .map(|i| format!("{} {} {}:{}", i.id, i.kind, i.tag, i.port))
                         .collect();
-                    println!(
+                    say!(
                         "{}: ok, S-UI {}, {:.1} ms, {} inbound(s): {}",
                         panel.name,
                         found.version,
@@ -47,7 +48,7 @@ pub async fn check(config: Option<&Path>, json: bool) -> anyhow::Result<()> {
             }
             Err(error) => {
                 if !json {
-                    println!("{}: FAILED: {error}", panel.name);
+                    say!("{}: FAILED: {error}", panel.name);
                 }
                 rows.push(json!({"panel": panel.name, "ok": false, "url": panel.url.to_string(), "error": error.to_string()}));
                 failed.push(format!("{}: {error}", panel.name));
@@ -55,7 +56,7 @@ pub async fn check(config: Option<&Path>, json: bool) -> anyhow::Result<()> {
         }
     }
     if json {
-        println!("{}", serde_json::to_string_pretty(&rows)?);
+        say!("{}", serde_json::to_string_pretty(&rows)?);
     }
     if !failed.is_empty() {
         bail!(

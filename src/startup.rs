@@ -1,18 +1,20 @@
 //! Turning settings into running parts: the queue, the registry of kinds, the worker.
 
+use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use jobs::Queue;
-use jobs::configuration::Settings;
+use jobs::configuration::{MetricsBind, Settings};
 use jobs::secret_key::SecretKey;
+use jobs::{Job, Queue};
 use workers::handlers::{self, Panels, Product};
 use workers::metrics::WorkerMetrics;
 use workers::{Registry, Runtime, RuntimeOptions, testkit};
 
-use crate::{TelegramArgs, WebArgs, WorkerArgs};
+use crate::output::note;
+use crate::{StayUp, TelegramArgs, WebArgs, WorkerArgs};
 
 pub fn settings(config: Option<&Path>, overrides: &[(&str, String)]) -> anyhow::Result<Settings> {
     Ok(Settings::load(config, overrides)?)
@@ -33,7 +35,7 @@ pub async fn open(settings: &Settings) -> anyhow::Result<Queue> {
     Ok(Queue::open(&settings.database).await?)
 }
 
-pub async fn migrate(config: Option<&Path>) -> anyhow::Result<()> {
+pub async fn migrate(config: Option<&Path>, stay: StayUp) -> anyhow::Result<()> {
     let settings = settings_with_logs(config, &[])?;
     let queue = Queue::connect(&settings.database).await?;
     queue
@@ -42,20 +44,101 @@ pub async fn migrate(config: Option<&Path>) -> anyhow::Result<()> {
         .with_context(|| format!("migrating {}", settings.database.url))?;
     queue.check_schema().await?;
     tracing::info!(database = %settings.database.url, "schema is up to date");
+    if stay.stay_up {
+        idle("migrations done").await;
+    }
     Ok(())
 }
 
-/// The engine's own kinds, as the admin commands know them: the benchmark's `noop`, and the
-/// test kinds when asked. No worker runs `noop`: its queue, `bench`, is only worked by the
-/// runtimes `jobq bench` starts for itself.
-pub fn registry(test_kinds: bool) -> Registry {
-    let mut registry = Registry::new();
-    registry.know(jobs::kinds::specs());
-    testkit::register_bench(&mut registry);
-    if test_kinds {
-        testkit::register_tests(&mut registry);
+/// Says why in one log line, then idles until SIGTERM or SIGINT (`--stay-up`: the process
+/// manager stops every process when one exits).
+async fn idle(why: &str) {
+    tracing::warn!("{why}; staying up idle until stopped (--stay-up)");
+    shutdown_signal().await;
+}
+
+/// A bot under `--stay-up` without its token: one log line, then idle until stopped.
+async fn idle_without_token(
+    config: Option<&Path>,
+    bot: &str,
+    variable: &str,
+) -> anyhow::Result<()> {
+    settings_with_logs(config, &[])?;
+    idle(&format!("{bot} bot not started: {variable} is not set")).await;
+    Ok(())
+}
+
+/// The schema check. With `--stay-up`, a database not migrated yet is waited for (the
+/// Procfile's release step migrates it) instead of refused; a newer one is still refused.
+/// `false` when stopped while waiting.
+async fn schema_ready(queue: &Queue, stay: StayUp) -> anyhow::Result<bool> {
+    let stopped = shutdown_signal();
+    tokio::pin!(stopped);
+    let mut said = false;
+    loop {
+        let error = match queue.check_schema().await {
+            Ok(()) => return Ok(true),
+            Err(error) => error,
+        };
+        if !stay.stay_up {
+            return Err(error.into());
+        }
+        if !queue.schema_is_behind().await? {
+            // Newer than this jobq (refused), or migrated since the check (ready): look again.
+            queue.check_schema().await?;
+            return Ok(true);
+        }
+        if !said {
+            tracing::warn!("{error}; waiting for it (--stay-up)");
+            said = true;
+        }
+        tokio::select! {
+            () = tokio::time::sleep(SCHEMA_POLL) => {}
+            () = &mut stopped => return Ok(false),
+        }
     }
-    registry
+}
+
+/// How often a process waiting for the schema looks again.
+const SCHEMA_POLL: Duration = Duration::from_millis(500);
+
+/// Refuses queue names that no kind in play uses and no job is in (a typo would otherwise
+/// become a queue of its own, paused or worked by nobody). `kind_queues` are the queues of the
+/// kinds in play; queues the database already holds count too (jobs enqueued with `--queue`, a
+/// queue paused before). The error lists the product's queues and the database's, never the
+/// engine's own (`bench`, the test kinds' `test`).
+pub async fn check_queue_names(
+    queue: &Queue,
+    names: &[String],
+    kind_queues: BTreeSet<String>,
+) -> anyhow::Result<()> {
+    let mut shown = product_queues();
+    shown.extend(queue.driver().queues().await?.into_iter().map(|q| q.name));
+    shown.remove(testkit::Noop::RULES.queue);
+    let unknown: Vec<String> = names
+        .iter()
+        .filter(|name| !kind_queues.contains(*name) && !shown.contains(*name))
+        .map(|name| format!("'{name}'"))
+        .collect();
+    let (plural, them) = match unknown.len() {
+        0 => return Ok(()),
+        1 => ("", "it"),
+        _ => ("s", "them"),
+    };
+    anyhow::bail!(
+        "unknown queue{plural} {}: no job kind uses {them} and no job is in {them}. Known \
+         queues: {}",
+        unknown.join(", "),
+        shown.into_iter().collect::<Vec<_>>().join(", ")
+    )
+}
+
+/// The queues of the product's kinds.
+fn product_queues() -> BTreeSet<String> {
+    jobs::kinds::specs()
+        .iter()
+        .map(|s| s.queue.to_string())
+        .collect()
 }
 
 /// What a worker runs: every product kind (a kind that lacks what it needs, a bot token say,
@@ -136,7 +219,9 @@ pub async fn worker(config: Option<&Path>, args: &WorkerArgs, migrate: bool) -> 
     if migrate {
         queue.migrate().await?;
     }
-    queue.check_schema().await?;
+    if !schema_ready(&queue, args.stay).await? {
+        return Ok(());
+    }
     let dashboard = if migrate {
         DashboardTask::start_for_up(&settings, &queue).await?
     } else {
@@ -158,12 +243,17 @@ pub async fn worker(config: Option<&Path>, args: &WorkerArgs, migrate: bool) -> 
     // A handler's panic is caught and recorded on its job; log it once, without a backtrace.
     std::panic::set_hook(Box::new(|info| tracing::error!(panic = %info, "panic")));
     let registry = worker_registry(&settings, args.test_kinds, &queue)?;
+    let mut kind_queues = product_queues();
+    kind_queues.extend(registry.queues());
+    check_queue_names(&queue, &settings.worker.queues, kind_queues)
+        .await
+        .context("worker.queues (--queues)")?;
     let options = RuntimeOptions::from_settings(&settings, &registry);
     tracing::info!(database = %settings.database.url, "starting worker");
     let metrics = Arc::new(WorkerMetrics::new());
     let queue_for_alerts = queue.clone();
     let runtime = Runtime::new(queue, registry, options)?.with_metrics(metrics.clone());
-    let server = match settings.worker.metrics_bind {
+    let server = match &settings.worker.metrics_bind {
         Some(bind) => Some(MetricsServer::start(bind, metrics).await?),
         None => None,
     };
@@ -201,14 +291,28 @@ impl MetricsServer {
     /// How long a stopping server waits for scrapes in progress.
     const STOP_WITHIN: Duration = Duration::from_secs(5);
 
-    async fn start(
-        bind: std::net::SocketAddr,
-        metrics: Arc<WorkerMetrics>,
-    ) -> anyhow::Result<Self> {
-        let listener = tokio::net::TcpListener::bind(bind)
-            .await
-            .with_context(|| format!("cannot serve metrics on {bind} (worker.metrics_bind)"))?;
-        let address = listener.local_addr().unwrap_or(bind);
+    /// On the first port of `bind` that is free.
+    async fn start(bind: &MetricsBind, metrics: Arc<WorkerMetrics>) -> anyhow::Result<Self> {
+        let mut last_error = None;
+        let mut listener = None;
+        for address in bind.addresses() {
+            match tokio::net::TcpListener::bind(address).await {
+                Ok(bound) => {
+                    listener = Some(bound);
+                    break;
+                }
+                Err(error) => last_error = Some(error),
+            }
+        }
+        let Some(listener) = listener else {
+            let why = last_error.map(|e| e.to_string()).unwrap_or_default();
+            anyhow::bail!(
+                "cannot serve metrics on {bind} (worker.metrics_bind): {why}; with several \
+                 workers on one host give each its own port ($PORT under honcho or foreman) or \
+                 a range such as 127.0.0.1:9100-9199"
+            );
+        };
+        let address = listener.local_addr()?;
         tracing::info!(%address, "serving metrics at http://{address}/metrics");
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(workers::metrics::serve(listener, metrics, async move {
@@ -261,9 +365,16 @@ pub async fn web(config: Option<&Path>, args: &WebArgs) -> anyhow::Result<()> {
     }
     let settings = settings_with_logs(config, &overrides)?;
     let options = web::WebOptions::from_settings(&settings)?;
+    if options.admins.is_empty() && args.stay.stay_up {
+        idle("dashboard not started: no admin token (set JOBQ_ADMIN_TOKEN)").await;
+        return Ok(());
+    }
     // Refuse an unprotected address before touching the database.
     web::check_bind(options.bind, &options.admins)?;
-    let queue = open(&settings).await?;
+    let queue = Queue::connect(&settings.database).await?;
+    if !schema_ready(&queue, args.stay).await? {
+        return Ok(());
+    }
     let dashboard = web::Dashboard::bind(queue, &options)
         .await?
         .with_transcript_links(web::transcripts::TranscriptLinks::from_settings(&settings));
@@ -277,9 +388,9 @@ pub async fn web(config: Option<&Path>, args: &WebArgs) -> anyhow::Result<()> {
 /// port 0), and logs it.
 fn announce(settings: &Settings, options: &web::WebOptions, addr: std::net::SocketAddr) {
     let admins: Vec<&str> = options.admins.iter().map(|a| a.name.as_str()).collect();
-    println!("dashboard listening on http://{addr}/");
+    note!("dashboard listening on http://{addr}/");
     if !settings.web.public_base_url.is_empty() {
-        println!("admins open it at {}", settings.web.public_base_url);
+        note!("admins open it at {}", settings.web.public_base_url);
     }
     tracing::info!(%addr, admins = %admins.join(","), database = %settings.database.url,
         "dashboard started");
@@ -296,7 +407,7 @@ impl DashboardTask {
     async fn start_for_up(settings: &Settings, queue: &Queue) -> anyhow::Result<Option<Self>> {
         let options = web::WebOptions::from_settings(settings)?;
         if options.admins.is_empty() {
-            println!(
+            note!(
                 "dashboard not started: no admin token. Set JOBQ_ADMIN_TOKEN (at least {} \
                  characters) to serve it on http://{}/ with this worker, or run `jobq web`.",
                 jobs::configuration::MIN_TOKEN_LEN,
@@ -329,7 +440,12 @@ impl DashboardTask {
 /// `jobq telegram`: the Telegram bot until SIGTERM or SIGINT. A missing or malformed token
 /// stops it before anything connects, naming the variable (never showing the value).
 pub async fn telegram(config: Option<&Path>, args: &TelegramArgs) -> anyhow::Result<()> {
-    let token = producer::telegram::BotToken::from_env()?;
+    let token = match producer::telegram::BotToken::from_env() {
+        Err(producer::telegram::TokenError::Missing) if args.stay.stay_up => {
+            return idle_without_token(config, "telegram", producer::telegram::TOKEN_ENV).await;
+        }
+        token => token?,
+    };
     let mode = telegram_mode(args)?;
     let settings = settings_with_logs(config, &[])?;
     let queue = open(&settings).await?;
@@ -359,7 +475,7 @@ impl TelegramTask {
         let token = match producer::telegram::BotToken::from_env() {
             Ok(token) => token,
             Err(producer::telegram::TokenError::Missing) => {
-                println!(
+                note!(
                     "telegram bot not started: {} is not set (or run `jobq telegram`).",
                     producer::telegram::TOKEN_ENV
                 );
@@ -398,8 +514,13 @@ impl TelegramTask {
 
 /// `jobq discord`: the Discord bot until SIGTERM or SIGINT. A missing or malformed token stops
 /// it before anything connects, naming the variable (never showing the value).
-pub async fn discord(config: Option<&Path>) -> anyhow::Result<()> {
-    let token = producer::discord::token_from_env()?;
+pub async fn discord(config: Option<&Path>, stay: StayUp) -> anyhow::Result<()> {
+    let token = match producer::discord::token_from_env() {
+        Err(producer::discord::TokenError::Missing) if stay.stay_up => {
+            return idle_without_token(config, "discord", producer::discord::TOKEN_ENV).await;
+        }
+        token => token?,
+    };
     let settings = settings_with_logs(config, &[])?;
     let queue = open(&settings).await?;
     producer::discord::run(&settings, &queue, token, shutdown_signal()).await?;
@@ -419,7 +540,7 @@ impl DiscordTask {
         let token = match producer::discord::token_from_env() {
             Ok(token) => token,
             Err(producer::discord::TokenError::Missing) => {
-                println!(
+                note!(
                     "discord bot not started: {} is not set (or run `jobq discord`).",
                     producer::discord::TOKEN_ENV
                 );

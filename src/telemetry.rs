@@ -1,6 +1,8 @@
 //! Logs: human-readable or JSON lines on standard error (standard output is for results).
 //! Each job runs in a `job` span carrying its id, kind, queue and attempt.
 
+use std::io::IsTerminal;
+
 use jobs::configuration::{LogFormat, LogSettings};
 use tracing_subscriber::EnvFilter;
 
@@ -16,8 +18,10 @@ pub fn filter(settings: &LogSettings) -> anyhow::Result<EnvFilter> {
 
 pub fn init(settings: &LogSettings) -> anyhow::Result<()> {
     let filter = filter(settings)?;
+    // Colours only for a person at a terminal: not in log files, pipes or a process runner.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     let installed = match settings.format {
         LogFormat::Human => builder.try_init(),

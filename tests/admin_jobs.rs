@@ -38,7 +38,13 @@ async fn failed_jobs(queue: &Queue, n: usize) -> Vec<i64> {
 async fn fail_all(queue: &Queue, queue_name: &str) {
     let driver = queue.driver();
     let fetched = driver
-        .fetch(queue_name, 100, "test-worker", Duration::from_secs(60), &[])
+        .fetch(
+            queue_name,
+            100,
+            "test-worker",
+            Duration::from_secs(60),
+            &Default::default(),
+        )
         .await
         .expect("fetch");
     let finished: Vec<Finished> = fetched

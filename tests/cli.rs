@@ -379,7 +379,15 @@ async fn retry_by_filter_is_audited(backend: Backend) {
         assert_eq!(row["attempts"], 1, "{row}");
     }
 
-    db.jobq_ok(&["jobs", "retry", "--state", "failed", "--kind", "test_fail"]);
+    db.jobq_ok(&[
+        "jobs",
+        "retry",
+        "--state",
+        "failed",
+        "--kind",
+        "test_fail",
+        "--yes",
+    ]);
     for (id, state) in [
         (f1, JobState::Available),
         (f2, JobState::Available),
@@ -652,7 +660,266 @@ async fn kinds_lists_the_product_kinds_with_examples_that_enqueue(backend: Backe
     assert_eq!(count_jobs(&queue).await, 5);
 }
 
+/// The state of every job, by id.
+async fn states(queue: &Queue) -> BTreeMap<i64, JobState> {
+    support::all_jobs(queue)
+        .await
+        .into_iter()
+        .map(|j| (j.id, j.state))
+        .collect()
+}
+
+/// A database with three `sync_usage` jobs a cancel of queue `sync` applies to and a discarded
+/// one it does not, and what it holds before the test acts.
+struct ToCancel {
+    db: TestDb,
+    queue: Queue,
+    due: Vec<i64>,
+    discarded: i64,
+    before: BTreeMap<i64, JobState>,
+    audited: usize,
+}
+
+async fn three_to_cancel_and_one_discarded(backend: Backend) -> ToCancel {
+    let db = TestDb::new(backend).await;
+    let queue = db.queue().await;
+    let due: Vec<i64> = (0..3)
+        .map(|_| enqueue(&db, &["sync_usage", SYNC]))
+        .collect();
+    let discarded = enqueue(&db, &["sync_usage", SYNC]);
+    db.jobq_ok(&["jobs", "discard", &discarded.to_string()]);
+    let before = states(&queue).await;
+    let audited = audit_log(&queue).await.len();
+    ToCancel {
+        db,
+        queue,
+        due,
+        discarded,
+        before,
+        audited,
+    }
+}
+
+/// Without `--yes` and with no terminal to ask on, a bulk repair is refused, saying how many
+/// jobs it would change and how to go ahead, and changes nothing.
+async fn a_bulk_repair_without_yes_and_without_a_terminal_changes_nothing(backend: Backend) {
+    let ToCancel {
+        db,
+        queue,
+        due,
+        before,
+        audited,
+        ..
+    } = three_to_cancel_and_one_discarded(backend).await;
+    for args in [
+        &["jobs", "cancel", "--queue", "sync"][..],
+        &["--json", "jobs", "cancel", "--queue", "sync"],
+        &["jobs", "discard", "--state", "available"],
+    ] {
+        let out = db.jobq(args);
+        let first = due[0].to_string();
+        assert_fails_saying(
+            &out,
+            &format!("{args:?}"),
+            &[
+                "3 jobs matching",
+                &first,
+                "Nothing was changed",
+                "--yes",
+                "--dry-run",
+            ],
+        );
+        assert_eq!(states(&queue).await, before, "{args:?} changed jobs");
+        assert_eq!(audit_log(&queue).await.len(), audited, "{args:?} audited");
+    }
+
+    let out = db.jobq_ok(&["jobs", "cancel", "--queue", "sync", "--yes"]);
+    let printed = stdout(&out);
+    assert_eq!(printed.lines().count(), 1, "one summary line:\n{printed}");
+    assert!(
+        printed.contains("3 job(s) changed") && printed.contains("1 left alone (discarded=1"),
+        "{printed}"
+    );
+    for id in &due {
+        assert_eq!(db.job(&queue, *id).await.state, JobState::Cancelled);
+    }
+    let log = audit_log(&queue).await;
+    check_audit(&log[0], "cancel", 3);
+}
+
+/// `--dry-run` shows what would change, by filter or by id, and writes nothing (no job, no
+/// audit entry); `--verbose` lists each job.
+async fn a_dry_run_shows_what_would_change_and_changes_nothing(backend: Backend) {
+    let ToCancel {
+        before,
+        audited,
+        db,
+        queue,
+        discarded,
+        due,
+    } = three_to_cancel_and_one_discarded(backend).await;
+
+    let out = db.jobq_ok(&["--json", "jobs", "cancel", "--queue", "sync", "--dry-run"]);
+    let value: Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(value["dry_run"], true, "{value}");
+    assert_eq!(value["changed"], json!(due), "{value}");
+    assert_eq!(value["left_alone"], json!({"discarded": 1}), "{value}");
+
+    let out = db.jobq_ok(&[
+        "jobs",
+        "cancel",
+        "--queue",
+        "sync",
+        "--dry-run",
+        "--verbose",
+    ]);
+    let printed = stdout(&out);
+    assert!(printed.contains("3 job(s) would change"), "{printed}");
+    for id in &due {
+        assert!(
+            printed.contains(&format!("would change: job {id}\n")),
+            "{printed}"
+        );
+    }
+    assert!(
+        printed.contains(&format!("left alone: job {discarded}: job is discarded")),
+        "{printed}"
+    );
+
+    let out = db.jobq_ok(&["jobs", "discard", &due[0].to_string(), "--dry-run"]);
+    assert!(
+        stdout(&out).contains("1 job(s) would change"),
+        "{}",
+        stdout(&out)
+    );
+    let out = db.jobq(&["jobs", "cancel", &discarded.to_string(), "--dry-run"]);
+    assert_fails_saying(
+        &out,
+        "a dry run naming a discarded job",
+        &["would not cancel"],
+    );
+
+    assert_eq!(states(&queue).await, before, "a dry run changed jobs");
+    assert_eq!(
+        audit_log(&queue).await.len(),
+        audited,
+        "a dry run was audited"
+    );
+}
+
+/// `jobq jobs list | head -1`: the reader closes the pipe after one line while jobq still has
+/// more than a pipe's buffer to write; jobq ends quietly with success.
+#[tokio::test]
+async fn a_listing_piped_into_head_exits_cleanly() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let queue = db.queue().await;
+    let many: Vec<jobs::NewJob> = (0..1500)
+        .map(|_| {
+            let spec = jobs::kinds::specs()
+                .into_iter()
+                .find(|s| s.kind == "sync_usage")
+                .expect("sync_usage");
+            jobs::NewJob::from_json(&spec, &json!({"panel": "de-1"}), Default::default())
+                .expect("a sync_usage job")
+        })
+        .collect();
+    queue.enqueue_many(&many).await.expect("enqueue");
+    for (list, first) in [
+        ("jobs list --limit 2000", "id"),
+        ("--json jobs list --limit 2000", "["),
+    ] {
+        let script = format!("\"$JOBQ\" {list} | head -1; exit \"${{PIPESTATUS[0]}}\"");
+        let out = std::process::Command::new("bash")
+            .args(["-c", &script])
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("JOBQ", env!("CARGO_BIN_EXE_jobq"))
+            .env("JOBQ_DATABASE_URL", &db.url)
+            .env("JOBQ_CONFIG", &db.config)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run bash");
+        let err = stderr(&out);
+        assert!(
+            out.status.success(),
+            "{list} | head -1 exited {:?}: {err}",
+            out.status
+        );
+        assert!(
+            !err.contains("panicked") && !err.contains("Broken pipe"),
+            "{err}"
+        );
+        assert!(
+            stdout(&out).trim_start().starts_with(first),
+            "{}",
+            stdout(&out)
+        );
+        assert_eq!(stdout(&out).lines().count(), 1, "{}", stdout(&out));
+    }
+}
+
+/// A queue name no kind uses and no job is in is refused (pause, resume, a worker's
+/// `--queues`), listing the known queues but not the engine's own; a queue a job was enqueued
+/// into with `--queue` is known.
+async fn a_queue_typo_is_refused_naming_the_known_queues(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let queue = db.queue().await;
+    const KNOWN: &str = "Known queues: messages, panel, sync, transcripts";
+    for action in ["pause", "resume"] {
+        let out = db.jobq(&["queues", action, "nosuchqueue"]);
+        assert_fails_saying(&out, action, &["unknown queue 'nosuchqueue'", KNOWN]);
+        assert!(!stderr(&out).contains("bench"), "{}", stderr(&out));
+    }
+    refuses(
+        &db,
+        &["worker", "--queues", "pannel,messages"],
+        &["unknown queue 'pannel'", "--queues", KNOWN],
+    )
+    .await;
+    let listed = json(&db.jobq(&["--json", "queues", "list"]));
+    assert_eq!(listed["queues"], json!([]), "{listed}");
+    assert!(audit_log(&queue).await.is_empty(), "nothing was audited");
+
+    enqueue(&db, &["send_dm", DM, "--queue", "vip"]);
+    db.jobq_ok(&["queues", "pause", "vip"]);
+    db.jobq_ok(&["queues", "pause", "panel"]);
+}
+
+/// The engine's own kinds are not the user's: `jobq kinds` and an unknown kind's error name
+/// the product's kinds only.
+#[tokio::test]
+async fn engine_kinds_are_not_shown() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let listed = stdout(&db.jobq_ok(&["kinds"]));
+    let out = db.jobq(&["enqueue", "send_email", DM]);
+    for shown in [listed.as_str(), &stderr(&out)] {
+        assert!(shown.contains("send_dm"), "{shown}");
+        for internal in ["noop", "bench", "test_effect", "test_fail"] {
+            assert!(!shown.contains(internal), "{internal} shown:\n{shown}");
+        }
+    }
+}
+
+/// Without `$USER` (cron, a container), an audit entry names the user id that acted.
+#[tokio::test]
+async fn an_audit_entry_without_a_user_name_names_the_uid() {
+    use std::os::unix::fs::MetadataExt;
+    let db = TestDb::new(Backend::Sqlite).await;
+    let queue = db.queue().await;
+    let out = db
+        .command(&["queues", "pause", "panel"])
+        .env_remove("USER")
+        .output()
+        .expect("run jobq");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let uid = std::fs::metadata("/proc/self").expect("/proc/self").uid();
+    assert_eq!(audit_log(&queue).await[0].actor, format!("uid {uid}"));
+}
+
 on_both_backends!(
+    a_queue_typo_is_refused_naming_the_known_queues,
+    a_bulk_repair_without_yes_and_without_a_terminal_changes_nothing,
+    a_dry_run_shows_what_would_change_and_changes_nothing,
     bad_input_is_refused_and_nothing_is_written,
     enqueue_reads_the_payload_from_standard_input,
     jobs_list_has_the_documented_fields_and_filters,

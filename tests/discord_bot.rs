@@ -245,7 +245,13 @@ async fn jobs_commands_list_repair_and_refuse_bad_ids(backend: Backend) {
     // Fail it for good, as a worker would.
     let fetched = queue
         .driver()
-        .fetch("messages", 10, "w", std::time::Duration::from_secs(60), &[])
+        .fetch(
+            "messages",
+            10,
+            "w",
+            std::time::Duration::from_secs(60),
+            &Default::default(),
+        )
         .await
         .expect("fetch");
     let finished: Vec<_> = fetched

@@ -25,6 +25,7 @@ on_both_backends!(
     a_429_reschedules_no_sooner_than_retry_after,
     the_per_chat_rate_holds_across_two_worker_processes,
     the_tokens_appear_in_no_log_line_and_no_job_error,
+    a_dm_waits_for_a_worker_with_its_platforms_token,
 );
 
 /// Recognisable tokens: their secret parts must never show up in a log or an error.
@@ -402,4 +403,37 @@ async fn the_tokens_appear_in_no_log_line_and_no_job_error(backend: Backend) {
     );
     assert_eq!(fakes.telegram.sent_to(USER).len(), 1);
     assert_no_token(&[&worker], &[tg_job, dc_job, missing_job]);
+}
+
+/// A worker without the Telegram token leaves Telegram DMs waiting (not attempted, not failed)
+/// and says so at start, while it sends the Discord ones; a worker with the token, started
+/// later, sends them.
+async fn a_dm_waits_for_a_worker_with_its_platforms_token(backend: Backend) {
+    let fakes = fakes().await;
+    let db = db_with_chats(backend, &fakes).await;
+    let queue = db.queue().await;
+    let without = support::panel::panel_worker(&db, "messages")
+        .env("JOBQ_DISCORD_TOKEN", DISCORD_TOKEN)
+        .start();
+    let tg = enqueue(&db, &payload("telegram", USER, "waits for a token"), None);
+    let dc = enqueue(&db, &payload("discord", USER, "goes at once"), None);
+    // The Discord DM was claimed after both were enqueued: the Telegram one was passed over.
+    wait_state(&db, &queue, dc, JobState::Completed, &[&without]).await;
+    let waiting = db.job(&queue, tg).await;
+    assert_eq!(
+        (waiting.state, waiting.attempts, waiting.errors.len()),
+        (JobState::Available, 0, 0),
+        "{waiting:?}"
+    );
+    assert!(fakes.telegram.sent_to(USER).is_empty());
+    let log = without.log_text();
+    assert!(
+        log.contains("JOBQ_TELEGRAM_TOKEN is not set: send_dm jobs to Telegram users wait for a worker that has it"),
+        "the worker should say what it leaves:\n{log}"
+    );
+
+    let with = spawn_dm_worker(&db);
+    let sent = wait_state(&db, &queue, tg, JobState::Completed, &[&without, &with]).await;
+    assert_eq!((sent.attempts, sent.errors.len()), (1, 0), "{sent:?}");
+    assert_eq!(fakes.telegram.sent_to(USER).len(), 1);
 }

@@ -58,12 +58,28 @@ pub struct AuditFilter {
     pub action: Option<String>,
 }
 
-/// The name of the user running this process, as the shell knows it.
+/// The name of the user running this process, as the shell knows it; without one (cron,
+/// containers), the user id (`uid 1000`), which still says who.
 pub fn os_user() -> String {
     ["USER", "LOGNAME", "USERNAME"]
         .iter()
         .find_map(|var| std::env::var(var).ok().filter(|v| !v.is_empty()))
-        .unwrap_or_else(|| "unknown-os-user".to_string())
+        .unwrap_or_else(os_uid)
+}
+
+#[cfg(unix)]
+fn os_uid() -> String {
+    use std::os::unix::fs::MetadataExt;
+    // /proc/self belongs to the process's user: its uid without a libc call.
+    match std::fs::metadata("/proc/self") {
+        Ok(meta) => format!("uid {}", meta.uid()),
+        Err(_) => "unknown-os-user".to_string(),
+    }
+}
+
+#[cfg(not(unix))]
+fn os_uid() -> String {
+    "unknown-os-user".to_string()
 }
 
 /// How a set of job ids is written in the audit log: all of them up to a point, then a count.

@@ -165,11 +165,24 @@ impl Queue {
 
     pub async fn check_schema(&self) -> Result<(), QueueError> {
         let applied = self.driver.applied_versions().await?;
-        let known = match self.backend() {
+        crate::schema::compare(&applied, self.migrations(), self.driver.name())
+            .map_err(QueueError::Schema)
+    }
+
+    /// The migrations this binary has for the database's backend.
+    fn migrations(&self) -> &'static sqlx::migrate::Migrator {
+        match self.backend() {
             Backend::Postgres => &crate::schema::POSTGRES,
             Backend::Sqlite => &crate::schema::SQLITE,
-        };
-        crate::schema::compare(&applied, known, self.driver.name()).map_err(QueueError::Schema)
+        }
+    }
+
+    /// Whether the database lacks migrations this binary has (and has none it lacks): it
+    /// needs `jobq migrate`, as opposed to a newer jobq.
+    pub async fn schema_is_behind(&self) -> Result<bool, QueueError> {
+        let applied = self.driver.applied_versions().await?;
+        let newest_applied = applied.iter().copied().max().unwrap_or(0);
+        Ok(newest_applied < crate::schema::latest(self.migrations()))
     }
 
     /// Enqueues a typed job.

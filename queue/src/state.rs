@@ -6,7 +6,10 @@ use std::str::FromStr;
 /// `available`, `scheduled` (run_at in the future) and `retrying` (waiting for its backoff) are
 /// the states a fetch may claim once `run_at` has come; `running` holds a lease; the rest are final
 /// until an admin acts (`failed`) or the cleaner prunes them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+/// Ordered as a job moves through them (for listings by state).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum JobState {
     Available,

@@ -402,6 +402,18 @@ async fn list_jobs(queue: &Queue, filter: JobFilter) -> Vec<JobRecord> {
         .expect("list jobs")
 }
 
+/// The PATH with the folder of the `jobq` under test first, as a user who installed it has it.
+pub fn path_with_jobq() -> String {
+    let bin_dir = Path::new(env!("CARGO_BIN_EXE_jobq"))
+        .parent()
+        .expect("the binary's folder");
+    format!(
+        "{}:{}",
+        bin_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    )
+}
+
 /// A local port nothing listens on (for a server the test starts).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

@@ -23,7 +23,8 @@ pub struct Done {
 }
 
 pub async fn execute(registry: &Registry, job: FetchedJob, ctx: JobContext) -> Done {
-    let span = tracing::info_span!(
+    // At WARN, so that a log at a `warn` filter still says which job each warning is about.
+    let span = tracing::warn_span!(
         "job",
         id = job.id,
         kind = %job.kind,

@@ -101,7 +101,7 @@ impl Fetcher {
                 u32::try_from(free).unwrap_or(u32::MAX),
                 &shared.worker_id,
                 shared.lease,
-                &shared.skip_kinds,
+                &shared.left_alone,
             )
             .await
     }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use jobs::driver::{LeftAlone, PayloadMatch};
 use jobs::{Job, JobSpec, Queue};
 
 /// How a handler says its attempt went wrong; the executor turns it into the job's next state.
@@ -117,6 +118,10 @@ pub struct Registered {
 pub struct Registry {
     kinds: BTreeMap<&'static str, Registered>,
     others: BTreeMap<&'static str, JobSpec>,
+    /// Jobs of kinds run here that this process cannot serve, left for a worker that can.
+    left_payloads: Vec<PayloadMatch>,
+    /// Why this process leaves jobs of a kind it knows to other workers, said at start.
+    left_reasons: Vec<String>,
 }
 
 impl Registry {
@@ -145,6 +150,47 @@ impl Registry {
         self.others
             .extend(specs.into_iter().map(|spec| (spec.kind, spec)));
         self
+    }
+
+    /// Leaves every job of a kind the program has to other workers, saying why at start (a
+    /// handler that could only fail here, for want of a token say).
+    pub fn leave_kind(&mut self, spec: JobSpec, why: impl Into<String>) -> &mut Self {
+        self.kinds.remove(spec.kind);
+        self.others.insert(spec.kind, spec);
+        self.left_reasons.push(why.into());
+        self
+    }
+
+    /// Leaves the jobs of `kind` whose payload holds `value` at `path` to other workers, saying
+    /// why at start: this process runs the kind but not those (a DM to a platform it has no
+    /// token for). They wait as jobs of an unhandled kind do.
+    pub fn leave_where(
+        &mut self,
+        kind: &str,
+        path: &[&str],
+        value: &str,
+        why: impl Into<String>,
+    ) -> &mut Self {
+        self.left_payloads.push(PayloadMatch {
+            kind: kind.to_string(),
+            path: path.iter().map(|key| key.to_string()).collect(),
+            value: value.to_string(),
+        });
+        self.left_reasons.push(why.into());
+        self
+    }
+
+    /// The jobs a fetch of this process leaves alone.
+    pub fn left_alone(&self) -> LeftAlone {
+        LeftAlone {
+            kinds: self.unhandled(),
+            payloads: self.left_payloads.clone(),
+        }
+    }
+
+    /// Why jobs are left to other workers, one sentence each.
+    pub fn left_reasons(&self) -> &[String] {
+        &self.left_reasons
     }
 
     /// A kind's spec, whether this process runs it or only knows it.

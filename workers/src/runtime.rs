@@ -9,7 +9,7 @@ use std::time::Duration;
 use chrono::Utc;
 use jobs::Queue;
 use jobs::configuration::{PeriodicSettings, Settings};
-use jobs::driver::WorkerInfo;
+use jobs::driver::{LeftAlone, WorkerInfo};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
@@ -89,8 +89,9 @@ pub struct Shared {
     pub completer: mpsc::UnboundedSender<Message>,
     pub metrics: Arc<WorkerMetrics>,
     pub leases: Arc<Leases>,
-    /// Kinds of the product this process has no handler for: left for workers that have one.
-    pub skip_kinds: Vec<String>,
+    /// Jobs this process cannot run (kinds without a handler here, DMs to a platform it has
+    /// no token for): left for workers that can.
+    pub left_alone: LeftAlone,
 }
 
 pub struct Runtime {
@@ -145,6 +146,9 @@ impl Runtime {
         let worker_id: Arc<str> = Arc::from(info.id.as_str());
         self.queue.driver().heartbeat(&info).await?;
         tracing::info!(worker = %worker_id, queues = %info.queues, "worker started");
+        for why in self.registry.left_reasons() {
+            tracing::warn!(worker = %worker_id, "{why}");
+        }
 
         let leases = Arc::new(Leases::default());
         let (completer_tx, completer_rx) = mpsc::unbounded_channel();
@@ -166,7 +170,7 @@ impl Runtime {
             completer: completer_tx,
             metrics: self.metrics.clone(),
             leases: leases.clone(),
-            skip_kinds: self.registry.unhandled(),
+            left_alone: self.registry.left_alone(),
         });
         let (stop_tx, stop_rx) = watch::channel(false);
         // The lease keeper outlives the fetch loops: it stops after the last completion.

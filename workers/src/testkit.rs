@@ -1,6 +1,7 @@
 //! Job kinds for the engine's own tests and for `jobq bench`: the engine is generic over kinds,
 //! and these exercise it without a panel, S3 or a chat API. A worker runs them only when started
-//! with `--test-kinds`; `noop` runs only in the runtimes `jobq bench` starts for itself.
+//! with `--test-kinds`; `noop` runs only in the runtimes `jobq bench` starts for itself (with its
+//! own handler), and is never listed to users.
 //!
 //! `test_effect` records each run in `jobq_test_effects` (job id unique, runs counted), so a test
 //! can prove a job's effect happened exactly once.
@@ -76,15 +77,6 @@ impl Job for TestFail {
     }
 }
 
-struct NoopHandler;
-
-#[async_trait]
-impl Handler<Noop> for NoopHandler {
-    async fn handle(&self, _job: Noop, _ctx: &JobContext) -> Result<(), JobError> {
-        Ok(())
-    }
-}
-
 struct EffectHandler;
 
 #[async_trait]
@@ -137,12 +129,6 @@ fn mode_name(mode: FailMode) -> &'static str {
         FailMode::Cancel => "cancel",
         FailMode::Timeout => "timeout",
     }
-}
-
-/// The benchmark's kind: registered by `jobq bench` and known to the admin commands, never
-/// run by a worker.
-pub fn register_bench(registry: &mut Registry) {
-    registry.register::<Noop, _>(NoopHandler);
 }
 
 /// The test kinds, for `jobq worker --test-kinds`.

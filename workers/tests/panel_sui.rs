@@ -240,7 +240,12 @@ async fn an_expired_token_is_a_permanent_auth_error() {
     let error = panel.list_clients().await.expect_err("expired token");
     assert!(matches!(error, PanelError::Auth(_)), "{error:?}");
     assert!(!error.is_retryable());
-    assert!(error.to_string().contains("invalid token"), "{error}");
+    assert!(
+        error
+            .to_string()
+            .starts_with("panel refused the credentials: invalid token"),
+        "the panel's message without its empty action: {error}"
+    );
     assert!(!error.to_string().contains(TOKEN));
 
     let wrong = client_with(

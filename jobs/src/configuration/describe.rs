@@ -53,7 +53,10 @@ impl Settings {
         let _ = writeln!(
             out,
             "metrics_bind = \"{}\"",
-            w.metrics_bind.map(|a| a.to_string()).unwrap_or_default()
+            w.metrics_bind
+                .as_ref()
+                .map(|b| b.to_string())
+                .unwrap_or_default()
         );
         let _ = writeln!(out, "\n[maintenance]");
         let _ = writeln!(out, "interval = \"{}\"", d(m.interval));

@@ -41,8 +41,8 @@ pub use secrets::{
     ADMIN_TOKEN_ENV, AdminToken, DEFAULT_ADMIN, MIN_TOKEN_LEN, PanelAuth, S3Credentials,
 };
 pub use settings::{
-    AdminSettings, LogFormat, LogSettings, MaintenanceSettings, PeriodicSettings, QueueSettings,
-    Settings, WebSettings, WorkerSettings,
+    AdminSettings, LogFormat, LogSettings, MaintenanceSettings, MetricsBind, PeriodicSettings,
+    QueueSettings, Settings, WebSettings, WorkerSettings,
 };
 
 /// The built-in defaults: the first layer.

@@ -3,7 +3,9 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::ops::RangeInclusive;
+use std::str::FromStr;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -101,24 +103,81 @@ pub struct WorkerSettings {
     pub completion_interval: Duration,
     #[serde(with = "humantime_serde")]
     pub heartbeat_interval: Duration,
-    /// Where `GET /metrics` is served (`ADDR:PORT`); `None` (`""` in a file) serves none.
-    #[serde(deserialize_with = "optional_socket_addr")]
-    pub metrics_bind: Option<SocketAddr>,
+    /// Where `GET /metrics` is served; `None` (`""` in a file) serves none.
+    #[serde(deserialize_with = "optional_metrics_bind")]
+    pub metrics_bind: Option<MetricsBind>,
 }
 
-/// `""` for none, else `ADDR:PORT`.
-fn optional_socket_addr<'de, D: serde::Deserializer<'de>>(
+/// Where a worker serves its metrics: an address and a port, or the first free port of a
+/// range, so that several workers on one host can share one setting (`127.0.0.1:9100-9199`).
+/// A bare port (a process manager's `$PORT`) is on the loopback address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetricsBind {
+    pub ip: IpAddr,
+    pub ports: RangeInclusive<u16>,
+}
+
+impl MetricsBind {
+    /// Each address to try, in order.
+    pub fn addresses(&self) -> impl Iterator<Item = SocketAddr> + '_ {
+        self.ports
+            .clone()
+            .map(|port| SocketAddr::new(self.ip, port))
+    }
+}
+
+impl fmt::Display for MetricsBind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (first, last) = (*self.ports.start(), *self.ports.end());
+        let host = SocketAddr::new(self.ip, first);
+        if first == last {
+            write!(f, "{host}")
+        } else {
+            write!(f, "{host}-{last}")
+        }
+    }
+}
+
+impl FromStr for MetricsBind {
+    type Err = ();
+    fn from_str(text: &str) -> Result<Self, ()> {
+        if let Ok(port) = text.parse::<u16>() {
+            return Ok(MetricsBind {
+                ip: IpAddr::from([127, 0, 0, 1]),
+                ports: port..=port,
+            });
+        }
+        let (host, last) = match text.rsplit_once('-') {
+            Some((host, last)) => (host, Some(last.parse::<u16>().map_err(|_| ())?)),
+            None => (text, None),
+        };
+        let first: SocketAddr = host.parse().map_err(|_| ())?;
+        let last = last.unwrap_or(first.port());
+        if last < first.port() {
+            return Err(());
+        }
+        Ok(MetricsBind {
+            ip: first.ip(),
+            ports: first.port()..=last,
+        })
+    }
+}
+
+/// `""` for none, else `ADDR:PORT`, `ADDR:FIRST-LAST` or `PORT`.
+fn optional_metrics_bind<'de, D: serde::Deserializer<'de>>(
     d: D,
-) -> Result<Option<SocketAddr>, D::Error> {
+) -> Result<Option<MetricsBind>, D::Error> {
     let text = String::deserialize(d)?;
     let text = text.trim();
     if text.is_empty() {
         return Ok(None);
     }
-    text.parse().map(Some).map_err(|_| {
+    text.parse().map(Some).map_err(|()| {
         serde::de::Error::invalid_value(
             serde::de::Unexpected::Str(text),
-            &"an address and port such as \"127.0.0.1:9100\" or \"[::1]:9100\", or \"\" for none",
+            &"an address and port such as \"127.0.0.1:9100\" or \"[::1]:9100\", a range of \
+              ports such as \"127.0.0.1:9100-9199\" (the first free one), a port alone \
+              (on 127.0.0.1), or \"\" for none",
         )
     })
 }
@@ -289,9 +348,19 @@ mod tests {
     fn metrics_bind_is_an_address_or_none() {
         let file = config_file("[worker]\nmetrics_bind = \"127.0.0.1:9100\"\n");
         let s = load(Some(&file), &[], &[]).expect("loads");
+        let port = |s: &Settings| {
+            s.worker
+                .metrics_bind
+                .as_ref()
+                .and_then(|b| b.addresses().next())
+                .map(|a| a.port())
+        };
         assert_eq!(
-            s.worker.metrics_bind,
-            Some(SocketAddr::from(([127, 0, 0, 1], 9100)))
+            s.worker
+                .metrics_bind
+                .as_ref()
+                .map(|b| b.addresses().collect::<Vec<_>>()),
+            Some(vec![SocketAddr::from(([127, 0, 0, 1], 9100))])
         );
         let s = load(
             Some(&file),
@@ -299,15 +368,30 @@ mod tests {
             &[],
         )
         .expect("env overrides the file");
-        assert_eq!(s.worker.metrics_bind.map(|a| a.port()), Some(9101));
+        assert_eq!(port(&s), Some(9101));
         let s = load(Some(&file), &[], &[("worker.metrics_bind", "0.0.0.0:9102")])
             .expect("a flag overrides the file");
-        assert_eq!(s.worker.metrics_bind.map(|a| a.port()), Some(9102));
+        assert_eq!(port(&s), Some(9102));
+        // A process manager's $PORT alone, on the loopback address; a range, tried in order.
+        let s = load(None, &[], &[("worker.metrics_bind", "5100")]).expect("a bare port");
+        assert_eq!(
+            s.worker
+                .metrics_bind
+                .map(|b| b.addresses().collect::<Vec<_>>()),
+            Some(vec![SocketAddr::from(([127, 0, 0, 1], 5100))])
+        );
+        let s = load(None, &[], &[("worker.metrics_bind", "0.0.0.0:9100-9102")]).expect("a range");
+        let ports: Vec<u16> = s
+            .worker
+            .metrics_bind
+            .map(|b| b.addresses().map(|a| a.port()).collect())
+            .unwrap_or_default();
+        assert_eq!(ports, [9100, 9101, 9102]);
         let s = load(Some(&file), &[("JOBQ_WORKER_METRICS_BIND", "")], &[])
             .expect("empty turns it off");
         assert_eq!(s.worker.metrics_bind, None);
         // describe() round-trips both forms.
-        for bind in ["", "127.0.0.1:9100"] {
+        for bind in ["", "127.0.0.1:9100", "[::1]:9100-9199"] {
             let s = load(None, &[("JOBQ_WORKER_METRICS_BIND", bind)], &[]).expect("loads");
             let text = s.describe();
             assert!(
@@ -318,10 +402,12 @@ mod tests {
             assert_eq!(load(Some(&again), &[], &[]).expect("reloads"), s);
         }
         for bad in [
-            "9100",
+            "99999",
             "localhost:9100",
             "127.0.0.1",
             "127.0.0.1:99999",
+            "127.0.0.1:9199-9100",
+            "127.0.0.1:9100-x",
             "http://x:1",
         ] {
             let err = load_err(None, &[], &[("worker.metrics_bind", bad)]);

@@ -127,7 +127,7 @@ impl fmt::Debug for ChatClients {
 impl ChatClients {
     /// A client for each platform whose token variable is set and not empty, at the
     /// settings' endpoints. A malformed token is an error (start-up should stop); a missing
-    /// one leaves that platform out, and its DMs fail naming the variable ([`Self::get`]).
+    /// one leaves that platform out (the worker leaves its DMs to workers that have it).
     pub fn from_env(settings: &Settings) -> Result<ChatClients, TokenError> {
         let var = |name: &str| {
             std::env::var(name)
@@ -147,13 +147,30 @@ impl ChatClients {
         Ok(clients)
     }
 
+    /// The variable holding `platform`'s bot token.
+    pub fn token_variable(platform: Platform) -> &'static str {
+        match platform {
+            Platform::Telegram => TELEGRAM_TOKEN_ENV,
+            Platform::Discord => DISCORD_TOKEN_ENV,
+        }
+    }
+
+    /// Whether this process can send DMs on `platform`.
+    pub fn has(&self, platform: Platform) -> bool {
+        self.client(platform).is_some()
+    }
+
+    fn client(&self, platform: Platform) -> &Option<Arc<dyn Messenger>> {
+        match platform {
+            Platform::Telegram => &self.telegram,
+            Platform::Discord => &self.discord,
+        }
+    }
+
     /// The client for `platform`, or a permanent error naming the variable to set.
     pub fn get(&self, platform: Platform) -> Result<Arc<dyn Messenger>, ChatError> {
-        let (client, variable) = match platform {
-            Platform::Telegram => (&self.telegram, TELEGRAM_TOKEN_ENV),
-            Platform::Discord => (&self.discord, DISCORD_TOKEN_ENV),
-        };
-        client.clone().ok_or_else(|| {
+        let variable = Self::token_variable(platform);
+        self.client(platform).clone().ok_or_else(|| {
             ChatError::permanent(
                 platform,
                 format!("no bot token: set {variable} for the workers to send DMs"),

@@ -19,9 +19,12 @@ use jobs::secret_key::SecretKey;
 use jobs::subscriptions::SubscriptionError;
 
 use crate::Registry;
+use crate::chat::ChatClients;
 use crate::handler::{JobContext, JobError};
 use crate::panel::limited::PanelLimits;
 use crate::panel::{Panel, PanelError, health};
+use crate::transcripts::discord::DISCORD_TOKEN_ENV;
+use jobs::Job;
 use jobs::limits::{LeaseOf, Limits};
 
 pub use provision_client::ProvisionClientHandler;
@@ -108,15 +111,42 @@ pub const SERVICES: [&str; 3] = [
     Platform::Discord.as_str(),
 ];
 
-/// Registers the handlers of the five product kinds, and starts the counts of the calls they
-/// make at zero.
+/// Registers the handlers of the five product kinds. What this process lacks a token for is
+/// left to workers that have it, said at start: DMs to that platform's users (one kind for
+/// both platforms, so by the payload's platform), and transcripts without the Discord token.
+/// The calls they make are counted from zero.
 pub fn register(registry: &mut Registry, product: Product) {
     SERVICES
         .into_iter()
         .for_each(jobs::metrics::expect_external_calls);
-    registry.register(upload_transcript::UploadTranscriptHandler::new(
-        product.transcripts.clone(),
-    ));
+    match &product.transcripts {
+        Some(transcripts) if !transcripts.discord.has_token() => {
+            registry.leave_kind(
+                jobs::kinds::UploadTranscript::spec(),
+                format!(
+                    "{DISCORD_TOKEN_ENV} is not set: upload_transcript jobs wait for a worker \
+                     that has it"
+                ),
+            );
+        }
+        _ => {
+            registry.register(upload_transcript::UploadTranscriptHandler::new(
+                product.transcripts.clone(),
+            ));
+        }
+    }
+    for platform in Platform::ALL.into_iter().filter(|p| !product.chat.has(*p)) {
+        registry.leave_where(
+            jobs::kinds::SendDm::KIND,
+            &["user", "platform"],
+            platform.as_str(),
+            format!(
+                "{} is not set: send_dm jobs to {} users wait for a worker that has it",
+                ChatClients::token_variable(platform),
+                platform.display_name()
+            ),
+        );
+    }
     registry.register(expire_subscription::ExpireSubscriptionHandler::new(
         product.clone(),
     ));

@@ -522,8 +522,14 @@ async fn envelope(response: reqwest::Response, timeout: Duration) -> Result<Valu
     match value.get("success").and_then(Value::as_bool) {
         Some(true) => Ok(value.get("obj").cloned().unwrap_or(Value::Null)),
         Some(false) => {
-            let msg = value.get("msg").and_then(Value::as_str).unwrap_or("");
-            Err(Envelope::Failed(mask_urls(msg.trim())))
+            let msg = value
+                .get("msg")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .trim();
+            // S-UI writes "ACTION: ERROR"; a message with no action starts with a bare ": ".
+            let msg = msg.strip_prefix(':').map_or(msg, str::trim_start);
+            Err(Envelope::Failed(mask_urls(msg)))
         }
         None => Err(Envelope::Error(PanelError::UnexpectedResponse(
             "the envelope has no boolean success".into(),

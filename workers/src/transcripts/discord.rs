@@ -100,6 +100,11 @@ impl DiscordHistory {
         Ok(DiscordHistory { http, api, token })
     }
 
+    /// Whether it has a token: without one it can read no channel.
+    pub fn has_token(&self) -> bool {
+        self.token.is_some()
+    }
+
     /// The token from [`DISCORD_TOKEN_ENV`], if set and not blank.
     pub fn token_from_env() -> Option<SecretString> {
         std::env::var(DISCORD_TOKEN_ENV)

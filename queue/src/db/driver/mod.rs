@@ -357,6 +357,32 @@ pub struct QueueInfo {
     pub oldest_available_age_s: Option<f64>,
 }
 
+/// The jobs a worker leaves for other workers when it fetches: every job of the kinds it has
+/// no handler for, and the jobs of a kind it runs whose payload asks for something this worker
+/// lacks (a DM to a platform it has no token for). They wait, unattempted, for a worker that
+/// can run them.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LeftAlone {
+    pub kinds: Vec<String>,
+    pub payloads: Vec<PayloadMatch>,
+}
+
+/// Jobs of `kind` whose payload holds the string `value` at `path` (object keys from the top,
+/// none containing a `.`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PayloadMatch {
+    pub kind: String,
+    pub path: Vec<String>,
+    pub value: String,
+}
+
+impl PayloadMatch {
+    /// The path as the statements take it: keys joined by `.`.
+    pub(crate) fn dotted_path(&self) -> String {
+        self.path.join(".")
+    }
+}
+
 /// The result of a repair on a set of jobs: what changed and what was left and why.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Repair {
@@ -405,15 +431,15 @@ pub trait Driver: Send + Sync + 'static {
     async fn listen(&self, wakeups: Arc<Wakeups>) -> Result<(), QueueError>;
 
     // The worker runtime.
-    /// Claims up to `limit` due jobs of `queue`, leaving alone the kinds in `skip_kinds` (kinds
-    /// of the product that this worker has no handler for: another worker runs them).
+    /// Claims up to `limit` due jobs of `queue`, leaving alone the jobs `left` names (another
+    /// worker runs them).
     async fn fetch(
         &self,
         queue: &str,
         limit: u32,
         worker: &str,
         lease: Duration,
-        skip_kinds: &[String],
+        left: &LeftAlone,
     ) -> Result<Vec<FetchedJob>, QueueError>;
     async fn finish(&self, finished: &[Finished]) -> Result<(), QueueError>;
     /// Extends the leases still held; returns the ids that are (a job cancelled, rescued or
@@ -558,7 +584,7 @@ pub(crate) fn duration_ms(d: Duration) -> i64 {
 }
 
 /// Why a repair left a job alone, for the admin who asked.
-pub(crate) fn skip_reason(state: Option<&String>, action: RepairAction) -> String {
+pub fn skip_reason(state: Option<&String>, action: RepairAction) -> String {
     let allowed: Vec<&str> = action.allowed_from().iter().map(|s| s.as_str()).collect();
     match state {
         None => "no such job".to_string(),

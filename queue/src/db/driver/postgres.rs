@@ -12,8 +12,8 @@ use sqlx::{PgConnection, Row};
 
 use super::shared;
 use super::{
-    Driver, EditOutcome, FetchedJob, Finish, Finished, PayloadEdit, Repair, RescuePolicy,
-    StatCount, StatKey, claimed, duration_ms, rescue_row,
+    Driver, EditOutcome, FetchedJob, Finish, Finished, LeftAlone, PayloadEdit, PayloadMatch,
+    Repair, RescuePolicy, StatCount, StatKey, claimed, duration_ms, rescue_row,
 };
 use crate::audit::AuditEntry;
 use crate::db::{Conn, Db, Exec};
@@ -177,6 +177,9 @@ WITH claimed AS (
     SELECT id FROM jobq_jobs
     WHERE queue = $1 AND state IN ('available', 'scheduled', 'retrying') AND run_at <= now()
       AND kind <> ALL($5::text[])
+      AND NOT EXISTS (SELECT 1 FROM unnest($6::text[], $7::text[], $8::text[]) AS s(kind, path, value)
+                      WHERE s.kind = jobq_jobs.kind
+                        AND jobq_jobs.payload #>> string_to_array(s.path, '.') = s.value)
       AND NOT EXISTS (SELECT 1 FROM jobq_queues WHERE name = $1 AND paused)
     ORDER BY priority DESC, run_at, id
     LIMIT $2
@@ -313,14 +316,23 @@ impl Driver for PostgresDriver {
         limit: u32,
         worker: &str,
         lease: Duration,
-        skip_kinds: &[String],
+        left: &LeftAlone,
     ) -> Result<Vec<FetchedJob>, QueueError> {
+        let payloads = &left.payloads;
         let rows = sqlx::query(FETCH)
             .bind(queue)
             .bind(i64::from(limit))
             .bind(worker)
             .bind(duration_ms(lease) as f64)
-            .bind(skip_kinds)
+            .bind(&left.kinds)
+            .bind(payloads.iter().map(|m| m.kind.clone()).collect::<Vec<_>>())
+            .bind(
+                payloads
+                    .iter()
+                    .map(PayloadMatch::dotted_path)
+                    .collect::<Vec<_>>(),
+            )
+            .bind(payloads.iter().map(|m| m.value.clone()).collect::<Vec<_>>())
             .fetch_all(&self.pool)
             .await?;
         Ok(claimed(&rows, worker).settle(self).await)

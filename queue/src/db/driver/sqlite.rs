@@ -15,8 +15,8 @@ use sqlx::{Row, SqliteConnection};
 
 use super::shared;
 use super::{
-    Driver, EditOutcome, FetchedJob, Finish, Finished, PayloadEdit, Repair, RescuePolicy,
-    StatCount, StatKey, claimed, rescue_row,
+    Driver, EditOutcome, FetchedJob, Finish, Finished, LeftAlone, PayloadEdit, Repair,
+    RescuePolicy, StatCount, StatKey, claimed, rescue_row,
 };
 use crate::audit::AuditEntry;
 use crate::db::{Conn, Db, Exec};
@@ -128,6 +128,10 @@ WHERE id IN (
     SELECT id FROM jobq_jobs
     WHERE queue = ?1 AND state IN ('available', 'scheduled', 'retrying') AND run_at <= ?3
       AND kind NOT IN (SELECT value FROM json_each(?6))
+      AND NOT EXISTS (SELECT 1 FROM json_each(?7) AS s
+                      WHERE json_extract(s.value, '$.kind') = jobq_jobs.kind
+                        AND json_extract(jobq_jobs.payload, '$.' || json_extract(s.value, '$.path'))
+                            = json_extract(s.value, '$.value'))
       AND NOT EXISTS (SELECT 1 FROM jobq_queues WHERE name = ?1 AND paused)
     ORDER BY priority DESC, run_at, id
     LIMIT ?2)
@@ -249,16 +253,22 @@ impl Driver for SqliteDriver {
         limit: u32,
         worker: &str,
         lease: Duration,
-        skip_kinds: &[String],
+        left: &LeftAlone,
     ) -> Result<Vec<FetchedJob>, QueueError> {
         let now = now();
+        let payloads: Vec<serde_json::Value> = left
+            .payloads
+            .iter()
+            .map(|m| serde_json::json!({"kind": m.kind, "path": m.dotted_path(), "value": m.value}))
+            .collect();
         let rows = sqlx::query(FETCH)
             .bind(queue)
             .bind(i64::from(limit))
             .bind(now)
             .bind(worker)
             .bind(now + crate::db::micros(lease))
-            .bind(serde_json::to_string(skip_kinds).unwrap_or_else(|_| "[]".into()))
+            .bind(serde_json::to_string(&left.kinds).unwrap_or_else(|_| "[]".into()))
+            .bind(serde_json::Value::Array(payloads).to_string())
             .fetch_all(&self.pool)
             .await?;
         Ok(claimed(&rows, worker).settle(self).await)
