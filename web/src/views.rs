@@ -638,6 +638,15 @@ fn verb_of(action: &str) -> &'static str {
     }
 }
 
+/// The action's verb as "this … every job": "retries", "discards", "cancels".
+fn third_person(action: &str) -> &'static str {
+    match action {
+        "retry" => "retries",
+        "discard" => "discards",
+        _ => "cancels",
+    }
+}
+
 pub(crate) fn selection_confirm(admin: &Admin, data: &SelectionData) -> Markup {
     let now = Utc::now();
     let selection = &data.selection;
@@ -975,7 +984,7 @@ pub(crate) fn bulk_confirm(admin: &Admin, data: &BulkData) -> Markup {
             p.empty { "No job matches " code { (describe_filter(f)) } " any more." }
         } @else {
             p {
-                "This " (data.action) "s every job matching " code { (describe_filter(f)) }
+                "This " (third_person(data.action)) " every job matching " code { (describe_filter(f)) }
                 @if let Some(upto) = data.upto { " (ids up to #" (upto) ")" }
                 ": " strong { (plural(data.count, "job", "jobs")) } " now. "
                 "Jobs that arrive after this page was shown are left alone, and so are jobs in a state "
