@@ -10,7 +10,7 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use jobs::audit::{AuditEntry, describe_ids};
 use jobs::configuration::Settings;
-use jobs::driver::{JobFilter, JobRecord, Repair};
+use jobs::driver::{JobFilter, JobRecord, Listed, Repair, Unreadable};
 use jobs::{JobSpec, JobState, Queue};
 use producer::enqueue_command::{self, EnqueueRequest};
 use serde::Serialize;
@@ -152,7 +152,7 @@ pub struct RepairArgs {
 
 /// A job as listed: the columns scripts rely on.
 #[derive(Serialize)]
-struct Listed<'a> {
+struct ListRow<'a> {
     id: i64,
     kind: &'a str,
     queue: &'a str,
@@ -166,9 +166,9 @@ struct Listed<'a> {
     last_error: Option<&'a str>,
 }
 
-impl<'a> From<&'a JobRecord> for Listed<'a> {
+impl<'a> From<&'a JobRecord> for ListRow<'a> {
     fn from(j: &'a JobRecord) -> Self {
-        Listed {
+        ListRow {
             id: j.id,
             kind: &j.kind,
             queue: &j.queue,
@@ -181,6 +181,18 @@ impl<'a> From<&'a JobRecord> for Listed<'a> {
             created_at: j.created_at.to_rfc3339(),
             last_error: j.last_error.as_deref(),
         }
+    }
+}
+
+/// A row that cannot be read, as `--json` shows it: its id, and the column and what is wrong.
+fn unreadable_json(row: &Unreadable) -> Value {
+    json!({"id": row.id, "unreadable": {"column": row.column, "detail": row.detail}})
+}
+
+fn listed_json(listed: &Listed) -> Value {
+    match listed {
+        Listed::Job(job) => json!(ListRow::from(job.as_ref())),
+        Listed::Unreadable(row) => unreadable_json(row),
     }
 }
 
@@ -212,13 +224,20 @@ async fn list(queue: &Queue, args: ListArgs, json: bool) -> anyhow::Result<()> {
     };
     let found = queue.driver().list_jobs(&filter, args.limit).await?;
     if json {
-        return print_json(&found.iter().map(Listed::from).collect::<Vec<_>>());
+        return print_json(&found.iter().map(listed_json).collect::<Vec<_>>());
     }
     println!(
         "{:>10}  {:<20} {:<12} {:<10} {:>8}  {:<25} last error",
         "id", "kind", "queue", "state", "attempts", "run at"
     );
-    for job in &found {
+    for listed in &found {
+        let job = match listed {
+            Listed::Job(job) => job,
+            Listed::Unreadable(row) => {
+                println!("{:>10}  unreadable: {row}", row.id);
+                continue;
+            }
+        };
         println!(
             "{:>10}  {:<20} {:<12} {:<10} {:>4}/{:<3}  {:<25} {}",
             job.id,
@@ -239,8 +258,15 @@ fn first_line(text: &str) -> &str {
 }
 
 async fn show(queue: &Queue, id: i64, json: bool) -> anyhow::Result<()> {
-    let Some(mut job) = queue.driver().job(id).await? else {
-        bail!("no job with id {id}");
+    let mut job = match queue.driver().job(id).await? {
+        None => bail!("no job with id {id}"),
+        Some(Listed::Job(job)) => job,
+        Some(Listed::Unreadable(row)) if json => return print_json(&unreadable_json(&row)),
+        Some(Listed::Unreadable(row)) => {
+            println!("job {id} cannot be read: {row}");
+            println!("  (discard it with `jobq jobs discard {id}`, or repair the row by hand)");
+            return Ok(());
+        }
     };
     job.payload = redacted(&job);
     if json {

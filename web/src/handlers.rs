@@ -9,7 +9,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Json, Redirect, Response};
 use chrono::Utc;
 use jobs::audit::{AuditEntry, describe_ids};
-use jobs::driver::{JobFilter, JobRecord, Repair};
+use jobs::driver::{JobFilter, JobRecord, Listed, Repair};
 use jobs::queue::QueueError;
 use jobs::state::RepairAction;
 use jobs::{JobState, Queue};
@@ -283,7 +283,7 @@ pub(crate) struct ListData {
     pub(crate) filter: JobFilter,
     pub(crate) search: Option<String>,
     pub(crate) problems: Vec<String>,
-    pub(crate) jobs: Vec<JobRecord>,
+    pub(crate) jobs: Vec<Listed>,
     pub(crate) older: Option<i64>,
     pub(crate) paged: bool,
     pub(crate) total: i64,
@@ -311,7 +311,7 @@ pub(crate) async fn jobs_list(
             None => driver.job_by_key(term).await?,
         };
         if let Some(job) = found {
-            return Ok(Redirect::to(&format!("/jobs/{}", job.id)).into_response());
+            return Ok(Redirect::to(&format!("/jobs/{}", job.id())).into_response());
         }
         problems.push(format!("No job has the id or idempotency key “{term}”."));
     }
@@ -325,7 +325,7 @@ pub(crate) async fn jobs_list(
     let mut jobs = driver.list_jobs(&filter, PAGE + 1).await?;
     let older = if jobs.len() > PAGE as usize {
         jobs.truncate(PAGE as usize);
-        jobs.last().map(|j| j.id)
+        jobs.last().map(Listed::id)
     } else {
         None
     };
@@ -373,15 +373,21 @@ pub(crate) async fn job_page(
     let Ok(id) = id.parse::<i64>() else {
         return Ok(not_found_page());
     };
-    let Some(job) = queue(&state).driver().job(id).await? else {
-        return Ok((
-            StatusCode::NOT_FOUND,
-            views::message_page(
-                "No such job",
-                &format!("There is no job #{id}: it may have been pruned after it finished."),
-            ),
-        )
-            .into_response());
+    let job = match queue(&state).driver().job(id).await? {
+        Some(Listed::Job(job)) => job,
+        Some(Listed::Unreadable(row)) => {
+            return Ok(views::unreadable_job(&admin, &row, &notice).into_response());
+        }
+        None => {
+            return Ok((
+                StatusCode::NOT_FOUND,
+                views::message_page(
+                    "No such job",
+                    &format!("There is no job #{id}: it may have been pruned after it finished."),
+                ),
+            )
+                .into_response());
+        }
     };
     let (payload, known) = redacted(&job);
     Ok(views::job(&admin, &job, &payload, known, &notice, Utc::now()).into_response())
@@ -452,7 +458,7 @@ pub(crate) struct BulkData {
     pub(crate) filter: JobFilter,
     pub(crate) count: i64,
     pub(crate) upto: Option<i64>,
-    pub(crate) sample: Vec<JobRecord>,
+    pub(crate) sample: Vec<Listed>,
 }
 
 fn bulk_refusal(message: &str) -> Response {
@@ -485,7 +491,7 @@ pub(crate) async fn bulk_confirm(
     }
     let driver = queue(&state).driver();
     let sample = driver.list_jobs(&filter, 10).await?;
-    let upto = sample.first().map(|j| j.id);
+    let upto = sample.first().map(Listed::id);
     let count = match upto {
         Some(upto) => {
             let mut through = filter.clone();
