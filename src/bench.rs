@@ -74,42 +74,53 @@ impl Handler<Noop> for BenchHandler {
 pub async fn run(config: Option<&Path>, args: BenchArgs, json: bool) -> anyhow::Result<()> {
     let settings = crate::startup::settings(config, &[])?;
     let place = BenchPlace::create(config, &settings).await?;
-    if let Some(per_task) = args.limits {
-        let result = measure_limits(&place.settings, per_task).await;
+    let Some(per_task) = args.limits else {
+        let result = measure(&place.settings, &args).await;
         place.remove().await;
-        let report = result?;
-        if json {
-            println!("{}", serde_json::to_string_pretty(&report)?);
-        } else {
-            println!(
-                "backend {}: 8 tasks x {per_task}\n  rate turns    {:.0}/s\n  permit cycles {:.0}/s (acquire + release)",
+        return print_report(&result?, json, |report| {
+            format!(
+                "backend {}: {} jobs, {} workers x {} slots\n  bulk insert {:.0} jobs/s\n  drain       {:.0} jobs/s\n  pickup      p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms",
                 report["backend"],
-                report["turns_per_s"].as_f64().unwrap_or(0.0),
-                report["permit_cycles_per_s"].as_f64().unwrap_or(0.0),
-            );
-        }
-        return Ok(());
-    }
-    let result = measure(&place.settings, &args).await;
+                args.jobs,
+                args.workers,
+                args.concurrency,
+                figure(&report["insert_jobs_per_s"]),
+                figure(&report["drain_jobs_per_s"]),
+                figure(&report["pickup_ms"]["p50"]),
+                figure(&report["pickup_ms"]["p90"]),
+                figure(&report["pickup_ms"]["p99"]),
+            )
+        });
+    };
+    let result = measure_limits(&place.settings, per_task).await;
     place.remove().await;
-    let report = result?;
-    if json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
-        println!(
-            "backend {}: {} jobs, {} workers x {} slots\n  bulk insert {:.0} jobs/s\n  drain       {:.0} jobs/s\n  pickup      p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms",
+    print_report(&result?, json, |report| {
+        format!(
+            "backend {}: 8 tasks x {per_task}\n  rate turns    {:.0}/s\n  permit cycles {:.0}/s (acquire + release)",
             report["backend"],
-            args.jobs,
-            args.workers,
-            args.concurrency,
-            report["insert_jobs_per_s"].as_f64().unwrap_or(0.0),
-            report["drain_jobs_per_s"].as_f64().unwrap_or(0.0),
-            report["pickup_ms"]["p50"].as_f64().unwrap_or(0.0),
-            report["pickup_ms"]["p90"].as_f64().unwrap_or(0.0),
-            report["pickup_ms"]["p99"].as_f64().unwrap_or(0.0),
-        );
+            figure(&report["turns_per_s"]),
+            figure(&report["permit_cycles_per_s"]),
+        )
+    })
+}
+
+/// Prints `report` as JSON, or as `human` words it.
+fn print_report(
+    report: &serde_json::Value,
+    json: bool,
+    human: impl FnOnce(&serde_json::Value) -> String,
+) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(report)?);
+    } else {
+        println!("{}", human(report));
     }
     Ok(())
+}
+
+/// A measured figure of a report (0 where it is missing).
+fn figure(value: &serde_json::Value) -> f64 {
+    value.as_f64().unwrap_or(0.0)
 }
 
 /// A schema (PostgreSQL) or a file (SQLite) of the benchmark's own.
@@ -280,6 +291,36 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[rank.min(sorted.len() - 1)]
 }
 
+/// How many `step`s a second `tasks` concurrent tasks make, each running its step `per_task`
+/// times (a step is given the limits and its task's number).
+async fn per_second<F, Fut>(
+    limits: &jobs::limits::Limits,
+    tasks: u32,
+    per_task: u32,
+    step: F,
+) -> anyhow::Result<f64>
+where
+    F: Fn(jobs::limits::Limits, u32) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Result<(), jobs::limits::LimitError>> + Send,
+{
+    let step = std::sync::Arc::new(step);
+    let started = Instant::now();
+    let mut running = Vec::new();
+    for task in 0..tasks {
+        let (limits, step) = (limits.clone(), step.clone());
+        running.push(tokio::spawn(async move {
+            for _ in 0..per_task {
+                step(limits.clone(), task).await?;
+            }
+            Ok::<_, jobs::limits::LimitError>(())
+        }));
+    }
+    for task in running {
+        task.await??;
+    }
+    Ok(f64::from(tasks * per_task) / started.elapsed().as_secs_f64())
+}
+
 /// Throughput of the shared limits (`jobs::limits`): 8 tasks taking rate turns (one name per
 /// task, as per-chat limits are, at a rate that never refuses) and cycling a permit of a
 /// 64-slot name each.
@@ -289,46 +330,26 @@ async fn measure_limits(settings: &Settings, per_task: u32) -> anyhow::Result<se
     queue.migrate().await?;
     let limits = jobs::limits::Limits::new(&queue);
     let rate = jobs::limits::Rate::per_second(1_000_000.0);
-    let started = Instant::now();
-    let mut tasks = Vec::new();
-    for task in 0..TASKS {
-        let limits = limits.clone();
-        tasks.push(tokio::spawn(async move {
-            for _ in 0..per_task {
-                limits.try_take(&format!("bench:chat:{task}"), rate).await?;
-            }
-            Ok::<_, jobs::limits::LimitError>(())
-        }));
-    }
-    for task in tasks {
-        task.await??;
-    }
-    let turns_per_s = f64::from(TASKS * per_task) / started.elapsed().as_secs_f64();
-    let started = Instant::now();
-    let mut tasks = Vec::new();
-    for _ in 0..TASKS {
-        let limits = limits.clone();
-        tasks.push(tokio::spawn(async move {
-            for _ in 0..per_task {
-                let permit = limits
-                    .acquire_within(
-                        "bench:panel",
-                        64,
-                        Duration::from_secs(60),
-                        Duration::from_secs(10),
-                    )
-                    .await?;
-                if let Some(permit) = permit {
-                    permit.release().await?;
-                }
-            }
-            Ok::<_, jobs::limits::LimitError>(())
-        }));
-    }
-    for task in tasks {
-        task.await??;
-    }
-    let permit_cycles_per_s = f64::from(TASKS * per_task) / started.elapsed().as_secs_f64();
+    let turns_per_s = per_second(&limits, TASKS, per_task, move |limits, task| async move {
+        limits.try_take(&format!("bench:chat:{task}"), rate).await?;
+        Ok(())
+    })
+    .await?;
+    let permit_cycles_per_s = per_second(&limits, TASKS, per_task, |limits, _| async move {
+        let permit = limits
+            .acquire_within(
+                "bench:panel",
+                64,
+                Duration::from_secs(60),
+                Duration::from_secs(10),
+            )
+            .await?;
+        if let Some(permit) = permit {
+            permit.release().await?;
+        }
+        Ok(())
+    })
+    .await?;
     let backend = match queue.backend() {
         Backend::Postgres => "postgres",
         Backend::Sqlite => "sqlite",

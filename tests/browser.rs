@@ -1,7 +1,9 @@
 //! The dashboard in a real headless Chromium (driven through chromedriver), against `jobq web`
 //! and a real worker, on SQLite and PostgreSQL: log in, find a failed job by filter, read its
 //! attempts, retry it and see it complete, bulk-discard by filter, pause and resume a queue, and
-//! a `<script>` payload that stays text. Screenshots go to target/screenshots/, and to docs/
+//! a `<script>` payload that stays text; then tick jobs and act on just those, failures grouped
+//! by error, a failed payload edited and retried, the periodic page, the audit log's filters
+//! and the favicon. Screenshots go to target/screenshots/, and to docs/
 //! when JOBQ_UPDATE_SCREENSHOTS=1.
 //!
 //! Needs Debian's `chromium` and `chromium-driver` (/usr/bin/chromium, /usr/bin/chromedriver);
@@ -20,7 +22,10 @@ use serde_json::json;
 use support::*;
 use web_support::*;
 
-on_both_backends!(the_dashboard_in_a_browser);
+on_both_backends!(
+    the_dashboard_in_a_browser,
+    repairs_of_a_selection_in_a_browser
+);
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
@@ -217,16 +222,7 @@ async fn the_dashboard_in_a_browser(backend: Backend) {
     let client = browser(&driver).await;
 
     // Log in: the overview sends us to the form, the form back to the overview.
-    client.goto(&server.url("/")).await.expect("open");
-    wait_for_text(&client, "Admin token").await;
-    client
-        .find(Locator::Css("#token"))
-        .await
-        .expect("token field")
-        .send_keys(ALICE_TOKEN)
-        .await
-        .expect("type token");
-    click(&client, "form button[type=submit]").await;
+    log_in(&client, &server).await;
     let overview = wait_for_text(&client, "Signed in as alice").await;
     assert!(overview.contains("Queues"), "{overview}");
     assert!(overview.to_lowercase().contains("live workers"));
@@ -338,6 +334,150 @@ async fn the_dashboard_in_a_browser(backend: Backend) {
         .await
         .expect("js");
     assert_eq!(injected, json!(0), "the payload became markup");
+
+    client.close().await.expect("close the browser");
+}
+
+/// Logs in with alice's token through the form the overview sends a browser to.
+async fn log_in(client: &Client, server: &WebServer) {
+    client.goto(&server.url("/")).await.expect("open");
+    wait_for_text(client, "Admin token").await;
+    client
+        .find(Locator::Css("#token"))
+        .await
+        .expect("token field")
+        .send_keys(ALICE_TOKEN)
+        .await
+        .expect("type token");
+    click(client, "form button[type=submit]").await;
+    wait_for_text(client, "Signed in as alice").await;
+}
+
+/// Replaces the text in the job page's payload editor with `payload` and submits it.
+async fn submit_payload(client: &Client, payload: &str) {
+    let editor = client
+        .find(Locator::Css("form.edit textarea"))
+        .await
+        .expect("the payload editor");
+    editor.clear().await.expect("clear the editor");
+    editor.send_keys(payload).await.expect("type the payload");
+    click(client, "form.edit button[type=submit]").await;
+}
+
+async fn repairs_of_a_selection_in_a_browser(backend: Backend) {
+    let panel = support::panel::fake().await;
+    let db = support::panel::db_with_panel(backend, &panel, ADMINS_CONFIG).await;
+    let queue = db.queue().await;
+    // With a panel configured, every worker needs its token, the test kinds' too.
+    let tests = support::panel::panel_worker(&db, "test")
+        .args(&["--test-kinds"])
+        .start();
+    let panels = support::panel::spawn_panel_worker(&db);
+    let broken: Vec<i64> = (0..3)
+        .map(|_| db.enqueue("test_fail", r#"{"mode":"permanent"}"#, &[]))
+        .collect();
+    let platinum = support::panel::enqueue(&db, &support::panel::payload("main", "platinum"), None);
+    for id in &broken {
+        db.wait_for_state(*id, JobState::Failed).await;
+    }
+    support::panel::wait_state(&db, &queue, platinum, JobState::Failed, &panels).await;
+    drop(tests);
+    let server = WebServer::start(&db).await;
+    let driver = start_chromedriver().await;
+    let client = browser(&driver).await;
+    log_in(&client, &server).await;
+
+    // The tab's icon is there (no 404), with the page's own policy.
+    let icon = client
+        .execute_async(
+            "const done = arguments[0]; fetch('/favicon.ico').then(r => done(r.status + ' ' + r.headers.get('content-type')));",
+            vec![],
+        )
+        .await
+        .expect("fetch the favicon");
+    assert_eq!(icon, json!("200 image/svg+xml"));
+
+    // Tick two failed jobs on the list, retry just those: confirm, then the result.
+    client
+        .goto(&server.url("/jobs?state=failed&queue=test"))
+        .await
+        .expect("the failed jobs");
+    wait_for_text(&client, "3 jobs matching").await;
+    for id in &broken[..2] {
+        click(&client, &format!("input[type=checkbox][value='{id}']")).await;
+    }
+    click(&client, "form#selection button[value=retry]").await;
+    let confirm = wait_for_text(&client, "Retry 2 selected jobs?").await;
+    assert!(!confirm.contains(&format!("#{}", broken[2])), "{confirm}");
+    screenshot(&client, backend, "dashboard-selection-confirm").await;
+    click(&client, "form.confirm button[type=submit]").await;
+    wait_for_text(&client, "Retried 2 jobs.").await;
+    let audit = queue.driver().audit_log(1).await.expect("audit");
+    let mut ticked = broken[..2].to_vec();
+    ticked.sort_unstable();
+    assert_eq!(
+        audit[0].target,
+        format!("selected jobs {},{}", ticked[0], ticked[1])
+    );
+    assert_eq!(db.job(&queue, broken[2]).await.state, JobState::Failed);
+
+    // Failures by error: the test failures are one group; discard one of its jobs from there.
+    click(&client, "header nav a[href='/failures']").await;
+    wait_for_text(&client, "test failure permanent of attempt N").await;
+    screenshot(&client, backend, "dashboard-failures").await;
+    client
+        .find(Locator::XPath(
+            "//table[contains(@class,'failures')]//tr[td[contains(., 'test failure permanent')]]//a",
+        ))
+        .await
+        .expect("the test failures' group")
+        .click()
+        .await
+        .expect("open the group");
+    wait_for_text(&client, "1 job fails with").await;
+    click(
+        &client,
+        &format!("input[type=checkbox][value='{}']", broken[2]),
+    )
+    .await;
+    click(&client, "form#selection button[value=discard]").await;
+    wait_for_text(&client, "Discard 1 selected job?").await;
+    click(&client, "form.confirm button[type=submit]").await;
+    wait_for_text(&client, "Discarded 1 job.").await;
+    assert_eq!(db.job(&queue, broken[2]).await.state, JobState::Discarded);
+
+    // The order on a plan not for sale: edit its payload to the right plan and retry it.
+    client
+        .goto(&server.url(&format!("/jobs/{platinum}")))
+        .await
+        .expect("the failed order");
+    wait_for_text(&client, "Edit the payload and retry").await;
+    click(&client, "details.edit summary").await;
+    submit_payload(&client, r#"{"panel": "main", "plan": "nope", "user": 7}"#).await;
+    wait_for_text(&client, "not a valid provision_client payload").await;
+    submit_payload(&client, &support::panel::payload("main", "basic")).await;
+    wait_for_text(&client, "Payload saved and the job retried.").await;
+    let job = support::panel::wait_state(&db, &queue, platinum, JobState::Completed, &panels).await;
+    assert_eq!(job.payload["plan"], "basic");
+
+    // The periodic page names the panel's usage sync, which every panel has.
+    click(&client, "header nav a[href='/periodic']").await;
+    let page = wait_for_text(&client, "Periodic jobs").await;
+    assert!(
+        page.contains("sync-main") && page.contains("sync_usage"),
+        "{page}"
+    );
+
+    // The audit log filtered by action shows the edit, with both payloads.
+    click(&client, "header nav a[href='/audit']").await;
+    wait_for_text(&client, "Audit log").await;
+    select(&client, "action", "edit_retry").await;
+    click(&client, "form.filters button.primary").await;
+    let audit = wait_for_text(&client, "platinum").await;
+    assert!(
+        audit.contains("basic") && !audit.contains("selected jobs"),
+        "{audit}"
+    );
 
     client.close().await.expect("close the browser");
 }

@@ -18,6 +18,7 @@ on_both_backends!(
     a_renewal_whose_answer_is_lost_extends_once_upgrades_and_reschedules_expiry,
     expiry_disables_the_client_is_skipped_after_a_renewal_and_can_be_forced,
     sync_writes_usage_warns_once_per_threshold_and_reports_new_findings,
+    a_lock_held_by_a_killed_worker_is_free_for_the_rescued_attempt,
 );
 
 const GIB: i64 = 1024 * 1024 * 1024;
@@ -76,6 +77,64 @@ fn text_of(dm: &JobRecord) -> &str {
 
 fn to_second(at: DateTime<Utc>) -> DateTime<Utc> {
     DateTime::from_timestamp(at.timestamp(), 0).expect("a time")
+}
+
+/// A worker SIGKILLed while its renewal holds the subscription's lock (the panel stalls the
+/// edit): the lock belongs to that attempt's lease, so once the lease has run out and the job
+/// is rescued, its next attempt takes the lock at once and completes: one attempt lost to the
+/// kill, none to waiting for the lock.
+async fn a_lock_held_by_a_killed_worker_is_free_for_the_rescued_attempt(backend: Backend) {
+    let panel = fake().await;
+    let db = db_with_panel(backend, &panel, PRO_PLAN).await;
+    let queue = db.queue().await;
+    let mut first = spawn_panel_worker(&db);
+    let sub = provisioned(&db, &queue, &first, "order-1").await;
+
+    panel.inject_on(
+        Some("save"),
+        Fault::Stall(std::time::Duration::from_secs(60)),
+        1,
+    );
+    let saves = |panel: &fakes::sui::FakeSui| {
+        panel
+            .requests()
+            .iter()
+            .filter(|r| r.ends_with("/save"))
+            .count()
+    };
+    let saves_before = saves(&panel);
+    let id = enqueue(&db, &renewal(&sub, "pro"), Some("order-2"));
+    // The edit's write has reached the panel: the renewal holds the lock, and stalls.
+    eventually(secs(30), "the renewal's edit reaches the panel", || async {
+        (saves(&panel) > saves_before).then_some(())
+    })
+    .await;
+    let lock = format!("subscription:{}", sub.id);
+    let limits = jobs::limits::Limits::new(&queue);
+    assert_eq!(
+        limits.held(&lock).await.expect("held"),
+        1,
+        "the renewal holds the lock"
+    );
+    first.kill_hard();
+
+    let second = spawn_panel_worker(&db);
+    let job = db
+        .wait_job(&queue, id, secs(45), &[&second], is(JobState::Completed))
+        .await;
+    assert_eq!(
+        job.attempts, 2,
+        "the rescued attempt took the lock at once: {job:#?}"
+    );
+    assert_eq!(job.errors.len(), 1, "{:#?}", job.errors);
+    assert!(
+        job.errors[0].error.starts_with("lease expired"),
+        "the one attempt lost was the kill's: {:#?}",
+        job.errors
+    );
+    let renewed = reload(&queue, &sub).await;
+    assert_eq!(renewed.plan, "pro");
+    assert_eq!(renewed.status, SubscriptionStatus::Active);
 }
 
 async fn a_renewal_whose_answer_is_lost_extends_once_upgrades_and_reschedules_expiry(

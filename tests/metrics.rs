@@ -18,24 +18,43 @@ use workers::testkit::{FailMode, TestEffect, TestFail};
 
 on_both_backends!(
     a_worker_serves_what_it_ran_and_stops_serving_with_it,
+    a_product_worker_starts_every_family_at_zero_and_counts_panel_calls,
     queue_metrics_come_from_the_database,
 );
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
 
-/// A plain HTTP/1.1 GET, with a bearer token if given: (status code, content type, body).
+/// What Prometheus sends: OpenMetrics first, the classic format after.
+const PROMETHEUS_ACCEPT: &str = "application/openmetrics-text;version=1.0.0,\
+     application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+
+/// A plain HTTP/1.1 GET (no `Accept`, as `curl` asks), with a bearer token if given: (status
+/// code, content type, body).
 async fn get(
     address: &str,
     path: &str,
     token: Option<&str>,
 ) -> std::io::Result<(u16, String, String)> {
+    get_accepting(address, path, token, None).await
+}
+
+/// [`get`] with an `Accept` header.
+async fn get_accepting(
+    address: &str,
+    path: &str,
+    token: Option<&str>,
+    accept: Option<&str>,
+) -> std::io::Result<(u16, String, String)> {
     let mut stream = tokio::net::TcpStream::connect(address).await?;
     let authorization = token
         .map(|t| format!("Authorization: Bearer {t}\r\n"))
         .unwrap_or_default();
+    let accept = accept
+        .map(|a| format!("Accept: {a}\r\n"))
+        .unwrap_or_default();
     let request = format!(
-        "GET {path} HTTP/1.1\r\nHost: {address}\r\n{authorization}Connection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: {address}\r\n{authorization}{accept}Connection: close\r\n\r\n"
     );
     stream.write_all(request.as_bytes()).await?;
     let mut response = Vec::new();
@@ -60,12 +79,48 @@ async fn get(
     Ok((status, content_type, body.to_string()))
 }
 
+/// Where Debian's `prometheus` package puts Prometheus' own checker.
+const PROMTOOL: &str = "/usr/bin/promtool";
+
+/// `promtool check metrics` (Prometheus' own parser and linter) accepts `text` without a word.
+fn assert_promtool_accepts(text: &str, what: &str) {
+    use std::io::Write;
+    assert!(
+        std::path::Path::new(PROMTOOL).exists(),
+        "{PROMTOOL} is missing: install Debian's prometheus package \
+         (scripts/test does: apt-get install prometheus)"
+    );
+    let mut child = std::process::Command::new(PROMTOOL)
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start promtool");
+    child
+        .stdin
+        .take()
+        .expect("promtool's stdin")
+        .write_all(text.as_bytes())
+        .expect("write to promtool");
+    let out = child.wait_with_output().expect("promtool finishes");
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && said.trim().is_empty(),
+        "promtool check metrics on {what} exited {:?}:\n{said}\n\n{text}",
+        out.status
+    );
+}
+
 fn parse(text: &str) -> Scrape {
     Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).expect("the exposition parses")
 }
 
-/// The value of the sample named `metric` whose labels are exactly `labels`. OpenMetrics names
-/// a counter's family without `_total`, so the parser may see its samples as untyped.
+/// The value of the sample named `metric` whose labels are exactly `labels`.
 fn value(scrape: &Scrape, metric: &str, labels: &[(&str, &str)]) -> Option<f64> {
     match &sample(scrape, metric, labels)?.value {
         Value::Counter(v) | Value::Gauge(v) | Value::Untyped(v) => Some(*v),
@@ -215,10 +270,25 @@ async fn a_worker_serves_what_it_ran_and_stops_serving_with_it(backend: Backend)
     .await;
 
     assert!(
+        content_type.starts_with("text/plain; version=0.0.4"),
+        "{content_type}"
+    );
+    assert_promtool_accepts(&text, "a worker's /metrics");
+    // Prometheus asks for OpenMetrics and gets it.
+    let (status, content_type, open_metrics) =
+        get_accepting(&address, "/metrics", None, Some(PROMETHEUS_ACCEPT))
+            .await
+            .expect("GET /metrics as Prometheus");
+    assert_eq!(status, 200, "{open_metrics}");
+    assert!(
         content_type.starts_with("application/openmetrics-text"),
         "{content_type}"
     );
-    assert!(text.ends_with("# EOF\n"), "{text}");
+    assert!(
+        open_metrics.contains("# TYPE jobq_jobs_completed counter\n")
+            && open_metrics.ends_with("# EOF\n"),
+        "{open_metrics}"
+    );
     let effect = [("kind", "test_effect"), ("queue", "test")];
     let fail = [("kind", "test_fail"), ("queue", "test")];
     // The histogram's buckets parse as one, and count every execution.
@@ -275,6 +345,85 @@ async fn a_worker_serves_what_it_ran_and_stops_serving_with_it(backend: Backend)
         get(&address, "/metrics", None).await.is_err(),
         "{address} still answers after the worker exited"
     );
+}
+
+/// A worker of the product's `panel` queue, before any job: every family it will count is
+/// there at zero (so `rate()` and alerts work from the first scrape); then one provision,
+/// whose panel calls are counted as `service="panel"` and whose wait in the queue is observed.
+async fn a_product_worker_starts_every_family_at_zero_and_counts_panel_calls(backend: Backend) {
+    let panel = support::panel::fake().await;
+    let db = support::panel::db_with_panel(backend, &panel, "").await;
+    let queue = db.queue().await;
+    let worker = support::panel::panel_worker(&db, "panel")
+        .args(&["--metrics-bind", "127.0.0.1:0"])
+        .start();
+    let address = worker.metrics_address().await;
+
+    let (status, _, text) = get(&address, "/metrics", None).await.expect("GET /metrics");
+    assert_eq!(status, 200, "{text}");
+    assert_promtool_accepts(&text, "a product worker's /metrics before any job");
+    let scrape = parse(&text);
+    let provision = [("kind", "provision_client"), ("queue", "panel")];
+    for metric in [
+        "jobq_jobs_completed_total",
+        "jobq_jobs_retried_total",
+        "jobq_jobs_failed_total",
+        "jobq_jobs_cancelled_total",
+        "jobq_jobs_snoozed_total",
+        "jobq_jobs_enqueued_total",
+        "jobq_job_duration_seconds_count",
+        "jobq_job_queue_wait_seconds_count",
+    ] {
+        assert_eq!(
+            value(&scrape, metric, &provision),
+            Some(0.0),
+            "{metric} for provision_client at zero:\n{text}"
+        );
+    }
+    for service in ["panel", "telegram", "discord"] {
+        for outcome in jobs::metrics::CALL_OUTCOMES {
+            assert_eq!(
+                value(
+                    &scrape,
+                    "jobq_external_calls_total",
+                    &[("service", service), ("outcome", outcome)]
+                ),
+                Some(0.0),
+                "{service} {outcome} at zero:\n{text}"
+            );
+        }
+    }
+    assert_eq!(
+        value(&scrape, "jobq_jobs_running", &[("queue", "panel")]),
+        Some(0.0),
+        "{text}"
+    );
+
+    let id = support::panel::enqueue(&db, &support::panel::payload("main", "basic"), None);
+    support::panel::wait_state(&db, &queue, id, JobState::Completed, &worker).await;
+    let (calls, waits) = eventually(Duration::from_secs(10), "the provision counted", || async {
+        let (_, _, text) = get(&address, "/metrics", None).await.ok()?;
+        let scrape = parse(&text);
+        let completed = value(&scrape, "jobq_jobs_completed_total", &provision)?;
+        let calls = value(
+            &scrape,
+            "jobq_external_calls_total",
+            &[("service", "panel"), ("outcome", "ok")],
+        )?;
+        let waits = histogram_count(&scrape, "jobq_job_queue_wait_seconds", &provision)?;
+        (completed == 1.0).then_some((calls, waits))
+    })
+    .await;
+    // Creating a client takes several requests (version, look-up by name, create, read back),
+    // each counted once: as many as the panel answered.
+    let answered = panel.requests();
+    assert!(answered.len() >= 2, "{answered:?}");
+    assert_eq!(
+        calls,
+        answered.len() as f64,
+        "panel calls counted: {answered:?}"
+    );
+    assert_eq!(waits, 1.0, "one claim, one queue wait observed");
 }
 
 async fn enqueue_effect(queue: &Queue, options: EnqueueOptions) -> i64 {
@@ -387,9 +536,14 @@ async fn queue_metrics_come_from_the_database(backend: Backend) {
         .await
         .expect("add stats");
 
-    let text = web::metrics::render_queue_metrics_at(&queue, Duration::from_secs(60), now)
-        .await
-        .expect("render queue metrics");
+    let text = web::metrics::render_queue_metrics_at(
+        &queue,
+        Duration::from_secs(60),
+        now,
+        web::metrics::Format::Classic,
+    )
+    .await
+    .expect("render queue metrics");
     let scrape = parse(&text);
     let check = |metric: &str, labels: &[(&str, &str)], want: f64| {
         assert_eq!(
@@ -424,7 +578,21 @@ async fn queue_metrics_come_from_the_database(backend: Backend) {
     )
     .expect("the test queue's oldest age");
     assert!((90.0..150.0).contains(&age), "oldest age {age}:\n{text}");
-    assert!(text.ends_with("# EOF\n"), "{text}");
+    assert_promtool_accepts(&text, "the dashboard's /metrics");
+    // The cumulative counters hold every outcome since the database was created, the two-hour
+    // old minute included, and list the outcomes not seen yet at zero.
+    #[rustfmt::skip]
+    let totals: [Expected; 6] = [
+        ("jobq_outcomes_total", &[("queue", "test"), ("kind", "test_effect"), ("outcome", "completed")], 105.0),
+        ("jobq_outcomes_total", &[("queue", "test"), ("kind", "test_effect"), ("outcome", "failed")],      0.0),
+        ("jobq_outcomes_total", &[("queue", "test"), ("kind", "test_fail"),   ("outcome", "completed")],   2.0),
+        ("jobq_outcomes_total", &[("queue", "test"), ("kind", "test_fail"),   ("outcome", "failed")],      3.0),
+        ("jobq_outcomes_total", &[("queue", "test"), ("kind", "test_fail"),   ("outcome", "retried")],     4.0),
+        ("jobq_outcomes_total", &[("queue", "test"), ("kind", "test_fail"),   ("outcome", "cancelled")],   0.0),
+    ];
+    for (metric, labels, want) in totals {
+        check(metric, labels, want);
+    }
 
     // Served by the dashboard's router to admins only.
     let token = "metrics-test-token-0123456789";
@@ -437,6 +605,7 @@ async fn queue_metrics_come_from_the_database(backend: Backend) {
         secure_cookie: false,
         worker_stale_after: Duration::from_secs(60),
         session_ttl: Duration::from_secs(3600),
+        periodic: Vec::new(),
     };
     let dashboard = web::Dashboard::bind(queue.clone(), &options)
         .await
@@ -453,8 +622,18 @@ async fn queue_metrics_come_from_the_database(backend: Backend) {
         .expect("GET /metrics");
     assert_eq!(status, 200, "{text}");
     assert!(
-        content_type.starts_with("application/openmetrics-text"),
+        content_type.starts_with("text/plain; version=0.0.4"),
         "{content_type}"
+    );
+    assert_promtool_accepts(&text, "the dashboard's /metrics");
+    let (_, content_type, open_metrics) =
+        get_accepting(&address, "/metrics", Some(token), Some(PROMETHEUS_ACCEPT))
+            .await
+            .expect("GET /metrics as Prometheus");
+    assert!(
+        content_type.starts_with("application/openmetrics-text")
+            && open_metrics.ends_with("# EOF\n"),
+        "{content_type}: {open_metrics}"
     );
     let served = parse(&text);
     assert_eq!(
@@ -479,9 +658,14 @@ async fn queue_metrics_come_from_the_database(backend: Backend) {
 
     // Seventy minutes on, the worker's heartbeat is stale and the outcomes have aged out.
     let later = now + chrono::Duration::minutes(70);
-    let text = web::metrics::render_queue_metrics_at(&queue, Duration::from_secs(60), later)
-        .await
-        .expect("render queue metrics");
+    let text = web::metrics::render_queue_metrics_at(
+        &queue,
+        Duration::from_secs(60),
+        later,
+        web::metrics::Format::Classic,
+    )
+    .await
+    .expect("render queue metrics");
     let scrape = parse(&text);
     assert_eq!(
         value(&scrape, "jobq_workers_live", &[]),
@@ -495,6 +679,42 @@ async fn queue_metrics_come_from_the_database(backend: Backend) {
             &[("queue", "test"), ("outcome", "completed")]
         ),
         None,
+        "{text}"
+    );
+    // Pruning the per-minute counts leaves the totals: a counter never goes down.
+    queue
+        .driver()
+        .prune(now, later, 100)
+        .await
+        .expect("prune everything");
+    assert!(
+        queue
+            .driver()
+            .outcome_series(minute - chrono::Duration::hours(3))
+            .await
+            .expect("series")
+            .is_empty()
+    );
+    let text = web::metrics::render_queue_metrics_at(
+        &queue,
+        Duration::from_secs(60),
+        later,
+        web::metrics::Format::Classic,
+    )
+    .await
+    .expect("render queue metrics");
+    let scrape = parse(&text);
+    assert_eq!(
+        value(
+            &scrape,
+            "jobq_outcomes_total",
+            &[
+                ("queue", "test"),
+                ("kind", "test_effect"),
+                ("outcome", "completed")
+            ]
+        ),
+        Some(105.0),
         "{text}"
     );
 }

@@ -337,8 +337,8 @@ async fn a_transcript_lands_once_on_s3_and_its_presigned_link_works(backend: Bac
     assert_no_secrets(&[("worker", worker.log_text())]);
 }
 
-/// A channel Discord does not know fails at once, naming it; a 429 is retried no sooner than
-/// it says, then the job completes.
+/// A channel Discord does not know fails at once, naming it; a 429 snoozes the job (no attempt
+/// spent) no sooner than it says, then the job completes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn discord_errors_are_classified() {
     let fake = fake_discord().await;
@@ -370,10 +370,20 @@ async fn discord_errors_are_classified() {
     );
     let started = Instant::now();
     let id = db.enqueue("upload_transcript", &payload(CHANNEL), &[]);
+    // Snoozed: the attempt given back, nothing recorded as a failure.
     let job = db
-        .wait_job(&queue, id, secs(30), &[&worker], is(JobState::Retrying))
+        .wait_job(
+            &queue,
+            id,
+            secs(30),
+            &[&worker],
+            want("snoozed once", |job| {
+                job.state == JobState::Scheduled && job.snoozes == 1
+            }),
+        )
         .await;
-    assert!(job.last_error.unwrap_or_default().contains("429"));
+    assert_eq!(job.attempts, 0, "a 429 spends no attempt: {job:#?}");
+    assert!(job.errors.is_empty(), "a 429 is no failure: {job:#?}");
     let wait = job.run_at - Utc::now();
     assert!(
         wait > chrono::Duration::milliseconds(2000),

@@ -4,6 +4,8 @@
 mod support;
 mod web_support;
 
+use std::time::Duration;
+
 use jobs::JobState;
 use jobs::driver::JobFilter;
 use reqwest::StatusCode;
@@ -18,6 +20,10 @@ on_both_backends!(
     a_failed_job_is_found_retried_and_discarded_with_audit,
     bulk_discard_by_filter_counts_and_confirms,
     pause_and_resume_a_queue,
+    ticked_jobs_are_confirmed_then_repaired_with_one_audit_entry,
+    failures_are_grouped_by_their_error,
+    a_failed_payload_is_edited_checked_by_its_kind_and_retried,
+    periodic_jobs_audit_filters_running_jobs_and_the_favicon,
 );
 
 fn client() -> reqwest::Client {
@@ -37,12 +43,7 @@ fn location(headers: &HeaderMap) -> String {
 
 /// Logs in through the form: the session, with its cookie (`name=value`).
 async fn login<'a>(server: &'a WebServer, token: &str) -> Session<'a> {
-    let response = client()
-        .post(server.url("/login"))
-        .form(&[("token", token), ("next", "/")])
-        .send()
-        .await
-        .expect("POST /login");
+    let response = server.post_login(&client(), token).await;
     assert_eq!(response.status(), StatusCode::SEE_OTHER, "login");
     let cookie = response
         .headers()
@@ -161,19 +162,11 @@ async fn every_page_needs_an_admin(backend: Backend) {
     );
 
     // Wrong tokens are refused, by Bearer and by the form, and set no cookie.
-    let response = http
-        .get(server.url("/"))
-        .bearer_auth("admin-token-0123456789abcdeX")
-        .send()
-        .await
-        .expect("GET");
+    let response = server
+        .get_bearer(&http, "/", "admin-token-0123456789abcdeX")
+        .await;
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
-    let response = http
-        .post(server.url("/login"))
-        .form(&[("token", "not-the-token-at-all"), ("next", "/")])
-        .send()
-        .await
-        .expect("POST /login");
+    let response = server.post_login(&http, "not-the-token-at-all").await;
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
     assert!(!response.headers().contains_key(header::SET_COOKIE));
     let body = response.text().await.expect("body");
@@ -186,12 +179,7 @@ async fn every_page_needs_an_admin(backend: Backend) {
     assert_eq!(status, StatusCode::SEE_OTHER);
 
     // The right tokens: Bearer for scripts, the form for browsers; each admin by name.
-    let response = http
-        .get(server.url("/api/overview"))
-        .bearer_auth(ALICE_TOKEN)
-        .send()
-        .await
-        .expect("GET");
+    let response = server.get_bearer(&http, "/api/overview", ALICE_TOKEN).await;
     assert_eq!(response.status(), StatusCode::OK);
     let session = login(&server, ALICE_TOKEN).await;
     let (status, html) = session.page("/").await;
@@ -615,4 +603,370 @@ fn refuses_a_public_address_without_a_token() {
         "{err}"
     );
     assert!(!err.contains("short"), "{err}");
+}
+
+/// The `href` of the first link on the page that starts with `prefix`.
+fn link_starting(html: &str, prefix: &str) -> String {
+    let marker = format!("href=\"{prefix}");
+    let start = html
+        .find(&marker)
+        .unwrap_or_else(|| panic!("no link to {prefix}…: {html}"))
+        + "href=\"".len();
+    html[start..]
+        .split('"')
+        .next()
+        .expect("the link")
+        .replace("&amp;", "&")
+}
+
+async fn ticked_jobs_are_confirmed_then_repaired_with_one_audit_entry(backend: Backend) {
+    let db = TestDb::with_config(backend, ADMINS_CONFIG).await;
+    let ticked: Vec<i64> = (0..2)
+        .map(|_| db.enqueue("test_effect", "{}", &[]))
+        .collect();
+    let untouched = db.enqueue("test_effect", "{}", &[]);
+    let done = db.enqueue("test_effect", "{}", &[]);
+    let queue = db.queue().await;
+    let cli = jobs::audit::AuditEntry::cli("cancel", "setup");
+    queue.cancel(&[done], &cli).await.expect("cancel");
+    let server = WebServer::start(&db).await;
+    let session = login(&server, ALICE_TOKEN).await;
+
+    // The list offers a box per job, joined to the selection form.
+    let (_, html) = session.page("/jobs?queue=test").await;
+    assert!(
+        html.contains(&format!(
+            "type=\"checkbox\" name=\"id\" value=\"{}\" form=\"selection\"",
+            ticked[0]
+        )),
+        "{html}"
+    );
+    assert!(
+        html.contains("id=\"selection\" method=\"get\" action=\"/jobs/selected\""),
+        "{html}"
+    );
+
+    // The confirmation names every ticked job and what will happen to it; it changes nothing.
+    let selected = format!(
+        "/jobs/selected?action=cancel&id={}&id={}&id={done}&back=%2Fjobs%3Fqueue%3Dtest",
+        ticked[0], ticked[1]
+    );
+    let (status, html) = session.page(&selected).await;
+    assert_eq!(status, StatusCode::OK, "{html}");
+    assert!(html.contains("Cancel 3 selected jobs?"), "{html}");
+    assert!(html.contains("2 of them"), "{html}");
+    assert!(html.contains("no: left alone"), "{html}");
+    for id in &ticked {
+        assert_eq!(db.job(&queue, *id).await.state, JobState::Available);
+    }
+    let csrf = csrf_of(&html);
+    let mut form: Vec<(&str, String)> = vec![
+        ("action", "cancel".into()),
+        ("back", "/jobs?queue=test".into()),
+    ];
+    form.extend([ticked[0], ticked[1], done].map(|id| ("id", id.to_string())));
+
+    // Without the session's CSRF token: refused, nothing changed.
+    let response = session.post("/jobs/selected", &form).await;
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    assert_eq!(db.job(&queue, ticked[0]).await.state, JobState::Available);
+
+    form.push(("csrf", csrf.clone()));
+    let response = session.post("/jobs/selected", &form).await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        location(response.headers()),
+        "/jobs?queue=test&done=cancel&changed=2&skipped=1"
+    );
+    for id in &ticked {
+        assert_eq!(db.job(&queue, *id).await.state, JobState::Cancelled);
+    }
+    assert_eq!(db.job(&queue, untouched).await.state, JobState::Available);
+    let audit = queue.driver().audit_log(1).await.expect("audit");
+    assert_eq!(audit[0].actor, "alice");
+    assert_eq!(audit[0].action, "cancel");
+    assert_eq!(audit[0].count, 2);
+    let mut listed = [ticked[0], ticked[1], done];
+    listed.sort_unstable();
+    assert_eq!(
+        audit[0].target,
+        format!("selected jobs {},{},{}", listed[0], listed[1], listed[2])
+    );
+
+    // Bad selections are refused with the reason; a `back` off this site goes home.
+    for (query, reason) in [
+        ("action=cancel", "No job selected"),
+        ("action=explode&id=1", "Choose retry, discard or cancel"),
+        ("action=cancel&id=seven", "is not a job id"),
+    ] {
+        let (status, html) = session.page(&format!("/jobs/selected?{query}")).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{query}");
+        assert!(html.contains(reason), "{query}: {html}");
+    }
+    let many: String = (1..=501).map(|id| format!("&id={id}")).collect();
+    let (status, html) = session
+        .page(&format!("/jobs/selected?action=retry{many}"))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(html.contains("501 jobs selected"), "{html}");
+    let response = session
+        .post(
+            "/jobs/selected",
+            &[
+                ("csrf", csrf.as_str()),
+                ("action", "retry"),
+                ("id", &untouched.to_string()),
+                ("back", "//evil.example/"),
+            ],
+        )
+        .await;
+    assert_eq!(
+        location(response.headers()),
+        "/?done=retry&changed=0&skipped=1"
+    );
+}
+
+async fn failures_are_grouped_by_their_error(backend: Backend) {
+    let db = TestDb::with_config(backend, ADMINS_CONFIG).await;
+    let worker = db.spawn_worker(&[]);
+    // Three fail at once with the same words; two fail after a retry, each on attempt 2.
+    let permanent: Vec<i64> = (0..3)
+        .map(|_| db.enqueue("test_fail", r#"{"mode":"permanent"}"#, &[]))
+        .collect();
+    let retried: Vec<i64> = (0..2)
+        .map(|_| db.enqueue("test_fail", r#"{"mode":"retry"}"#, &["--max-attempts", "2"]))
+        .collect();
+    for id in permanent.iter().chain(&retried) {
+        db.wait_for_state(*id, JobState::Failed).await;
+    }
+    drop(worker);
+    let server = WebServer::start(&db).await;
+    let session = login(&server, ALICE_TOKEN).await;
+
+    let (status, html) = session.page("/failures").await;
+    assert_eq!(status, StatusCode::OK, "{html}");
+    assert!(html.contains("5 failed jobs"), "{html}");
+    let first = html
+        .find("test failure permanent of attempt N")
+        .unwrap_or_else(|| panic!("the permanent group: {html}"));
+    let second = html
+        .find("test failure retry of attempt N")
+        .unwrap_or_else(|| panic!("the retried group: {html}"));
+    assert!(first < second, "the bigger group comes first: {html}");
+    assert!(
+        html.contains("test_fail</code> <span class=\"muted\">×3"),
+        "{html}"
+    );
+
+    // A group's link shows its jobs, each with a box for the selection's actions.
+    let group = link_starting(&html, "/failures?group=");
+    let (status, html) = session.page(&group).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("3 jobs fail with"), "{html}");
+    let back = group.split('#').next().unwrap_or_default();
+    assert!(
+        html.contains(&format!("name=\"back\" value=\"{back}\"")),
+        "{html}"
+    );
+    for id in &permanent {
+        assert!(
+            html.contains(&format!("value=\"{id}\" form=\"selection\"")),
+            "{html}"
+        );
+    }
+    for id in &retried {
+        assert!(
+            !html.contains(&format!("value=\"{id}\" form=\"selection\"")),
+            "{html}"
+        );
+    }
+}
+
+async fn a_failed_payload_is_edited_checked_by_its_kind_and_retried(backend: Backend) {
+    let panel = support::panel::fake().await;
+    let db = support::panel::db_with_panel(backend, &panel, ADMINS_CONFIG).await;
+    let queue = db.queue().await;
+    let worker = support::panel::spawn_panel_worker(&db);
+    // Ordered on a plan the shop does not sell: it fails for good.
+    let platinum = support::panel::payload("main", "platinum");
+    let id = support::panel::enqueue(&db, &platinum, None);
+    support::panel::wait_state(&db, &queue, id, JobState::Failed, &worker).await;
+    let server = WebServer::start(&db).await;
+    let session = login(&server, ALICE_TOKEN).await;
+    let (_, html) = session.page(&format!("/jobs/{id}")).await;
+    assert!(html.contains("Edit the payload and retry"), "{html}");
+    assert!(
+        html.contains(&format!("action=\"/jobs/{id}/edit\"")),
+        "{html}"
+    );
+    let csrf = csrf_of(&html);
+    let edit = format!("/jobs/{id}/edit");
+
+    // Refused, each with what is wrong, changing nothing and auditing nothing: not JSON, not
+    // this kind's payload, no CSRF token.
+    for (payload, reason) in [
+        ("{\"panel\": ", "the payload is not JSON"),
+        (
+            r#"{"panel":"main","plan":"basic"}"#,
+            "not a valid provision_client payload",
+        ),
+    ] {
+        let response = session
+            .post(&edit, &[("csrf", csrf.as_str()), ("payload", payload)])
+            .await;
+        assert_eq!(
+            response.status(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{payload}"
+        );
+        let html = response.text().await.expect("body");
+        assert!(html.contains(reason), "{payload}: {html}");
+        assert!(
+            html.contains("Save and retry"),
+            "the edit is shown back: {html}"
+        );
+    }
+    let basic = support::panel::payload("main", "basic");
+    let response = session.post(&edit, &[("payload", basic.as_str())]).await;
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    let job = db.job(&queue, id).await;
+    assert_eq!(job.state, JobState::Failed);
+    assert_eq!(job.payload["plan"], "platinum");
+    assert!(queue.driver().audit_log(5).await.expect("audit").is_empty());
+
+    // The right plan: stored, retried, run; the audit entry has the old and the new payload.
+    let response = session
+        .post(
+            &edit,
+            &[("csrf", csrf.as_str()), ("payload", basic.as_str())],
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        location(response.headers()),
+        format!("/jobs/{id}?done=edit_retry&changed=1")
+    );
+    let job = support::panel::wait_state(&db, &queue, id, JobState::Completed, &worker).await;
+    assert_eq!(job.payload["plan"], "basic");
+    let audit = queue.driver().audit_log(5).await.expect("audit");
+    assert_eq!(audit.len(), 1, "{audit:?}");
+    assert_eq!(
+        (audit[0].actor.as_str(), audit[0].action.as_str()),
+        ("alice", "edit_retry")
+    );
+    assert!(
+        audit[0].target.contains(r#""plan":"platinum""#)
+            && audit[0].target.contains(r#""plan":"basic""#),
+        "{}",
+        audit[0].target
+    );
+    // A completed job is not edited.
+    let response = session
+        .post(
+            &edit,
+            &[("csrf", csrf.as_str()), ("payload", platinum.as_str())],
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(db.job(&queue, id).await.payload["plan"], "basic");
+}
+
+async fn periodic_jobs_audit_filters_running_jobs_and_the_favicon(backend: Backend) {
+    let config = format!("{ADMINS_CONFIG}{}", periodic_effect("hourly-tick", "1h"));
+    let db = TestDb::with_config(backend, &config).await;
+    let server = WebServer::start(&db).await;
+    let session = login(&server, ALICE_TOKEN).await;
+    let (_, html) = session.page("/periodic").await;
+    assert!(
+        html.contains("hourly-tick") && html.contains("none yet"),
+        "{html}"
+    );
+
+    // A worker enqueues the period's job; a long job keeps it busy.
+    let worker = db.spawn_worker(&[]);
+    let queue = db.queue().await;
+    let tick = eventually(Duration::from_secs(30), "the periodic job", || {
+        let queue = queue.clone();
+        async move {
+            queue
+                .driver()
+                .newest_with_key_prefix("periodic:hourly-tick:")
+                .await
+                .ok()
+                .flatten()
+        }
+    })
+    .await;
+    let (_, html) = session.page("/periodic").await;
+    assert!(
+        html.contains(&format!("href=\"/jobs/{}\"", tick.id)),
+        "{html}"
+    );
+    assert!(!html.contains("none yet"), "{html}");
+    assert!(html.contains("1h 0m"), "the period: {html}");
+
+    let busy = db.enqueue("test_effect", r#"{"sleep_ms":60000}"#, &[]);
+    db.wait_for_state(busy, JobState::Running).await;
+    let (_, html) = session.page("/").await;
+    let running = db.job(&queue, busy).await;
+    let by = running.attempted_by.expect("the worker that runs it");
+    assert!(html.contains(&format!("data-worker=\"{by}\"")), "{html}");
+    assert!(
+        html.contains(&format!("href=\"/jobs/{busy}\" title=\"test_effect since")),
+        "the worker's running job: {html}"
+    );
+    drop(worker);
+
+    // Audit entries by two admins on two jobs, then filtered by each field.
+    let (_, html) = session.page(&format!("/jobs/{busy}")).await;
+    let csrf = csrf_of(&html);
+    let other = db.enqueue("test_effect", "{}", &[]);
+    session
+        .post(&format!("/jobs/{other}/cancel"), &[("csrf", csrf.as_str())])
+        .await;
+    let admin = login(&server, ADMIN_TOKEN).await;
+    let (_, html) = admin.page("/").await;
+    admin
+        .post(
+            &format!("/jobs/{other}/retry"),
+            &[("csrf", csrf_of(&html).as_str())],
+        )
+        .await;
+    admin
+        .post("/queues/test/pause", &[("csrf", csrf_of(&html).as_str())])
+        .await;
+    let rows = |html: &str| html.matches("<td class=\"target\">").count();
+    let (_, html) = session.page("/audit").await;
+    assert_eq!(rows(&html), 3, "{html}");
+    let (_, html) = session.page("/audit?actor=alice").await;
+    assert_eq!(rows(&html), 1, "{html}");
+    assert!(html.contains("<strong>alice</strong>") && !html.contains("<strong>admin</strong>"));
+    let (_, html) = session.page("/audit?action=pause").await;
+    assert_eq!(rows(&html), 1, "{html}");
+    assert!(html.contains("queue test"), "{html}");
+    let (_, html) = session.page(&format!("/audit?job={other}")).await;
+    assert_eq!(rows(&html), 2, "{html}");
+    let (_, html) = session
+        .page(&format!("/audit?actor=admin&job={other}"))
+        .await;
+    assert_eq!(rows(&html), 1, "{html}");
+    let (_, html) = session.page("/audit?job=abc").await;
+    assert!(html.contains("is not a job id"), "{html}");
+
+    // The favicon: served without a login, as an image, with the security headers.
+    for path in ["/favicon.ico", "/static/favicon.svg"] {
+        let response = client().get(server.url(path)).send().await.expect("GET");
+        assert_eq!(response.status(), StatusCode::OK, "{path}");
+        let h = response.headers();
+        assert_eq!(
+            h.get(header::CONTENT_TYPE).map(|v| v.as_bytes()),
+            Some(&b"image/svg+xml"[..])
+        );
+        assert!(h.contains_key(header::CONTENT_SECURITY_POLICY), "{path}");
+        assert_eq!(
+            h.get(header::X_CONTENT_TYPE_OPTIONS).map(|v| v.as_bytes()),
+            Some(&b"nosniff"[..])
+        );
+        assert!(response.text().await.expect("body").starts_with("<svg"));
+    }
 }

@@ -33,12 +33,13 @@ async fn token_guessing_is_limited_per_address_and_never_locks_out_another(backe
     let stranger = client_from(Ipv4Addr::new(127, 0, 0, 1));
     let mut statuses = Vec::new();
     for guess in 0..30 {
-        let response = stranger
-            .get(server.url("/api/overview"))
-            .bearer_auth(format!("guess-{guess:04}-0123456789abcdef"))
-            .send()
-            .await
-            .expect("GET");
+        let response = server
+            .get_bearer(
+                &stranger,
+                "/api/overview",
+                format!("guess-{guess:04}-0123456789abcdef"),
+            )
+            .await;
         statuses.push(response.status());
     }
     assert!(
@@ -54,37 +55,21 @@ async fn token_guessing_is_limited_per_address_and_never_locks_out_another(backe
         "{statuses:?}"
     );
     // Locked out, the right token tells the stranger nothing: 429, by Bearer and by the form.
-    let response = stranger
-        .get(server.url("/api/overview"))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .expect("GET");
+    let response = server
+        .get_bearer(&stranger, "/api/overview", ADMIN_TOKEN)
+        .await;
     assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
     assert!(response.headers().contains_key(header::RETRY_AFTER));
-    let response = stranger
-        .post(server.url("/login"))
-        .form(&[("token", ADMIN_TOKEN), ("next", "/")])
-        .send()
-        .await
-        .expect("POST /login");
+    let response = server.post_login(&stranger, ADMIN_TOKEN).await;
     assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
 
     // An admin elsewhere is not locked out by the stranger.
     let admin = client_from(Ipv4Addr::new(127, 0, 0, 2));
-    let response = admin
-        .get(server.url("/api/overview"))
-        .bearer_auth(ALICE_TOKEN)
-        .send()
-        .await
-        .expect("GET");
+    let response = server
+        .get_bearer(&admin, "/api/overview", ALICE_TOKEN)
+        .await;
     assert_eq!(response.status(), StatusCode::OK);
-    let response = admin
-        .post(server.url("/login"))
-        .form(&[("token", ADMIN_TOKEN), ("next", "/")])
-        .send()
-        .await
-        .expect("POST /login");
+    let response = server.post_login(&admin, ADMIN_TOKEN).await;
     assert_eq!(response.status(), StatusCode::SEE_OTHER);
     assert!(response.headers().contains_key(header::SET_COOKIE));
     let log = server.log_text();

@@ -27,6 +27,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
+use crate::common::{self, Listening};
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::State;
@@ -34,8 +35,6 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Value, json};
-use tokio::net::TcpListener;
-use tokio::sync::oneshot;
 
 /// Discord's epoch (2015-01-01T00:00:00Z) in Unix milliseconds: snowflakes count from it.
 const DISCORD_EPOCH_MS: i64 = 1_420_070_400_000;
@@ -251,10 +250,7 @@ struct Api {
 type Shared = Arc<Mutex<Api>>;
 
 fn lock(shared: &Shared) -> MutexGuard<'_, Api> {
-    // A panic while holding the lock leaves the data as it was: keep serving it.
-    shared
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
+    common::lock(shared)
 }
 
 impl Api {
@@ -299,15 +295,14 @@ impl Api {
 /// A running fake Discord API. Dropping it stops the listener.
 pub struct FakeDiscord {
     shared: Shared,
-    addr: SocketAddr,
-    _stop: oneshot::Sender<()>,
+    listening: Listening,
 }
 
 impl std::fmt::Debug for FakeDiscord {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Never the token.
         f.debug_struct("FakeDiscord")
-            .field("addr", &self.addr)
+            .field("addr", &self.addr())
             .finish()
     }
 }
@@ -315,13 +310,11 @@ impl std::fmt::Debug for FakeDiscord {
 impl FakeDiscord {
     /// Listens on `127.0.0.1:0`, accepting `Authorization: Bot {token}`.
     pub async fn start(token: &str) -> std::io::Result<FakeDiscord> {
-        Self::start_on(SocketAddr::from(([127, 0, 0, 1], 0)), token).await
+        Self::start_on(common::any_local_port(), token).await
     }
 
     /// Listens on `bind`, accepting `Authorization: Bot {token}`.
     pub async fn start_on(bind: SocketAddr, token: &str) -> std::io::Result<FakeDiscord> {
-        let listener = TcpListener::bind(bind).await?;
-        let addr = listener.local_addr()?;
         let shared = Arc::new(Mutex::new(Api {
             token: token.into(),
             channels: HashMap::new(),
@@ -335,21 +328,17 @@ impl FakeDiscord {
             last_id: 0,
         }));
         let app = Router::new().fallback(request).with_state(shared.clone());
-        let stop = crate::serve(listener, app);
-        Ok(FakeDiscord {
-            shared,
-            addr,
-            _stop: stop,
-        })
+        let listening = Listening::bind(bind, app).await?;
+        Ok(FakeDiscord { shared, listening })
     }
 
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.listening.addr()
     }
 
     /// `http://ADDR`: what `[discord] api_url` (serenity's proxy) is set to.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        self.listening.url()
     }
 
     /// Names a (guild text) channel, for `GET /channels/{id}`.
@@ -658,19 +647,16 @@ fn authorised(api: &Api, headers: &HeaderMap) -> bool {
 fn take_fault(api: &mut Api, call: &Call, user: Option<u64>) -> Option<Fault> {
     let route = call.route();
     let channel = call.channel();
-    let index = api.faults.iter().position(|rule| {
-        rule.remaining > 0
-            && rule.route.is_none_or(|r| r == route)
-            && rule.channel.is_none_or(|c| Some(c) == channel)
-            && rule.user.is_none_or(|u| Some(u) == user)
-    })?;
-    let rule = &mut api.faults[index];
-    rule.remaining -= 1;
-    let fault = rule.fault.clone();
-    if rule.remaining == 0 {
-        api.faults.remove(index);
-    }
-    Some(fault)
+    common::take_use(
+        &mut api.faults,
+        |rule| &mut rule.remaining,
+        |rule| {
+            rule.route.is_none_or(|r| r == route)
+                && rule.channel.is_none_or(|c| Some(c) == channel)
+                && rule.user.is_none_or(|u| Some(u) == user)
+        },
+    )
+    .map(|rule| rule.fault)
 }
 
 /// The user a call concerns: the recipient in a create-DM body, or a DM channel's recipient.

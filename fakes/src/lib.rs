@@ -13,22 +13,7 @@
 //!
 //! This crate depends on no crate of jobq's: it stands for the outside world.
 
+mod common;
 pub mod discord;
 pub mod sui;
 pub mod telegram;
-
-/// Serves `app` on `listener` until the returned sender is dropped.
-pub(crate) fn serve(
-    listener: tokio::net::TcpListener,
-    app: axum::Router,
-) -> tokio::sync::oneshot::Sender<()> {
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = stopped.await;
-            })
-            .await;
-    });
-    stop
-}

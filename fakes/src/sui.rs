@@ -19,18 +19,19 @@
 use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
+use crate::common::{self, Listening};
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
-use serde::Deserialize;
+use common::unix_now as now;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
 
 /// The token `jobq dev-panel` uses when none is given.
 pub const DEV_TOKEN: &str = "jobqdevpanel0000000000000000token";
@@ -118,8 +119,9 @@ struct FaultRule {
     remaining: u32,
 }
 
-/// One client row, as S-UI's `model.Client` holds it.
-#[derive(Clone, Debug, Default, PartialEq)]
+/// One client row, as S-UI's `model.Client` holds it (and, serialised, as its JSON names it).
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct ClientRow {
     pub id: u64,
     pub enable: bool,
@@ -249,6 +251,12 @@ struct Panel {
     max_in_flight: u32,
     /// How long every request takes (a slow panel), before faults.
     latency: Duration,
+    /// At most this many requests answered per second (a sliding second); the rest get 429
+    /// with `Retry-After: 1` and apply nothing. `None`: no limit.
+    rate_limit: Option<u32>,
+    /// When each request the limit let through arrived, and how many it refused.
+    accepted_times: Vec<std::time::Instant>,
+    rate_limited: u32,
     sub_port: u16,
 }
 
@@ -274,30 +282,22 @@ impl Drop for InFlight {
 type Shared = Arc<Mutex<Panel>>;
 
 fn lock(shared: &Shared) -> MutexGuard<'_, Panel> {
-    // A panic while holding the lock leaves the data as it was: keep serving it.
-    shared
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
+    common::lock(shared)
 }
 
 /// A running fake panel. Dropping it stops the listeners.
 pub struct FakeSui {
     shared: Shared,
-    addr: SocketAddr,
-    sub_addr: Option<SocketAddr>,
-    _stop: Vec<oneshot::Sender<()>>,
+    listening: Listening,
+    /// The subscription listener, when asked for.
+    sub_listening: Option<Listening>,
 }
 
 impl std::fmt::Debug for FakeSui {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("FakeSui").field("addr", &self.addr).finish()
+        f.debug_struct("FakeSui")
+            .field("addr", &self.addr())
+            .finish()
     }
 }
 
@@ -305,7 +305,6 @@ impl FakeSui {
     /// Binds the listeners and serves until the handle is dropped.
     pub async fn start(options: SuiOptions) -> std::io::Result<FakeSui> {
         let listener = TcpListener::bind(options.bind).await?;
-        let addr = listener.local_addr()?;
         let sub_listener = match options.sub_bind {
             Some(bind) => Some(TcpListener::bind(bind).await?),
             None => None,
@@ -332,49 +331,53 @@ impl FakeSui {
             in_flight: 0,
             max_in_flight: 0,
             latency: Duration::ZERO,
+            rate_limit: None,
+            accepted_times: Vec::new(),
+            rate_limited: 0,
             sub_port: sub_addr.map(|a| a.port()).unwrap_or(2096),
         }));
-        let mut stops = Vec::new();
         let app = Router::new()
             .fallback(panel_request)
             .with_state(shared.clone());
-        stops.push(serve(listener, app));
-        if let Some(sub_listener) = sub_listener {
-            let sub_app = Router::new()
-                .fallback(subscription)
-                .with_state(shared.clone());
-            stops.push(serve(sub_listener, sub_app));
-        }
+        let listening = Listening::serve(listener, app)?;
+        let sub_listening = match sub_listener {
+            Some(sub_listener) => {
+                let sub_app = Router::new()
+                    .fallback(subscription)
+                    .with_state(shared.clone());
+                Some(Listening::serve(sub_listener, sub_app)?)
+            }
+            None => None,
+        };
         Ok(FakeSui {
             shared,
-            addr,
-            sub_addr,
-            _stop: stops,
+            listening,
+            sub_listening,
         })
     }
 
     /// The panel's address.
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.listening.addr()
     }
 
     /// The subscription listener's address, if any.
     pub fn sub_addr(&self) -> Option<SocketAddr> {
-        self.sub_addr
+        self.sub_listening.as_ref().map(Listening::addr)
     }
 
     /// `http://ADDR{B}`: what a panel's `url` is configured to.
     pub fn url(&self) -> String {
         format!(
             "http://{}{}",
-            self.addr,
+            self.addr(),
             lock(&self.shared).options.web_path
         )
     }
 
     /// `http://ADDR/__fake/sui/`: the admin endpoint for other processes.
     pub fn admin_url(&self) -> String {
-        format!("http://{}/__fake/sui/", self.addr)
+        format!("http://{}/__fake/sui/", self.addr())
     }
 
     /// A snapshot of every row, full, in id order.
@@ -485,6 +488,22 @@ impl FakeSui {
     }
 
     /// The most requests under `B` that were being answered at once.
+    /// Answers at most `per_second` requests in any second (`None`: no limit); the others get
+    /// `429 Too Many Requests` with `Retry-After: 1`, as a panel behind a rate-limiting proxy.
+    pub fn set_rate_limit(&self, per_second: Option<u32>) {
+        lock(&self.shared).rate_limit = per_second;
+    }
+
+    /// When each request the rate limit let through arrived.
+    pub fn accepted_times(&self) -> Vec<std::time::Instant> {
+        lock(&self.shared).accepted_times.clone()
+    }
+
+    /// How many requests the rate limit refused with 429.
+    pub fn rate_limited(&self) -> u32 {
+        lock(&self.shared).rate_limited
+    }
+
     pub fn max_in_flight(&self) -> u32 {
         lock(&self.shared).max_in_flight
     }
@@ -502,19 +521,6 @@ impl FakeSui {
             .filter(|r| r.ends_with("api/login"))
             .count()
     }
-}
-
-fn serve(listener: TcpListener, app: Router) -> oneshot::Sender<()> {
-    let (stop, stopped) = oneshot::channel::<()>();
-    tokio::spawn(async move {
-        let service = app.into_make_service_with_connect_info::<SocketAddr>();
-        let _ = axum::serve(listener, service)
-            .with_graceful_shutdown(async move {
-                let _ = stopped.await;
-            })
-            .await;
-    });
-    stop
 }
 
 fn envelope(success: bool, msg: &str, obj: Value) -> Response {
@@ -594,18 +600,34 @@ fn random_token(len: usize) -> String {
         .collect()
 }
 
+/// Whether the rate limit lets this request through (counted as accepted or refused).
+fn within_rate_limit(panel: &mut Panel) -> bool {
+    let now = std::time::Instant::now();
+    if let Some(limit) = panel.rate_limit {
+        let window_start = now.checked_sub(Duration::from_secs(1));
+        let in_last_second = panel
+            .accepted_times
+            .iter()
+            .rev()
+            .take_while(|t| window_start.is_none_or(|start| **t > start))
+            .count();
+        if in_last_second >= limit as usize {
+            panel.rate_limited += 1;
+            return false;
+        }
+    }
+    panel.accepted_times.push(now);
+    true
+}
+
 /// Takes one use of the first fault rule matching `action`.
 fn take_fault(panel: &mut Panel, action: &str) -> Option<Fault> {
-    let index = panel.faults.iter().position(|rule| {
-        rule.remaining > 0 && rule.action.as_deref().is_none_or(|a| a == action)
-    })?;
-    let rule = &mut panel.faults[index];
-    rule.remaining -= 1;
-    let fault = rule.fault.clone();
-    if rule.remaining == 0 {
-        panel.faults.remove(index);
-    }
-    Some(fault)
+    common::take_use(
+        &mut panel.faults,
+        |rule| &mut rule.remaining,
+        |rule| rule.action.as_deref().is_none_or(|a| a == action),
+    )
+    .map(|rule| rule.fault)
 }
 
 async fn panel_request(
@@ -638,6 +660,14 @@ async fn panel_request(
     let fault = {
         let mut panel = lock(&shared);
         panel.requests.push(format!("{method} {api}/{action}"));
+        if !within_rate_limit(&mut panel) {
+            let mut response =
+                (StatusCode::TOO_MANY_REQUESTS, "429 Too Many Requests").into_response();
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            return response;
+        }
         take_fault(&mut panel, &action)
     };
     match &fault {
@@ -943,30 +973,33 @@ fn inbound_full(panel: &Panel, inbound: &FakeInbound) -> Value {
     })
 }
 
+/// The fields S-UI 1.4 added to a client row.
+const SINCE_1_4: [&str; 6] = [
+    "delayStart",
+    "autoReset",
+    "resetDays",
+    "nextReset",
+    "totalUp",
+    "totalDown",
+];
+/// The fields S-UI 1.5 added.
+const SINCE_1_5: [&str; 3] = ["remark", "createdAt", "onlineAt"];
+
+/// The row as the panel's version writes it, without `config` and `links`.
 fn base_json(row: &ClientRow, version: Version) -> Map<String, Value> {
-    let mut map = Map::new();
-    map.insert("id".into(), json!(row.id));
-    map.insert("enable".into(), json!(row.enable));
-    map.insert("name".into(), json!(row.name));
-    map.insert("inbounds".into(), row.inbounds.clone());
-    map.insert("volume".into(), json!(row.volume));
-    map.insert("expiry".into(), json!(row.expiry));
-    map.insert("down".into(), json!(row.down));
-    map.insert("up".into(), json!(row.up));
-    map.insert("desc".into(), json!(row.desc));
-    map.insert("group".into(), json!(row.group));
-    if version.at_least(1, 4) {
-        map.insert("delayStart".into(), json!(row.delay_start));
-        map.insert("autoReset".into(), json!(row.auto_reset));
-        map.insert("resetDays".into(), json!(row.reset_days));
-        map.insert("nextReset".into(), json!(row.next_reset));
-        map.insert("totalUp".into(), json!(row.total_up));
-        map.insert("totalDown".into(), json!(row.total_down));
+    let mut map = match serde_json::to_value(row) {
+        Ok(Value::Object(map)) => map,
+        _ => Map::new(),
+    };
+    let mut absent = vec!["config", "links"];
+    if !version.at_least(1, 4) {
+        absent.extend(SINCE_1_4);
     }
-    if version.at_least(1, 5) {
-        map.insert("remark".into(), json!(row.remark));
-        map.insert("createdAt".into(), json!(row.created_at));
-        map.insert("onlineAt".into(), json!(row.online_at));
+    if !version.at_least(1, 5) {
+        absent.extend(SINCE_1_5);
+    }
+    for field in absent {
+        map.remove(field);
     }
     map
 }
@@ -984,12 +1017,13 @@ fn full_json(row: &ClientRow, version: Version) -> Value {
 fn summary_json(row: &ClientRow, version: Version) -> Value {
     let mut map = base_json(row, version);
     if version.at_least(1, 5) {
-        map.insert("delayStart".into(), json!(false));
-        map.insert("autoReset".into(), json!(false));
-        map.insert("resetDays".into(), json!(0));
-        map.insert("nextReset".into(), json!(0));
-        map.insert("totalUp".into(), json!(0));
-        map.insert("totalDown".into(), json!(0));
+        for field in SINCE_1_4 {
+            let zero = match map.get(field) {
+                Some(Value::Bool(_)) => json!(false),
+                _ => json!(0),
+            };
+            map.insert(field.into(), zero);
+        }
     }
     Value::Object(map)
 }

@@ -23,7 +23,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use axum::Router;
 use axum::body::{Body, Bytes};
@@ -31,8 +31,10 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
-use tokio::net::TcpListener;
-use tokio::sync::{Notify, oneshot};
+use tokio::sync::Notify;
+
+use crate::common::{self, Listening};
+use common::unix_now;
 
 /// The bot's own user id (the `from` of the messages it sends).
 pub const BOT_ID: i64 = 7_000_000_001;
@@ -174,32 +176,20 @@ struct Inner {
 type Shared = Arc<Inner>;
 
 fn lock(shared: &Shared) -> MutexGuard<'_, Api> {
-    // A panic while holding the lock leaves the data as it was: keep serving it.
-    shared
-        .api
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
+    common::lock(&shared.api)
 }
 
 /// A running fake Bot API. Dropping it stops the listener.
 pub struct FakeTelegram {
     shared: Shared,
-    addr: SocketAddr,
-    _stop: oneshot::Sender<()>,
+    listening: Listening,
 }
 
 impl std::fmt::Debug for FakeTelegram {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Never the token.
         f.debug_struct("FakeTelegram")
-            .field("addr", &self.addr)
+            .field("addr", &self.addr())
             .finish()
     }
 }
@@ -207,13 +197,11 @@ impl std::fmt::Debug for FakeTelegram {
 impl FakeTelegram {
     /// Listens on `127.0.0.1:0`, accepting the bot token `token`.
     pub async fn start(token: &str) -> std::io::Result<FakeTelegram> {
-        Self::start_on(SocketAddr::from(([127, 0, 0, 1], 0)), token).await
+        Self::start_on(common::any_local_port(), token).await
     }
 
     /// Listens on `bind`, accepting the bot token `token`.
     pub async fn start_on(bind: SocketAddr, token: &str) -> std::io::Result<FakeTelegram> {
-        let listener = TcpListener::bind(bind).await?;
-        let addr = listener.local_addr()?;
         let shared = Arc::new(Inner {
             api: Mutex::new(Api {
                 token: token.into(),
@@ -228,21 +216,17 @@ impl FakeTelegram {
             pushed: Notify::new(),
         });
         let app = Router::new().fallback(request).with_state(shared.clone());
-        let stop = crate::serve(listener, app);
-        Ok(FakeTelegram {
-            shared,
-            addr,
-            _stop: stop,
-        })
+        let listening = Listening::bind(bind, app).await?;
+        Ok(FakeTelegram { shared, listening })
     }
 
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.listening.addr()
     }
 
     /// `http://ADDR`: what `[telegram] api_url` is set to.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        self.listening.url()
     }
 
     /// Sets how a chat answers messages (every chat is [`ChatState::Open`] until told).
@@ -444,21 +428,17 @@ fn chat_of(params: &Value) -> Option<i64> {
 
 /// Takes one use of the first rule matching this call.
 fn take_fault(api: &mut Api, method: &str, chat: Option<i64>) -> Option<Fault> {
-    let index = api.faults.iter().position(|rule| {
-        rule.remaining > 0
-            && rule
-                .method
+    common::take_use(
+        &mut api.faults,
+        |rule| &mut rule.remaining,
+        |rule| {
+            rule.method
                 .as_deref()
                 .is_none_or(|m| m.eq_ignore_ascii_case(method))
-            && rule.chat.is_none_or(|c| Some(c) == chat)
-    })?;
-    let rule = &mut api.faults[index];
-    rule.remaining -= 1;
-    let fault = rule.fault.clone();
-    if rule.remaining == 0 {
-        api.faults.remove(index);
-    }
-    Some(fault)
+                && rule.chat.is_none_or(|c| Some(c) == chat)
+        },
+    )
+    .map(|rule| rule.fault)
 }
 
 async fn request(

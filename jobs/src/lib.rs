@@ -17,8 +17,9 @@ pub mod orders;
 pub mod redact;
 pub mod secret_key;
 pub mod subscriptions;
+pub mod text;
 
 pub use ::queue::{
-    EnqueueOptions, Enqueued, Job, JobSpec, JobState, NewJob, Queue, RetryPolicy, audit, db,
+    EnqueueOptions, Enqueued, Job, JobSpec, JobState, NewJob, Queue, RetryPolicy, Rules, audit, db,
     driver, failures, job, limits, metrics, queue, retry, schema, settings, state,
 };

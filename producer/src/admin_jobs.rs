@@ -336,15 +336,7 @@ fn queue_stats<'a>(queues: &'a mut BTreeMap<String, QueueStats>, name: &str) -> 
 /// The longest answer any renderer returns: Discord's message limit (Telegram's is larger).
 pub const MAX_REPLY_CHARS: usize = 2000;
 
-/// `text` cut to `max` characters, ending with `…` when cut.
-pub fn clip(text: &str, max: usize) -> String {
-    if text.chars().count() <= max {
-        return text.to_string();
-    }
-    let mut cut: String = text.chars().take(max.saturating_sub(1)).collect();
-    cut.push('…');
-    cut
-}
+pub use jobs::text::clip;
 
 /// The failed list; `next_hint` says how to ask for the next page on this platform, given the
 /// page marker (e.g. `|m| format!("/jobs failed page:{m}")`).
@@ -500,11 +492,5 @@ mod tests {
         assert!(text.chars().count() <= MAX_REPLY_CHARS, "{}", text.len());
         assert!(text.contains("#5 send_dm (messages), 8 attempts"), "{text}");
         assert!(text.contains("Older: /jobs failed page:p1"), "{text}");
-    }
-
-    #[test]
-    fn clip_cuts_on_characters_not_bytes() {
-        assert_eq!(clip("яяяя", 3), "яя…");
-        assert_eq!(clip("ok", 3), "ok");
     }
 }

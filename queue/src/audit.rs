@@ -40,6 +40,24 @@ pub struct AuditRecord {
     pub count: i64,
 }
 
+impl AuditRecord {
+    /// Whether the entry's target names job `id` (`jobs 17,18`, `job 17 (kind) …`). Only the
+    /// ids a target lists count: past the first twenty of a large repair it says "and N more".
+    pub fn names_job(&self, id: i64) -> bool {
+        let id = id.to_string();
+        self.target
+            .split(|c: char| !c.is_ascii_digit())
+            .any(|number| number == id)
+    }
+}
+
+/// Which audit entries an admin means: every field narrows, `None` matches all.
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    pub actor: Option<String>,
+    pub action: Option<String>,
+}
+
 /// The name of the user running this process, as the shell knows it.
 pub fn os_user() -> String {
     ["USER", "LOGNAME", "USERNAME"]

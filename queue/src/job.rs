@@ -13,11 +13,8 @@ use crate::retry::RetryPolicy;
 /// A kind of job: a payload type that parses (not merely validates) from JSON, plus the queue,
 /// attempts, timeout and retry policy every job of the kind gets unless its enqueue says otherwise.
 pub trait Job: Serialize + DeserializeOwned + Send + Sync + 'static {
-    const KIND: &'static str;
-    const QUEUE: &'static str;
-    const MAX_ATTEMPTS: u32;
-    const TIMEOUT: Duration;
-    const RETRY: RetryPolicy;
+    const RULES: Rules;
+    const KIND: &'static str = Self::RULES.kind;
 
     /// The idempotency key used when the enqueuer gives none, for kinds that are naturally unique.
     fn default_key(&self) -> Option<String> {
@@ -34,14 +31,60 @@ pub trait Job: Serialize + DeserializeOwned + Send + Sync + 'static {
 
     fn spec() -> JobSpec {
         JobSpec {
-            kind: Self::KIND,
-            queue: Self::QUEUE,
-            max_attempts: Self::MAX_ATTEMPTS,
-            timeout: Self::TIMEOUT,
-            retry: Self::RETRY,
+            kind: Self::RULES.kind,
+            queue: Self::RULES.queue,
+            max_attempts: Self::RULES.max_attempts,
+            timeout: Self::RULES.timeout,
+            retry: Self::RULES.retry,
+            max_snoozes: Self::RULES.max_snoozes,
             example: || serde_json::to_value(Self::example()).unwrap_or(Value::Null),
             parse: parse_as::<Self>,
             redact: Self::redact,
+        }
+    }
+}
+
+/// A kind's name and the queue, attempts, timeout and retry policy its jobs get.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Rules {
+    pub kind: &'static str,
+    pub queue: &'static str,
+    pub max_attempts: u32,
+    pub timeout: Duration,
+    pub retry: RetryPolicy,
+    /// How often a job of the kind may wait ("not now": a 429, a limiter or lock with no room)
+    /// without spending an attempt; past it the job fails, saying what it waited for.
+    pub max_snoozes: u32,
+}
+
+/// Waits a job may make by default: with Retry-Afters of a second or more, minutes of a panel
+/// or chat API saying "slow down" before the job gives up.
+pub const DEFAULT_MAX_SNOOZES: u32 = 200;
+
+impl Rules {
+    /// `kind` runs on `queue`, at most `max_attempts` times of at most `timeout` each, backing
+    /// off exponentially from one second to an hour between attempts unless told otherwise.
+    pub const fn new(
+        kind: &'static str,
+        queue: &'static str,
+        max_attempts: u32,
+        timeout: Duration,
+    ) -> Rules {
+        Rules {
+            kind,
+            queue,
+            max_attempts,
+            timeout,
+            retry: RetryPolicy::exponential(Duration::from_secs(1), Duration::from_secs(3600)),
+            max_snoozes: DEFAULT_MAX_SNOOZES,
+        }
+    }
+
+    /// Backs off exponentially from `first` to `cap` between attempts.
+    pub const fn backoff(self, first: Duration, cap: Duration) -> Rules {
+        Rules {
+            retry: RetryPolicy::exponential(first, cap),
+            ..self
         }
     }
 }
@@ -69,6 +112,7 @@ pub struct JobSpec {
     pub max_attempts: u32,
     pub timeout: Duration,
     pub retry: RetryPolicy,
+    pub max_snoozes: u32,
     pub example: fn() -> Value,
     pub parse: fn(&Value) -> Result<ParsedPayload, String>,
     pub redact: fn(&Value) -> Value,

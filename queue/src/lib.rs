@@ -23,7 +23,7 @@ pub mod settings;
 pub mod state;
 
 pub use db::driver;
-pub use job::{EnqueueOptions, Job, JobSpec, NewJob};
+pub use job::{EnqueueOptions, Job, JobSpec, NewJob, Rules};
 pub use queue::{Enqueued, Queue};
 pub use retry::RetryPolicy;
 pub use state::JobState;

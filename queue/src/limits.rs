@@ -17,7 +17,7 @@ use std::time::Duration;
 use chrono::Utc;
 
 use crate::Queue;
-use crate::db::{Db, DbError, Exec, micros, on_conn};
+use crate::db::{Db, DbError, Exec, Stamp, micros, on_conn};
 use crate::settings::Backend;
 
 /// A request rate: `per_second` on average, up to `burst` at once after a quiet spell.
@@ -92,17 +92,77 @@ pub struct Permit {
     released: bool,
 }
 
-// The upsert that takes a turn: only the larger-of-two function is spelled differently.
-const TAKE_POSTGRES: &str = "INSERT INTO jobq_rate_limits (name, tat) VALUES ($1, $2 + $3)
-     ON CONFLICT (name) DO UPDATE
-        SET tat = GREATEST(jobq_rate_limits.tat, $2) + $3
-      WHERE jobq_rate_limits.tat - $4 <= $2
-     RETURNING tat";
-const TAKE_SQLITE: &str = "INSERT INTO jobq_rate_limits (name, tat) VALUES ($1, $2 + $3)
-     ON CONFLICT (name) DO UPDATE
-        SET tat = MAX(jobq_rate_limits.tat, $2) + $3
-      WHERE jobq_rate_limits.tat - $4 <= $2
-     RETURNING tat";
+// The upsert that takes a turn: only the larger-of-two function (`$max`) and the integer type
+// (`$int`) are spelled differently. A name slowed down (`interval_us` set) spaces its turns by
+// that interval, never closer than the caller's rate, and each turn taken raises its rate by
+// `$5` per second of spacing (additive increase); back at the caller's rate it forgets the
+// slow-down.
+macro_rules! take_sql {
+    ($max:literal, $int:literal) => {
+        concat!(
+            "INSERT INTO jobq_rate_limits (name, tat) VALUES ($1, $2 + $3)
+             ON CONFLICT (name) DO UPDATE
+                SET tat = ",
+            $max,
+            "(jobq_rate_limits.tat, $2)
+                          + ",
+            $max,
+            "($3, COALESCE(jobq_rate_limits.interval_us, $3)),
+                    interval_us = CASE
+                        WHEN jobq_rate_limits.interval_us IS NULL
+                          OR jobq_rate_limits.interval_us <= $3 THEN NULL
+                        ELSE ",
+            $max,
+            "($3, CAST(1000000.0 / (1000000.0 / jobq_rate_limits.interval_us
+                            + $5 * jobq_rate_limits.interval_us / 1000000.0) AS ",
+            $int,
+            ")) END
+              WHERE jobq_rate_limits.tat - $4 <= $2
+             RETURNING tat"
+        )
+    };
+}
+const TAKE_POSTGRES: &str = take_sql!("GREATEST", "BIGINT");
+const TAKE_SQLITE: &str = take_sql!("MAX", "INTEGER");
+
+// The other side said "slow down" (a 429): no turn for anyone before `$2` (its Retry-After),
+// and the spacing doubles (multiplicative decrease), at most once per Retry-After (the other
+// calls refused in the same burst say the same thing once more, not once each), never past
+// `$4`. `$3`: the caller's own spacing; `$5`: now. Only the smaller- and larger-of-two
+// functions are spelled differently.
+macro_rules! slow_down_sql {
+    ($min:literal, $max:literal) => {
+        concat!(
+            "INSERT INTO jobq_rate_limits (name, tat, interval_us, held_until)
+             VALUES ($1, $2, ",
+            $min,
+            "($4, $3 * 2), $2)
+             ON CONFLICT (name) DO UPDATE
+                SET interval_us = CASE WHEN jobq_rate_limits.held_until > $5
+                                           THEN jobq_rate_limits.interval_us
+                                       ELSE ",
+            $min,
+            "($4, ",
+            $max,
+            "($3,
+                                           COALESCE(jobq_rate_limits.interval_us, $3)) * 2)
+                                  END,
+                    held_until = ",
+            $max,
+            "(jobq_rate_limits.held_until, $2),
+                    tat = ",
+            $max,
+            "(jobq_rate_limits.tat, $2)"
+        )
+    };
+}
+const SLOW_DOWN_POSTGRES: &str = slow_down_sql!("LEAST", "GREATEST");
+const SLOW_DOWN_SQLITE: &str = slow_down_sql!("MIN", "MAX");
+
+/// How fast a slowed-down rate comes back: requests per second gained per second of turns.
+const RECOVERY_PER_SECOND: f64 = 0.25;
+/// The slowest a slow-down goes: one turn per this many microseconds (10 s).
+const SLOWEST_INTERVAL_US: i64 = 10_000_000;
 
 // Permit rows `0..slots`: PostgreSQL counts with `generate_series`, SQLite with a recursive CTE.
 const SLOTS_POSTGRES: &str = "INSERT INTO jobq_permits (name, slot)
@@ -113,20 +173,48 @@ const SLOTS_SQLITE: &str =
      INSERT INTO jobq_permits (name, slot) SELECT $1, n FROM s WHERE true
      ON CONFLICT DO NOTHING";
 
-// A free permit, claimed: PostgreSQL skips rows other transactions hold; SQLite has one writer
-// at a time (the transaction is IMMEDIATE), so there is nothing to skip.
-const CLAIM_POSTGRES: &str = "UPDATE jobq_permits SET holder = $3, expires_at = $4
+// A permit is free when nobody holds it, its expiry (`$5`, now in microseconds) has passed, or
+// the job attempt it was taken for no longer holds its lease (`$8`, now as the jobs' time).
+macro_rules! permit_is_free {
+    () => {
+        "(holder IS NULL OR expires_at <= $5
+          OR (job_id IS NOT NULL AND NOT EXISTS (
+              SELECT 1 FROM jobq_jobs j
+               WHERE j.id = jobq_permits.job_id AND j.attempt = jobq_permits.job_attempt
+                 AND j.state = 'running' AND j.locked_until > $8)))"
+    };
+}
+
+// A free permit, claimed (for the job attempt `$6`, `$7`, or none): PostgreSQL skips rows other
+// transactions hold; SQLite has one writer at a time (the transaction is IMMEDIATE), so there is
+// nothing to skip.
+const CLAIM_POSTGRES: &str = concat!(
+    "UPDATE jobq_permits SET holder = $3, expires_at = $4, job_id = $6, job_attempt = $7
       WHERE (name, slot) = (
         SELECT name, slot FROM jobq_permits
-         WHERE name = $1 AND slot < $2 AND (holder IS NULL OR expires_at <= $5)
+         WHERE name = $1 AND slot < $2 AND ",
+    permit_is_free!(),
+    "
          ORDER BY slot LIMIT 1 FOR UPDATE SKIP LOCKED)
-     RETURNING slot";
-const CLAIM_SQLITE: &str = "UPDATE jobq_permits SET holder = $3, expires_at = $4
+     RETURNING slot"
+);
+const CLAIM_SQLITE: &str = concat!(
+    "UPDATE jobq_permits SET holder = $3, expires_at = $4, job_id = $6, job_attempt = $7
       WHERE name = $1 AND slot = (
         SELECT slot FROM jobq_permits
-         WHERE name = $1 AND slot < $2 AND (holder IS NULL OR expires_at <= $5)
+         WHERE name = $1 AND slot < $2 AND ",
+    permit_is_free!(),
+    "
          ORDER BY slot LIMIT 1)
-     RETURNING slot";
+     RETURNING slot"
+);
+
+/// The job attempt a permit is taken for: the permit lasts no longer than that attempt's lease.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LeaseOf {
+    pub job_id: i64,
+    pub attempt: i32,
+}
 
 impl Limits {
     pub fn new(queue: &Queue) -> Limits {
@@ -148,6 +236,7 @@ impl Limits {
                 .bind(now)
                 .bind(interval)
                 .bind(tolerance)
+                .bind(RECOVERY_PER_SECOND)
                 .fetch_optional(&mut *c)
                 .await?
         });
@@ -179,6 +268,44 @@ impl Limits {
         }
     }
 
+    /// The other side refused a request of `name` for going too fast (a 429): every process
+    /// waits out `retry_after`, and the rate of `name` halves below `rate` (the caller's own),
+    /// to come back a little with each turn taken (see [`Limits::try_take`]).
+    pub async fn slow_down(
+        &self,
+        name: &str,
+        rate: Rate,
+        retry_after: Duration,
+    ) -> Result<(), LimitError> {
+        let now = Utc::now().timestamp_micros();
+        let until = now.saturating_add(micros(retry_after).min(i64::MAX / 4));
+        let interval = rate.interval_us().min(SLOWEST_INTERVAL_US);
+        let sql = pick(&self.db, SLOW_DOWN_POSTGRES, SLOW_DOWN_SQLITE);
+        on_conn!(self.db.exec(), |c| {
+            sqlx::query(sql)
+                .bind(name)
+                .bind(until)
+                .bind(interval)
+                .bind(SLOWEST_INTERVAL_US)
+                .bind(now)
+                .execute(&mut *c)
+                .await?;
+        });
+        Ok(())
+    }
+
+    /// The rate `name` runs at now, per second: `rate`'s own, or lower while slowed down.
+    pub async fn current_rate(&self, name: &str, rate: Rate) -> Result<f64, LimitError> {
+        let slowed: Option<Option<i64>> = on_conn!(self.db.exec(), |c| {
+            sqlx::query_scalar("SELECT interval_us FROM jobq_rate_limits WHERE name = $1")
+                .bind(name)
+                .fetch_optional(&mut *c)
+                .await?
+        });
+        let interval = slowed.flatten().unwrap_or(0).max(rate.interval_us());
+        Ok(1_000_000.0 / interval as f64)
+    }
+
     async fn tat(&self, name: &str) -> Result<Option<i64>, LimitError> {
         Ok(on_conn!(self.db.exec(), |c| {
             sqlx::query_scalar("SELECT tat FROM jobq_rate_limits WHERE name = $1")
@@ -195,6 +322,29 @@ impl Limits {
         name: &str,
         slots: u32,
         hold: Duration,
+    ) -> Result<Option<Permit>, LimitError> {
+        self.try_claim(name, slots, hold, None).await
+    }
+
+    /// Like [`Limits::try_acquire`], for the job attempt `lease`: the permit is free again as
+    /// soon as that attempt no longer holds its lease (it finished, was rescued, or its worker
+    /// died and the lease ran out), whatever is left of `hold`.
+    pub async fn try_acquire_for(
+        &self,
+        name: &str,
+        slots: u32,
+        hold: Duration,
+        lease: LeaseOf,
+    ) -> Result<Option<Permit>, LimitError> {
+        self.try_claim(name, slots, hold, Some(lease)).await
+    }
+
+    async fn try_claim(
+        &self,
+        name: &str,
+        slots: u32,
+        hold: Duration,
+        lease: Option<LeaseOf>,
     ) -> Result<Option<Permit>, LimitError> {
         let slots = i32::try_from(slots.max(1)).unwrap_or(i32::MAX);
         let now = Utc::now().timestamp_micros();
@@ -215,6 +365,9 @@ impl Limits {
                 .bind(&holder)
                 .bind(expires)
                 .bind(now)
+                .bind(lease.map(|l| l.job_id))
+                .bind(lease.map(|l| l.attempt))
+                .bind(Stamp::now())
                 .fetch_optional(&mut *c)
                 .await?
         });
@@ -237,10 +390,34 @@ impl Limits {
         hold: Duration,
         max_wait: Duration,
     ) -> Result<Option<Permit>, LimitError> {
+        self.claim_within(name, slots, hold, None, max_wait).await
+    }
+
+    /// [`Limits::try_acquire_for`], waiting up to `max_wait` as [`Limits::acquire_within`].
+    pub async fn acquire_for_within(
+        &self,
+        name: &str,
+        slots: u32,
+        hold: Duration,
+        lease: LeaseOf,
+        max_wait: Duration,
+    ) -> Result<Option<Permit>, LimitError> {
+        self.claim_within(name, slots, hold, Some(lease), max_wait)
+            .await
+    }
+
+    async fn claim_within(
+        &self,
+        name: &str,
+        slots: u32,
+        hold: Duration,
+        lease: Option<LeaseOf>,
+        max_wait: Duration,
+    ) -> Result<Option<Permit>, LimitError> {
         let deadline = tokio::time::Instant::now() + max_wait;
         let mut poll = Duration::from_millis(5);
         loop {
-            if let Some(permit) = self.try_acquire(name, slots, hold).await? {
+            if let Some(permit) = self.try_claim(name, slots, hold, lease).await? {
                 return Ok(Some(permit));
             }
             if tokio::time::Instant::now() + poll > deadline {
@@ -254,7 +431,8 @@ impl Limits {
     async fn release(&self, name: &str, slot: i32, holder: &str) -> Result<(), LimitError> {
         on_conn!(self.db.exec(), |c| {
             sqlx::query(
-                "UPDATE jobq_permits SET holder = NULL, expires_at = 0
+                "UPDATE jobq_permits SET holder = NULL, expires_at = 0, job_id = NULL,
+                        job_attempt = NULL
                   WHERE name = $1 AND slot = $2 AND holder = $3",
             )
             .bind(name)

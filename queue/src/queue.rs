@@ -12,7 +12,7 @@ use tokio::sync::Notify;
 
 use crate::audit::AuditEntry;
 use crate::db::{Conn, Db, DbError, Exec, Tx};
-use crate::driver::{Driver, JobFilter, Repair};
+use crate::driver::{Driver, EditOutcome, JobFilter, PayloadEdit, Repair};
 use crate::job::{EnqueueOptions, InvalidJob, Job, NewJob};
 use crate::settings::{Backend, DatabaseSettings};
 
@@ -222,6 +222,11 @@ impl Queue {
 
     pub async fn retry(&self, ids: &[i64], audit: &AuditEntry) -> Result<Repair, QueueError> {
         self.driver.retry(ids, audit).await
+    }
+
+    /// Replaces a job's payload and retries it, in one audited transaction; see [`PayloadEdit`].
+    pub async fn retry_edited(&self, edit: &PayloadEdit<'_>) -> Result<EditOutcome, QueueError> {
+        self.driver.retry_edited(edit).await
     }
 
     pub async fn discard(&self, ids: &[i64], audit: &AuditEntry) -> Result<Repair, QueueError> {

@@ -43,6 +43,31 @@ impl WebServer {
     pub fn log_text(&self) -> String {
         self.process.log_text()
     }
+
+    /// The login form posted from `client` with `token`.
+    pub async fn post_login(&self, client: &reqwest::Client, token: &str) -> reqwest::Response {
+        client
+            .post(self.url("/login"))
+            .form(&[("token", token), ("next", "/")])
+            .send()
+            .await
+            .expect("POST /login")
+    }
+
+    /// `GET path` from `client`, presenting `token` as a Bearer token.
+    pub async fn get_bearer(
+        &self,
+        client: &reqwest::Client,
+        path: &str,
+        token: impl std::fmt::Display,
+    ) -> reqwest::Response {
+        client
+            .get(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("GET")
+    }
 }
 
 /// Whether queue `name` is paused.

@@ -9,7 +9,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Json, Redirect, Response};
 use chrono::Utc;
 use jobs::audit::{AuditEntry, describe_ids};
-use jobs::driver::{JobFilter, JobRecord, Listed, Repair};
+use jobs::driver::{EditOutcome, JobFilter, JobRecord, Listed, PayloadEdit, Repair};
 use jobs::queue::QueueError;
 use jobs::state::RepairAction;
 use jobs::{JobState, Queue};
@@ -82,8 +82,13 @@ pub(crate) struct QueueRow {
     pub(crate) minutes: Vec<chart::Minute>,
 }
 
+/// Running jobs read for the workers table.
+const RUNNING_READ: u32 = 1_000;
+
 pub(crate) struct OverviewData {
     pub(crate) queues: Vec<QueueRow>,
+    /// Each worker's running jobs (by the worker id that claimed them), newest first.
+    pub(crate) running: HashMap<String, Vec<JobRecord>>,
     pub(crate) live_workers: Vec<jobs::driver::WorkerInfo>,
     pub(crate) stale_workers: Vec<jobs::driver::WorkerInfo>,
     pub(crate) audit: Vec<jobs::audit::AuditRecord>,
@@ -98,6 +103,16 @@ async fn overview_data(state: &AppState) -> Result<OverviewData, QueueError> {
     let series = driver.outcome_series(chart::start_of(now)).await?;
     let workers = driver.workers().await?;
     let audit = driver.audit_log(8).await?;
+    let running_filter = JobFilter {
+        state: Some(JobState::Running),
+        ..JobFilter::default()
+    };
+    let mut running: HashMap<String, Vec<JobRecord>> = HashMap::new();
+    // A running row that cannot be read names no worker: /jobs lists it.
+    for job in readable(driver.list_jobs(&running_filter, RUNNING_READ).await?) {
+        let worker = job.attempted_by.clone().unwrap_or_default();
+        running.entry(worker).or_default().push(job);
+    }
     let mut queues: BTreeMap<String, QueueRow> = BTreeMap::new();
     let row = |name: &str| QueueRow {
         name: name.to_string(),
@@ -136,6 +151,7 @@ async fn overview_data(state: &AppState) -> Result<OverviewData, QueueError> {
         .partition(|w| now - w.heartbeat_at <= stale_after);
     Ok(OverviewData {
         queues: queues.into_values().collect(),
+        running,
         live_workers,
         stale_workers,
         audit,
@@ -355,6 +371,14 @@ pub(crate) async fn jobs_list(
     Ok(views::jobs_list(&admin, &data, &query.notice.notice()).into_response())
 }
 
+/// The listed jobs that read (an unreadable row is on the jobs list, naming its column).
+fn readable(listed: Vec<Listed>) -> impl Iterator<Item = JobRecord> {
+    listed.into_iter().filter_map(|row| match row {
+        Listed::Job(job) => Some(*job),
+        Listed::Unreadable(_) => None,
+    })
+}
+
 /// The payload as admins may see it: the kind's redaction; an unknown kind's as stored.
 pub(crate) fn redacted(job: &JobRecord) -> (Value, bool) {
     match jobs::kinds::spec(&job.kind) {
@@ -390,7 +414,118 @@ pub(crate) async fn job_page(
         }
     };
     let (payload, known) = redacted(&job);
-    Ok(views::job(&admin, &job, &payload, known, &notice, Utc::now()).into_response())
+    let edit = views::EditForm::default();
+    Ok(views::job(&admin, &job, &payload, known, &notice, &edit, Utc::now()).into_response())
+}
+
+/// Whether a job's payload may be edited here: a failed job of a kind the dashboard knows
+/// (its parser checks the edit), whose payload has nothing its kind masks (an edit of a masked
+/// copy would write the mask over the secret).
+pub(crate) fn editable(job: &JobRecord) -> bool {
+    job.state == JobState::Failed
+        && jobs::kinds::spec(&job.kind)
+            .is_some_and(|spec| (spec.redact)(&job.payload) == job.payload)
+}
+
+/// What a payload's audit entry shows of it: its kind's redaction, compact, cut to a length.
+fn audited_payload(kind: &str, payload: &Value) -> String {
+    const SHOWN: usize = 2_000;
+    let shown = match jobs::kinds::spec(kind) {
+        Some(spec) => (spec.redact)(payload),
+        None => payload.clone(),
+    };
+    let text = shown.to_string();
+    if text.chars().count() > SHOWN {
+        format!("{}…", text.chars().take(SHOWN).collect::<String>())
+    } else {
+        text
+    }
+}
+
+/// The kind's parser on an edited payload: the normalised payload to store, or why not.
+fn check_payload(kind: &str, payload: &Value) -> Result<Value, String> {
+    let spec = jobs::kinds::spec(kind).ok_or_else(|| {
+        format!("this dashboard does not know the kind {kind}, so it cannot check a payload for it")
+    })?;
+    (spec.parse)(payload)
+        .map(|parsed| parsed.payload)
+        .map_err(|problem| format!("not a valid {kind} payload: {problem}"))
+}
+
+/// `POST /jobs/{id}/edit`: the edited payload, checked by the job's kind, stored and the job
+/// retried in one audited transaction; a bad payload is shown back with what is wrong.
+pub(crate) async fn job_edit(
+    State(state): State<AppState>,
+    admin: Admin,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> PageResult {
+    if let Some(refused) = admin.csrf_refusal(csrf_field(&body).as_deref()) {
+        return Ok(refused);
+    }
+    let Ok(id) = id.parse::<i64>() else {
+        return Ok(not_found_page());
+    };
+    let draft = url::form_urlencoded::parse(&body)
+        .find(|(name, _)| name == "payload")
+        .map(|(_, value)| value.into_owned())
+        .unwrap_or_default();
+    let outcome = match serde_json::from_str::<Value>(&draft) {
+        Err(error) => EditOutcome::Invalid(format!("the payload is not JSON: {error}")),
+        Ok(payload) => {
+            let actor = admin.name.clone();
+            let audit = move |job: &JobRecord, new: &Value| AuditEntry {
+                actor: actor.clone(),
+                surface: "dashboard",
+                action: "edit_retry",
+                target: format!(
+                    "job {} ({}) payload {} -> {}",
+                    job.id,
+                    job.kind,
+                    audited_payload(&job.kind, &job.payload),
+                    audited_payload(&job.kind, new)
+                ),
+            };
+            let edit = PayloadEdit {
+                id,
+                payload: &payload,
+                check: &check_payload,
+                audit: &audit,
+            };
+            queue(&state).retry_edited(&edit).await?
+        }
+    };
+    tracing::info!(admin = %admin.name, job = id, ?outcome, "dashboard payload edit");
+    match outcome {
+        EditOutcome::Retried => {
+            Ok(Redirect::to(&format!("/jobs/{id}?done=edit_retry&changed=1")).into_response())
+        }
+        EditOutcome::Invalid(problem) | EditOutcome::LeftAlone(problem) => {
+            let job = match queue(&state).driver().job(id).await? {
+                Some(Listed::Job(job)) => job,
+                Some(Listed::Unreadable(row)) => {
+                    let page = views::unreadable_job(&admin, &row, &Notice::default());
+                    return Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response());
+                }
+                None => return Ok(not_found_page()),
+            };
+            let (payload, known) = redacted(&job);
+            let edit = views::EditForm {
+                draft: Some(draft),
+                problem: Some(problem),
+            };
+            let page = views::job(
+                &admin,
+                &job,
+                &payload,
+                known,
+                &Notice::default(),
+                &edit,
+                Utc::now(),
+            );
+            Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response())
+        }
+    }
 }
 
 /// Whether a repair applies to a job in this state: the queue's own rule.
@@ -573,6 +708,299 @@ pub(crate) async fn bulk_apply(
 }
 
 // ---------------------------------------------------------------------------------------------
+// Failures grouped by error
+
+/// The most failed jobs read to group them (newest first); more are counted as not grouped.
+const FAILURES_READ: u32 = 5_000;
+
+/// Failed jobs whose last errors read the same once ids, numbers and counts are taken out.
+pub(crate) struct FailureGroup {
+    /// The error with its variable parts replaced ([`normalise_error`]).
+    pub(crate) signature: String,
+    /// A short stable name for the group, for links.
+    pub(crate) key: String,
+    /// The newest job's error as it was.
+    pub(crate) example: String,
+    /// Job counts per kind, most first.
+    pub(crate) kinds: Vec<(String, usize)>,
+    /// The jobs, newest first.
+    pub(crate) jobs: Vec<JobRecord>,
+}
+
+pub(crate) struct FailuresData {
+    pub(crate) groups: Vec<FailureGroup>,
+    /// All failed jobs, and how many of them were read and grouped.
+    pub(crate) total: i64,
+    pub(crate) read: usize,
+    /// The one group asked for (`?group=KEY`), shown with its jobs.
+    pub(crate) open: Option<usize>,
+}
+
+/// An error message with what differs between occurrences of the same failure taken out:
+/// every number becomes `N`, every word that mixes digits into letters (an id, a UUID, a
+/// hash) becomes `ID`; whitespace is collapsed.
+pub(crate) fn normalise_error(error: &str) -> String {
+    let mut out = String::with_capacity(error.len());
+    let mut word = String::new();
+    let flush = |word: &mut String, out: &mut String| {
+        if word.is_empty() {
+            return;
+        }
+        let digits = word.chars().any(|c| c.is_ascii_digit());
+        if !digits {
+            out.push_str(word);
+        } else if word.chars().all(|c| c.is_ascii_digit() || c == '.') {
+            out.push('N');
+        } else {
+            out.push_str("ID");
+        }
+        word.clear();
+    };
+    for c in error.chars() {
+        let in_number = c == '.' && !word.is_empty() && word.chars().all(|d| d.is_ascii_digit());
+        if c.is_alphanumeric() || c == '_' || c == '-' || in_number {
+            word.push(c);
+        } else {
+            flush(&mut word, &mut out);
+            if c.is_whitespace() {
+                if !out.ends_with(' ') {
+                    out.push(' ');
+                }
+            } else {
+                out.push(c);
+            }
+        }
+    }
+    flush(&mut word, &mut out);
+    out.trim().to_string()
+}
+
+fn group_key(signature: &str) -> String {
+    use sha2::Digest;
+    hex::encode(&sha2::Sha256::digest(signature.as_bytes())[..8])
+}
+
+/// Groups failed jobs (newest first) by their normalised last error, biggest group first.
+pub(crate) fn group_failures(jobs: Vec<JobRecord>) -> Vec<FailureGroup> {
+    let mut groups: Vec<FailureGroup> = Vec::new();
+    let mut by_signature: HashMap<String, usize> = HashMap::new();
+    for job in jobs {
+        let error = job.last_error.clone().unwrap_or_default();
+        let signature = normalise_error(&error);
+        let index = *by_signature.entry(signature.clone()).or_insert_with(|| {
+            groups.push(FailureGroup {
+                key: group_key(&signature),
+                signature,
+                example: error,
+                kinds: Vec::new(),
+                jobs: Vec::new(),
+            });
+            groups.len() - 1
+        });
+        let group = &mut groups[index];
+        match group.kinds.iter_mut().find(|(kind, _)| *kind == job.kind) {
+            Some((_, n)) => *n += 1,
+            None => group.kinds.push((job.kind.clone(), 1)),
+        }
+        group.jobs.push(job);
+    }
+    for group in &mut groups {
+        group
+            .kinds
+            .sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    }
+    // Stable: equal groups stay newest first.
+    groups.sort_by_key(|g| std::cmp::Reverse(g.jobs.len()));
+    groups
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct FailuresQuery {
+    group: Option<String>,
+    #[serde(flatten)]
+    notice: NoticeFields,
+}
+
+pub(crate) async fn failures_page(
+    State(state): State<AppState>,
+    admin: Admin,
+    Query(query): Query<FailuresQuery>,
+) -> PageResult {
+    let driver = queue(&state).driver();
+    let failed = JobFilter {
+        state: Some(JobState::Failed),
+        ..JobFilter::default()
+    };
+    let total = driver.count_matching(&failed).await?;
+    let jobs = driver.list_jobs(&failed, FAILURES_READ).await?;
+    let read = jobs.len();
+    // An unreadable row has no error to group by: /jobs?state=failed lists it.
+    let groups = group_failures(readable(jobs).collect());
+    let open = query
+        .group
+        .as_deref()
+        .and_then(|key| groups.iter().position(|g| g.key == key));
+    let data = FailuresData {
+        groups,
+        total,
+        read,
+        open,
+    };
+    Ok(views::failures(&admin, &data, &query.notice.notice()).into_response())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Periodic jobs
+
+pub(crate) struct PeriodicRow {
+    pub(crate) entry: jobs::configuration::PeriodicSettings,
+    /// The newest job of any of its periods.
+    pub(crate) last: Option<JobRecord>,
+    /// When the next period's job is enqueued.
+    pub(crate) next: chrono::DateTime<Utc>,
+    /// The entry's queue, else its kind's.
+    pub(crate) queue: String,
+}
+
+/// The configured periodic jobs, each with its last job (from its period keys) and the start
+/// of its next period.
+pub(crate) async fn periodic_page(State(state): State<AppState>, admin: Admin) -> PageResult {
+    let driver = queue(&state).driver();
+    let now = Utc::now();
+    let mut rows = Vec::with_capacity(state.inner.periodic.len());
+    for entry in &state.inner.periodic {
+        rows.push(PeriodicRow {
+            last: driver.newest_with_key_prefix(&entry.key_prefix()).await?,
+            next: entry.next_period(now),
+            queue: entry.queue.clone().unwrap_or_else(|| {
+                jobs::kinds::spec(&entry.kind).map_or_else(String::new, |s| s.queue.to_string())
+            }),
+            entry: entry.clone(),
+        });
+    }
+    Ok(views::periodic(&admin, &rows, now).into_response())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Repairs of the jobs an admin ticked
+
+/// The most jobs one selection may name (the list shows 50 a page; a failure group more).
+const MAX_SELECTED: usize = BULK_PAGE as usize;
+
+/// A selection as a query string or form gives it: `action=retry&id=17&id=18&back=/jobs?...`
+/// (repeated `id`s, which serde's form decoding cannot read).
+pub(crate) struct Selection {
+    pub(crate) action: &'static str,
+    pub(crate) ids: Vec<i64>,
+    /// The page to go back to: a path on this site.
+    pub(crate) back: String,
+    pub(crate) csrf: Option<String>,
+}
+
+impl Selection {
+    /// The selection, or why it is refused.
+    fn parse(raw: &[u8]) -> Result<Selection, String> {
+        let mut action = None;
+        let mut ids = Vec::new();
+        let mut back = None;
+        let mut csrf = None;
+        for (name, value) in url::form_urlencoded::parse(raw) {
+            match name.as_ref() {
+                "action" => action = repair_action(&value),
+                "id" => match value.parse::<i64>() {
+                    Ok(id) if !ids.contains(&id) => ids.push(id),
+                    Ok(_) => {}
+                    Err(_) => return Err(format!("“{value}” is not a job id.")),
+                },
+                "back" => back = Some(value.into_owned()),
+                "csrf" => csrf = Some(value.into_owned()),
+                _ => {}
+            }
+        }
+        let Some(action) = action else {
+            return Err("Choose retry, discard or cancel.".to_string());
+        };
+        if ids.is_empty() {
+            return Err(
+                "No job selected: tick the jobs on the list, then choose an action.".to_string(),
+            );
+        }
+        if ids.len() > MAX_SELECTED {
+            return Err(format!(
+                "{} jobs selected; one action takes at most {MAX_SELECTED}. Use a filter and \
+                 “Retry all” or “Discard all” instead.",
+                ids.len()
+            ));
+        }
+        ids.sort_unstable();
+        Ok(Selection {
+            action,
+            ids,
+            back: crate::auth::safe_next(back.as_deref().or(Some("/jobs"))),
+            csrf,
+        })
+    }
+}
+
+pub(crate) struct SelectionData {
+    pub(crate) selection: Selection,
+    /// The selected jobs that still exist, in id order.
+    pub(crate) jobs: Vec<JobRecord>,
+}
+
+/// The confirmation of an action on ticked jobs: each of them, whether the action applies to
+/// it now, and a form that acts on exactly these ids.
+pub(crate) async fn selection_confirm(
+    State(state): State<AppState>,
+    admin: Admin,
+    uri: axum::http::Uri,
+) -> PageResult {
+    let selection = match Selection::parse(uri.query().unwrap_or("").as_bytes()) {
+        Ok(selection) => selection,
+        Err(refusal) => return Ok(bulk_refusal(&refusal)),
+    };
+    let driver = queue(&state).driver();
+    let mut jobs = Vec::with_capacity(selection.ids.len());
+    for id in &selection.ids {
+        if let Some(Listed::Job(job)) = driver.job(*id).await? {
+            jobs.push(*job);
+        }
+    }
+    let data = SelectionData { selection, jobs };
+    Ok(views::selection_confirm(&admin, &data).into_response())
+}
+
+/// Applies the confirmed action to the ticked ids, audited as one entry; jobs it does not
+/// apply to are left alone and counted.
+pub(crate) async fn selection_apply(
+    State(state): State<AppState>,
+    admin: Admin,
+    body: axum::body::Bytes,
+) -> PageResult {
+    let selection = match Selection::parse(&body) {
+        Ok(selection) => selection,
+        Err(refusal) => {
+            // The CSRF check comes first, whatever else is wrong with the form.
+            return Ok(admin
+                .csrf_refusal(csrf_field(&body).as_deref())
+                .unwrap_or_else(|| bulk_refusal(&refusal)));
+        }
+    };
+    if let Some(refused) = admin.csrf_refusal(selection.csrf.as_deref()) {
+        return Ok(refused);
+    }
+    let action = selection.action;
+    let target = format!("selected {}", describe_ids(&selection.ids));
+    let entry = audit_entry(&admin, action, target);
+    let repair = apply(queue(&state), action, &selection.ids, &entry).await?;
+    tracing::info!(admin = %admin.name, action, selected = selection.ids.len(),
+        changed = repair.changed.len(), skipped = repair.skipped.len(), "dashboard repair of a selection");
+    let back = &selection.back;
+    let joiner = if back.contains('?') { '&' } else { '?' };
+    Ok(Redirect::to(&format!("{back}{joiner}{}", Notice::query(action, &repair))).into_response())
+}
+
+// ---------------------------------------------------------------------------------------------
 // Queues, audit, assets
 
 pub(crate) async fn queue_action(
@@ -600,9 +1028,68 @@ pub(crate) async fn queue_action(
     Ok(Redirect::to(&format!("/?done={action}&changed=1#queue-{name}")).into_response())
 }
 
-pub(crate) async fn audit_page(State(state): State<AppState>, admin: Admin) -> PageResult {
-    let records = queue(&state).driver().audit_log(200).await?;
-    Ok(views::audit(&admin, &records, Utc::now()).into_response())
+/// Entries on the audit page.
+const AUDIT_SHOWN: usize = 200;
+/// Entries read to find those naming a job (the job filter reads targets).
+const AUDIT_SEARCHED: u32 = 5_000;
+
+/// The audit page's filter as the query string gives it.
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct AuditQuery {
+    pub(crate) actor: Option<String>,
+    pub(crate) action: Option<String>,
+    pub(crate) job: Option<String>,
+}
+
+pub(crate) struct AuditData {
+    pub(crate) query: AuditQuery,
+    pub(crate) records: Vec<jobs::audit::AuditRecord>,
+    pub(crate) problems: Vec<String>,
+    pub(crate) filtered: bool,
+}
+
+pub(crate) async fn audit_page(
+    State(state): State<AppState>,
+    admin: Admin,
+    Query(query): Query<AuditQuery>,
+) -> PageResult {
+    let filter = jobs::audit::AuditFilter {
+        actor: non_empty(&query.actor),
+        action: non_empty(&query.action),
+    };
+    let mut problems = Vec::new();
+    let job = match non_empty(&query.job) {
+        None => None,
+        Some(job) => match job.strip_prefix('#').unwrap_or(&job).parse::<i64>() {
+            Ok(id) => Some(id),
+            Err(_) => {
+                problems.push(format!("“{job}” is not a job id."));
+                None
+            }
+        },
+    };
+    let driver = queue(&state).driver();
+    let records = match job {
+        None => {
+            driver
+                .audit_log_matching(&filter, AUDIT_SHOWN as u32)
+                .await?
+        }
+        Some(id) => {
+            let mut records = driver.audit_log_matching(&filter, AUDIT_SEARCHED).await?;
+            records.retain(|r| r.names_job(id));
+            records.truncate(AUDIT_SHOWN);
+            records
+        }
+    };
+    let filtered = filter.actor.is_some() || filter.action.is_some() || job.is_some();
+    let data = AuditData {
+        query,
+        records,
+        problems,
+        filtered,
+    };
+    Ok(views::audit(&admin, &data, Utc::now()).into_response())
 }
 
 pub(crate) async fn style() -> Response {
@@ -612,6 +1099,19 @@ pub(crate) async fn style() -> Response {
             (header::CACHE_CONTROL, "public, max-age=300"),
         ],
         include_str!("../assets/style.css"),
+    )
+        .into_response()
+}
+
+/// The tab's icon: browsers ask for `/favicon.ico` whatever the page says, so both names serve
+/// it (an SVG; the security headers go on it like on every response).
+pub(crate) async fn favicon() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "image/svg+xml"),
+            (header::CACHE_CONTROL, "public, max-age=86400"),
+        ],
+        include_str!("../assets/favicon.svg"),
     )
         .into_response()
 }
@@ -637,4 +1137,83 @@ fn not_found_page() -> Response {
 
 pub(crate) async fn not_found() -> Response {
     not_found_page()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_normalise_to_what_occurrences_share() {
+        assert_eq!(
+            normalise_error("panel main: no client with id 4711 on the panel"),
+            "panel main: no client with id N on the panel"
+        );
+        assert_eq!(
+            normalise_error(
+                "send_dm: chat 123456789 blocked the bot (attempt 3 of 10: no attempts left)"
+            ),
+            "send_dm: chat N blocked the bot (attempt N of N: no attempts left)"
+        );
+        assert_eq!(
+            normalise_error("client 3f2a9c1e-77b0-4c1d-9e2f-0a1b2c3d4e5f  took 1.5 s"),
+            "client ID took N s"
+        );
+        // Words without digits are kept as they are, names with underscores included.
+        assert_eq!(
+            normalise_error("plan \"platinum\" is not configured"),
+            "plan \"platinum\" is not configured"
+        );
+    }
+
+    fn failed(id: i64, kind: &str, error: &str) -> JobRecord {
+        JobRecord {
+            id,
+            kind: kind.to_string(),
+            queue: "q".to_string(),
+            payload: json!({}),
+            state: JobState::Failed,
+            priority: 0,
+            attempts: 1,
+            max_attempts: 1,
+            snoozes: 0,
+            key: None,
+            run_at: Utc::now(),
+            created_at: Utc::now(),
+            attempted_at: None,
+            attempted_by: None,
+            locked_until: None,
+            finalized_at: None,
+            errors: Vec::new(),
+            last_error: Some(error.to_string()),
+        }
+    }
+
+    #[test]
+    fn failures_group_by_signature_biggest_first_with_their_kinds() {
+        let groups = group_failures(vec![
+            failed(9, "b", "timeout after 30 s"),
+            failed(8, "a", "chat 1 blocked"),
+            failed(7, "a", "chat 2 blocked"),
+            failed(6, "c", "chat 3 blocked"),
+        ]);
+        assert_eq!(groups.len(), 2);
+        assert_eq!(groups[0].signature, "chat N blocked");
+        assert_eq!(groups[0].example, "chat 1 blocked", "the newest as it was");
+        assert_eq!(
+            groups[0].jobs.iter().map(|j| j.id).collect::<Vec<_>>(),
+            [8, 7, 6]
+        );
+        assert_eq!(
+            groups[0].kinds,
+            [("a".to_string(), 2), ("c".to_string(), 1)]
+        );
+        assert_eq!(groups[1].signature, "timeout after N s");
+        assert_ne!(groups[0].key, groups[1].key);
+        assert_eq!(
+            groups[0].key,
+            group_key("chat N blocked"),
+            "keys are stable"
+        );
+    }
 }

@@ -31,7 +31,7 @@ use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{get, post};
 use jobs::Queue;
-use jobs::configuration::{AdminToken, Settings};
+use jobs::configuration::{AdminToken, PeriodicSettings, Settings};
 
 /// How the dashboard runs.
 #[derive(Debug, Clone)]
@@ -44,6 +44,9 @@ pub struct WebOptions {
     pub worker_stale_after: Duration,
     /// How long a browser session lasts after logging in.
     pub session_ttl: Duration,
+    /// The periodic jobs the workers enqueue (`[[periodic]]` and each panel's usage sync), for
+    /// the periodic page.
+    pub periodic: Vec<PeriodicSettings>,
 }
 
 impl WebOptions {
@@ -55,6 +58,7 @@ impl WebOptions {
             secure_cookie: settings.web.https(),
             worker_stale_after: settings.worker.heartbeat_interval * 3,
             session_ttl: Duration::from_secs(12 * 3600),
+            periodic: settings.periodic_jobs(),
         })
     }
 }
@@ -104,6 +108,7 @@ pub(crate) struct Inner {
     pub(crate) auth: auth::Auth,
     pub(crate) secure_cookie: bool,
     pub(crate) worker_stale_after: Duration,
+    pub(crate) periodic: Vec<PeriodicSettings>,
 }
 
 /// The dashboard's routes, for serving or for tests that bring their own listener.
@@ -114,6 +119,7 @@ pub fn router(queue: Queue, options: &WebOptions) -> Router {
             auth: auth::Auth::new(&options.admins, options.session_ttl),
             secure_cookie: options.secure_cookie,
             worker_stale_after: options.worker_stale_after,
+            periodic: options.periodic.clone(),
         }),
     };
     Router::new()
@@ -124,14 +130,23 @@ pub fn router(queue: Queue, options: &WebOptions) -> Router {
             "/jobs/bulk",
             get(handlers::bulk_confirm).post(handlers::bulk_apply),
         )
+        .route(
+            "/jobs/selected",
+            get(handlers::selection_confirm).post(handlers::selection_apply),
+        )
         .route("/jobs/{id}", get(handlers::job_page))
+        .route("/jobs/{id}/edit", post(handlers::job_edit))
         .route("/jobs/{id}/{action}", post(handlers::job_action))
         .route("/queues/{name}/{action}", post(handlers::queue_action))
+        .route("/failures", get(handlers::failures_page))
+        .route("/periodic", get(handlers::periodic_page))
         .route("/audit", get(handlers::audit_page))
         .route("/login", get(auth::login_page).post(auth::login))
         .route("/logout", post(auth::logout))
         .route("/static/style.css", get(handlers::style))
         .route("/static/live.js", get(handlers::live_js))
+        .route("/static/favicon.svg", get(handlers::favicon))
+        .route("/favicon.ico", get(handlers::favicon))
         .route("/healthz", get(|| async { "ok" }))
         // --- metrics: `/metrics` (Prometheus text format) is added here by web/src/metrics.rs ---
         .route("/metrics", get(metrics::handler))

@@ -13,7 +13,10 @@
 //!   `retried`, `failed` or `cancelled` in the last complete minute (all kinds, all workers,
 //!   from `jobq_stats`);
 //! - `jobq_queue_outcomes_last_hour{queue,outcome}`: the same over the last 60 minutes, the
-//!   current one included.
+//!   current one included;
+//! - `jobq_outcomes_total{queue,kind,outcome}`: a counter of the attempts that ended each way
+//!   since the database was created, all workers (`jobq_outcome_totals`, never pruned; every
+//!   outcome listed, 0 included, for each queue and kind that has one).
 //!
 //! [`handler`] serves them at `GET /metrics` to admins (Prometheus sends
 //! `Authorization: Bearer TOKEN`: `authorization: {credentials_file: ...}` in its scrape config).
@@ -23,25 +26,37 @@ use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, DurationRound, Utc};
+use jobs::driver::OutcomeTotal;
+use jobs::metrics::prometheus_client::metrics::counter::Counter;
 use jobs::metrics::prometheus_client::metrics::family::Family;
 use jobs::metrics::prometheus_client::metrics::gauge::Gauge;
-use jobs::metrics::{QueueLabel, QueueOutcome, QueueState, Registry};
+use jobs::metrics::{KindQueueOutcome, OUTCOMES, QueueLabel, QueueOutcome, QueueState, Registry};
 use jobs::queue::QueueError;
 use jobs::{JobState, Queue};
 
-/// The `Content-Type` of [`render_queue_metrics`]'s output.
-pub use jobs::metrics::CONTENT_TYPE;
+pub use jobs::metrics::Format;
 
 use crate::AppState;
 use crate::auth::Admin;
 
 /// `GET /metrics`, for admins: a worker counts as live as on the overview.
-pub(crate) async fn handler(State(state): State<AppState>, _admin: Admin) -> Response {
-    match render_queue_metrics(&state.inner.queue, state.inner.worker_stale_after).await {
-        Ok(text) => ([(header::CONTENT_TYPE, CONTENT_TYPE)], text).into_response(),
+/// In the format the scraper's `Accept` header asks for ([`Format::negotiate`]).
+pub(crate) async fn handler(
+    State(state): State<AppState>,
+    _admin: Admin,
+    headers: HeaderMap,
+) -> Response {
+    let format = Format::negotiate(
+        headers
+            .get(header::ACCEPT)
+            .and_then(|accept| accept.to_str().ok()),
+    );
+    let figures = render_queue_metrics(&state.inner.queue, state.inner.worker_stale_after, format);
+    match figures.await {
+        Ok(text) => ([(header::CONTENT_TYPE, format.content_type())], text).into_response(),
         Err(error) => {
             tracing::error!(%error, "cannot read the queue for /metrics");
             (
@@ -53,13 +68,14 @@ pub(crate) async fn handler(State(state): State<AppState>, _admin: Admin) -> Res
     }
 }
 
-/// The queue-level figures in the OpenMetrics text format. A worker counts as live when its
-/// last heartbeat is within `live_within` (e.g. three times `worker.heartbeat_interval`).
+/// The queue-level figures in `format`. A worker counts as live when its last heartbeat is
+/// within `live_within` (e.g. three times `worker.heartbeat_interval`).
 pub async fn render_queue_metrics(
     queue: &Queue,
     live_within: Duration,
+    format: Format,
 ) -> Result<String, QueueError> {
-    render_queue_metrics_at(queue, live_within, Utc::now()).await
+    render_queue_metrics_at(queue, live_within, Utc::now(), format).await
 }
 
 /// [`render_queue_metrics`] as of `now` (which decides the last minute and hour).
@@ -67,6 +83,7 @@ pub async fn render_queue_metrics_at(
     queue: &Queue,
     live_within: Duration,
     now: DateTime<Utc>,
+    format: Format,
 ) -> Result<String, QueueError> {
     let driver = queue.driver();
     let counts = driver.state_counts().await?;
@@ -75,6 +92,7 @@ pub async fn render_queue_metrics_at(
     let this_minute = minute_of(now);
     let hour_ago = this_minute - chrono::Duration::minutes(59);
     let outcomes = driver.outcome_series(hour_ago).await?;
+    let totals = driver.outcome_totals().await?;
 
     let mut registry = Registry::default();
 
@@ -166,9 +184,39 @@ pub async fn render_queue_metrics_at(
         }
     }
 
-    Ok(jobs::metrics::render(&registry))
+    register_totals(&mut registry, &totals);
+    Ok(jobs::metrics::render(&registry, format))
 }
 
 fn minute_of(t: DateTime<Utc>) -> DateTime<Utc> {
     t.duration_trunc(chrono::Duration::minutes(1)).unwrap_or(t)
+}
+
+/// `jobq_outcomes_total`: every outcome of each queue and kind counted so far, at zero when
+/// none ended that way yet.
+fn register_totals(registry: &mut Registry, totals: &[OutcomeTotal]) {
+    let family = Family::<KindQueueOutcome, Counter>::default();
+    registry.register(
+        "jobq_outcomes",
+        "Attempts that ended each way since the database was created, all workers",
+        family.clone(),
+    );
+    for total in totals {
+        for outcome in OUTCOMES {
+            let _ = family.get_or_create(&KindQueueOutcome {
+                kind: total.kind.clone(),
+                queue: total.queue.clone(),
+                outcome: outcome.to_string(),
+            });
+        }
+    }
+    for total in totals {
+        family
+            .get_or_create(&KindQueueOutcome {
+                kind: total.kind.clone(),
+                queue: total.queue.clone(),
+                outcome: total.outcome.clone(),
+            })
+            .inc_by(u64::try_from(total.count).unwrap_or(0));
+    }
 }

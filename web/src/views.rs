@@ -1,6 +1,8 @@
 //! The HTML. maud escapes every interpolated value, so text from jobs (payloads, errors, keys,
 //! queue and kind names, worker ids, audit targets) renders inert.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
 use jobs::JobState;
 use jobs::audit::AuditRecord;
@@ -11,7 +13,8 @@ use serde_json::Value;
 use crate::auth::Admin;
 use crate::chart;
 use crate::handlers::{
-    BulkData, ListData, Notice, OverviewData, can, describe_filter, filter_query,
+    AuditData, BulkData, FailuresData, ListData, Notice, OverviewData, PeriodicRow, SelectionData,
+    can, describe_filter, editable, filter_query,
 };
 
 #[derive(PartialEq, Clone, Copy)]
@@ -19,6 +22,8 @@ enum Nav {
     Overview,
     Jobs,
     Failed,
+    Failures,
+    Periodic,
     Audit,
     None,
 }
@@ -43,6 +48,7 @@ fn head(title: &str) -> Markup {
             meta name="referrer" content="no-referrer";
             title { (title) " · jobq" }
             link rel="stylesheet" href="/static/style.css";
+            link rel="icon" type="image/svg+xml" href="/static/favicon.svg";
         }
     }
 }
@@ -72,6 +78,8 @@ fn layout(admin: &Admin, title: &str, nav: Nav, scripts: &[&str], body: Markup) 
                         (item(Nav::Overview, "/", "Overview"))
                         (item(Nav::Jobs, "/jobs", "Jobs"))
                         (item(Nav::Failed, "/jobs?state=failed", "Failed"))
+                        (item(Nav::Failures, "/failures", "By error"))
+                        (item(Nav::Periodic, "/periodic", "Periodic"))
                         (item(Nav::Audit, "/audit", "Audit log"))
                     }
                     div.who {
@@ -147,6 +155,7 @@ fn notice_flash(notice: &Notice) -> Markup {
         Some("retry") => format!("Retried {}.", jobs(changed)),
         Some("discard") => format!("Discarded {}.", jobs(changed)),
         Some("cancel") => format!("Cancelled {}.", jobs(changed)),
+        Some("edit_retry") => "Payload saved and the job retried.".to_string(),
         Some("pause") => "Queue paused: workers take no new jobs from it.".to_string(),
         Some("resume") => "Queue resumed.".to_string(),
         _ => return html! {},
@@ -338,7 +347,7 @@ pub(crate) fn overview(admin: &Admin, data: &OverviewData, notice: &Notice) -> M
         }
         section {
             h2 { "Workers" }
-            (workers_table(&data.live_workers, now))
+            (workers_table(&data.live_workers, &data.running, now))
             @if !data.stale_workers.is_empty() {
                 p.flash.warn {
                     (plural(data.stale_workers.len() as i64, "worker has", "workers have"))
@@ -362,22 +371,39 @@ pub(crate) fn overview(admin: &Admin, data: &OverviewData, notice: &Notice) -> M
     layout(admin, "Overview", Nav::Overview, &["/static/live.js"], body)
 }
 
-fn workers_table(workers: &[WorkerInfo], now: DateTime<Utc>) -> Markup {
+/// Running jobs listed per worker; the rest are counted.
+const RUNNING_SHOWN: usize = 8;
+
+fn workers_table(
+    workers: &[WorkerInfo],
+    running: &HashMap<String, Vec<JobRecord>>,
+    now: DateTime<Utc>,
+) -> Markup {
     html! {
         @if workers.is_empty() {
             p.empty { "No live worker. Start one with " code { "jobq worker" } "." }
         } @else {
             div.scroll {
-            table {
-                thead { tr { th { "Worker" } th { "Host" } th.num { "PID" } th { "Queues" } th.num { "Slots" } th { "Started" } th { "Heartbeat" } } }
+            table.workers {
+                thead { tr { th { "Worker" } th { "Host" } th.num { "PID" } th { "Queues" } th.num { "Slots" } th.num { "Running" } th { "Running jobs" } th { "Started" } th { "Heartbeat" } } }
                 tbody {
                     @for w in workers {
-                        tr {
+                        @let jobs = running.get(&w.id).map(Vec::as_slice).unwrap_or_default();
+                        tr data-worker=(w.id) {
                             td { code { (w.id) } }
                             td { (w.host) }
                             td.num { (w.pid) }
                             td { (w.queues) }
                             td.num { (w.concurrency) }
+                            td.num { (jobs.len()) }
+                            td.running {
+                                @for (i, j) in jobs.iter().take(RUNNING_SHOWN).enumerate() {
+                                    @if i > 0 { ", " }
+                                    a href={"/jobs/" (j.id)} title={(j.kind) " since " (j.attempted_at.map(|t| relative(t, now)).unwrap_or_default())} { "#" (j.id) } " " span.muted { (j.kind) }
+                                }
+                                @if jobs.len() > RUNNING_SHOWN { " and " (jobs.len() - RUNNING_SHOWN) " more" }
+                                @if jobs.is_empty() { span.muted { "idle" } }
+                            }
                             td { (when(w.started_at, now)) }
                             td { (when(w.heartbeat_at, now)) }
                         }
@@ -415,11 +441,50 @@ fn audit_table(records: &[AuditRecord], now: DateTime<Utc>) -> Markup {
     }
 }
 
-pub(crate) fn audit(admin: &Admin, records: &[AuditRecord], now: DateTime<Utc>) -> Markup {
+/// The actions the audit log records, for its filter.
+const AUDIT_ACTIONS: [&str; 6] = [
+    "retry",
+    "edit_retry",
+    "discard",
+    "cancel",
+    "pause",
+    "resume",
+];
+
+pub(crate) fn audit(admin: &Admin, data: &AuditData, now: DateTime<Utc>) -> Markup {
+    let q = &data.query;
+    let action = q.action.as_deref().unwrap_or("");
     let body = html! {
         h1 { "Audit log" }
-        p.muted { "Every repair and queue change, from the dashboard, the CLI and the bots: newest first, the last 200." }
-        (audit_table(records, now))
+        p.muted { "Every repair and queue change, from the dashboard, the CLI and the bots: newest first, the last 200 that match." }
+        @for p in &data.problems {
+            p.flash.warn role="alert" { (p) }
+        }
+        form.filters method="get" action="/audit" {
+            label {
+                span { "Who" }
+                input name="actor" value=[q.actor.as_deref()] placeholder="anyone";
+            }
+            label {
+                span { "Action" }
+                select name="action" {
+                    option value="" selected[action.is_empty()] { "any" }
+                    @for a in AUDIT_ACTIONS {
+                        option value=(a) selected[action == a] { (a) }
+                    }
+                    @if !action.is_empty() && !AUDIT_ACTIONS.contains(&action) {
+                        option value=(action) selected { (action) }
+                    }
+                }
+            }
+            label {
+                span { "Job" }
+                input name="job" value=[q.job.as_deref()] placeholder="id" inputmode="numeric";
+            }
+            button.primary type="submit" { "Filter" }
+            @if data.filtered { a.clear href="/audit" { "Clear" } }
+        }
+        (audit_table(&data.records, now))
     };
     layout(admin, "Audit log", Nav::Audit, &[], body)
 }
@@ -509,20 +574,25 @@ pub(crate) fn jobs_list(admin: &Admin, data: &ListData, notice: &Notice) -> Mark
         @if data.jobs.is_empty() {
             p.empty { "No job matches." }
         } @else {
+            (selection_form(&jobs_link(f)))
             div.scroll {
             table.jobs {
-                thead { tr { th.num { "Id" } th { "Kind" } th { "Queue" } th { "State" } th.num { "Attempts" } th { "Created" } th { "Run at / finished" } th { "Last error" } } }
+                thead { tr { th { span.visually-hidden { "Select" } } th.num { "Id" } th { "Kind" } th { "Queue" } th { "State" } th.num { "Attempts" } th { "Created" } th { "Run at / finished" } th { "Last error" } } }
                 tbody {
                     @for listed in &data.jobs {
                         @match listed {
                             Listed::Job(j) => tr {
+                                td { (select_box(j.id)) }
                                 (job_cells(j))
                                 td.num { (j.attempts) "/" (j.max_attempts) }
                                 td { (when(j.created_at, now)) }
                                 td { (when(j.finalized_at.unwrap_or(j.run_at), now)) }
                                 td.error-cell { @if let Some(e) = &j.last_error { (truncate(e, 140)) } }
                             },
-                            Listed::Unreadable(row) => (unreadable_row(row, 7)),
+                            Listed::Unreadable(row) => tr.unreadable {
+                                td { (select_box(row.id)) }
+                                (unreadable_cells(row, 7))
+                            },
                         }
                     }
                 }
@@ -554,11 +624,23 @@ fn job_cells(j: &JobRecord) -> Markup {
 
 /// A listed row that cannot be read: its id (linked) and, across the other `columns`, which
 /// column holds what jobq cannot read.
-fn unreadable_row(row: &Unreadable, columns: u32) -> Markup {
+fn unreadable_cells(row: &Unreadable, columns: u32) -> Markup {
     html! {
-        tr.unreadable {
-            td.num { a href={"/jobs/" (row.id)} { "#" (row.id) } }
-            td.error-cell colspan=(columns) { strong { "Unreadable row: " } (row.to_string()) }
+        td.num { a href={"/jobs/" (row.id)} { "#" (row.id) } }
+        td.error-cell colspan=(columns) { strong { "Unreadable row: " } (row.to_string()) }
+    }
+}
+
+/// The actions on ticked jobs: a form outside the table, which the rows' boxes join by its id
+/// (`form="selection"`), so it works without a script. `back` is the page to return to.
+pub(crate) fn selection_form(back: &str) -> Markup {
+    html! {
+        form.selection #selection method="get" action="/jobs/selected" {
+            input type="hidden" name="back" value=(back);
+            span.muted { "Ticked jobs: " }
+            button.small.secondary type="submit" name="action" value="retry" { "Retry selected…" }
+            button.small.secondary type="submit" name="action" value="cancel" { "Cancel selected…" }
+            button.small.danger type="submit" name="action" value="discard" { "Discard selected…" }
         }
     }
 }
@@ -588,8 +670,231 @@ pub(crate) fn unreadable_job(admin: &Admin, row: &Unreadable, notice: &Notice) -
     layout(admin, &title, Nav::Jobs, &[], body)
 }
 
+/// A row's box for [`selection_form`].
+pub(crate) fn select_box(id: i64) -> Markup {
+    html! {
+        input type="checkbox" name="id" value=(id) form="selection" aria-label={"Select job #" (id)};
+    }
+}
+
+fn verb_of(action: &str) -> &'static str {
+    match action {
+        "retry" => "Retry",
+        "discard" => "Discard",
+        _ => "Cancel",
+    }
+}
+
+pub(crate) fn selection_confirm(admin: &Admin, data: &SelectionData) -> Markup {
+    let now = Utc::now();
+    let selection = &data.selection;
+    let action = selection.action;
+    let verb = verb_of(action);
+    let applies = data.jobs.iter().filter(|j| can(action, j.state)).count() as i64;
+    let left_alone = selection.ids.len() as i64 - applies;
+    let body = html! {
+        p.crumbs { a href=(selection.back) { "← Back" } }
+        h1 { (verb) " " (plural(selection.ids.len() as i64, "selected job", "selected jobs")) "?" }
+        p {
+            (verb) " applies to " strong { (applies) " of them" } " now"
+            @if left_alone > 0 {
+                "; " (plural(left_alone, "job is", "jobs are")) " in a state " (action)
+                " does not apply to (or gone) and will be left alone"
+            }
+            ". The audit log records it under your name."
+        }
+        @if action == "discard" {
+            p.flash.warn { "Discarded jobs never run; they are pruned after the retention period." }
+        }
+        form.confirm method="post" action="/jobs/selected" {
+            (csrf_field(admin))
+            input type="hidden" name="action" value=(action);
+            input type="hidden" name="back" value=(selection.back);
+            @for id in &selection.ids { input type="hidden" name="id" value=(id); }
+            button type="submit" class=(if action == "discard" { "danger" } else { "primary" }) disabled[applies == 0] {
+                (verb) " " (plural(applies, "job", "jobs"))
+            }
+            " "
+            a href=(selection.back) { "Cancel, go back" }
+        }
+        table.jobs {
+            thead { tr { th.num { "Id" } th { "Kind" } th { "Queue" } th { "State" } th { (verb) "?" } th { "Created" } th { "Last error" } } }
+            tbody {
+                @for j in &data.jobs {
+                    tr {
+                        td.num { a href={"/jobs/" (j.id)} { "#" (j.id) } }
+                        td { (j.kind) }
+                        td { (j.queue) }
+                        td { (state_badge(j.state)) }
+                        td { @if can(action, j.state) { "yes" } @else { span.muted { "no: left alone" } } }
+                        td { (when(j.created_at, now)) }
+                        td.error-cell { @if let Some(e) = &j.last_error { (truncate(e, 140)) } }
+                    }
+                }
+            }
+        }
+    };
+    layout(
+        admin,
+        &format!("{verb} selected jobs"),
+        Nav::None,
+        &[],
+        body,
+    )
+}
+
+pub(crate) fn failures(admin: &Admin, data: &FailuresData, notice: &Notice) -> Markup {
+    let now = Utc::now();
+    let open = data.open.and_then(|i| data.groups.get(i));
+    let body = html! {
+        h1 { "Failures by error" }
+        (notice_flash(notice))
+        p.muted {
+            "Failed jobs grouped by their last error, with ids and numbers taken out, biggest group first. "
+            @if (data.read as i64) < data.total {
+                "The newest " (data.read) " of " (data.total) " failed jobs are grouped."
+            } @else {
+                (plural(data.total, "failed job", "failed jobs")) "."
+            }
+        }
+        @if data.groups.is_empty() {
+            p.empty { "No failed job." }
+        } @else {
+            div.scroll {
+            table.failures {
+                thead { tr { th { "Error" } th.num { "Jobs" } th { "Kinds" } th { "Newest" } th {} } }
+                tbody {
+                    @for g in &data.groups {
+                        tr id={"group-" (g.key)} class=[open.is_some_and(|o| o.key == g.key).then_some("open")] {
+                            td.error-cell title=(g.example) { (truncate(&g.signature, 300)) }
+                            td.num { (g.jobs.len()) }
+                            td {
+                                @for (i, (kind, n)) in g.kinds.iter().enumerate() {
+                                    @if i > 0 { ", " }
+                                    code { (kind) } " " span.muted { "×" (n) }
+                                }
+                            }
+                            td { @if let Some(j) = g.jobs.first() { (when(j.finalized_at.unwrap_or(j.run_at), now)) } }
+                            td { a href={"/failures?group=" (g.key) "#jobs"} { "Show the jobs" } }
+                        }
+                    }
+                }
+            }
+            }
+        }
+        @if let Some(g) = open {
+            section #jobs {
+                h2 { (plural(g.jobs.len() as i64, "job fails", "jobs fail")) " with" }
+                pre.error { (g.example) }
+                (selection_form(&format!("/failures?group={}", g.key)))
+                div.scroll {
+                table.jobs {
+                    thead { tr { th { span.visually-hidden { "Select" } } th.num { "Id" } th { "Kind" } th { "Queue" } th.num { "Attempts" } th { "Failed" } th { "Last error" } } }
+                    tbody {
+                        @for j in &g.jobs {
+                            tr {
+                                td { (select_box(j.id)) }
+                                td.num { a href={"/jobs/" (j.id)} { "#" (j.id) } }
+                                td { (j.kind) }
+                                td { (j.queue) }
+                                td.num { (j.attempts) "/" (j.max_attempts) }
+                                td { (when(j.finalized_at.unwrap_or(j.run_at), now)) }
+                                td.error-cell { @if let Some(e) = &j.last_error { (truncate(e, 140)) } }
+                            }
+                        }
+                    }
+                }
+                }
+            }
+        }
+    };
+    layout(admin, "Failures by error", Nav::Failures, &[], body)
+}
+
+pub(crate) fn periodic(admin: &Admin, rows: &[PeriodicRow], now: DateTime<Utc>) -> Markup {
+    let body = html! {
+        h1 { "Periodic jobs" }
+        p.muted {
+            "What the workers enqueue on a schedule (" code { "[[periodic]]" } " in the config, and each panel's usage sync): "
+            "one job per period whichever number of workers run, keyed by the entry's name and the period's start."
+        }
+        @if rows.is_empty() {
+            p.empty { "No periodic job is configured." }
+        } @else {
+            div.scroll {
+            table.periodic {
+                thead { tr { th { "Name" } th { "Kind" } th { "Queue" } th { "Every" } th { "Last job" } th { "Its state" } th { "Enqueued" } th { "Next" } } }
+                tbody {
+                    @for r in rows {
+                        tr {
+                            td { strong { (r.entry.name) } }
+                            td { code { (r.entry.kind) } }
+                            td { (r.queue) }
+                            td { (human_secs(r.entry.every.as_secs_f64())) }
+                            @match &r.last {
+                                Some(j) => {
+                                    td.num { a href={"/jobs/" (j.id)} { "#" (j.id) } }
+                                    td { (state_badge(j.state)) }
+                                    td { (when(j.created_at, now)) }
+                                }
+                                None => {
+                                    td.muted { "none yet" }
+                                    td {}
+                                    td {}
+                                }
+                            }
+                            td { (when(r.next, now)) }
+                        }
+                    }
+                }
+            }
+            }
+        }
+    };
+    layout(admin, "Periodic jobs", Nav::Periodic, &[], body)
+}
+
 fn pretty(value: &Value) -> String {
     serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string())
+}
+
+/// The payload editor's state on a job page: empty, or an edit sent back with what is wrong.
+#[derive(Debug, Default)]
+pub(crate) struct EditForm {
+    pub(crate) draft: Option<String>,
+    pub(crate) problem: Option<String>,
+}
+
+fn payload_editor(admin: &Admin, job: &JobRecord, payload: &Value, edit: &EditForm) -> Markup {
+    html! {
+        @if editable(job) {
+            details.edit open[edit.problem.is_some()] {
+                summary { "Edit the payload and retry" }
+                p.muted {
+                    "The " code { (job.kind) } " kind checks the new payload before anything is saved; "
+                    "the old and the new payload go to the audit log under your name."
+                }
+                @if let Some(problem) = &edit.problem {
+                    p.flash.error role="alert" { (problem) }
+                }
+                form.edit method="post" action={"/jobs/" (job.id) "/edit"} {
+                    (csrf_field(admin))
+                    textarea name="payload" rows="10" spellcheck="false" aria-label="Payload (JSON)" {
+                        (edit.draft.clone().unwrap_or_else(|| pretty(payload)))
+                    }
+                    button.primary type="submit" { "Save and retry" }
+                }
+            }
+        } @else if job.state == JobState::Failed {
+            p.muted {
+                @if jobs::kinds::spec(&job.kind).is_none() {
+                    "This payload cannot be edited here: the dashboard does not know the kind, so it could not check an edit."
+                } @else {
+                    "This payload cannot be edited here: its kind masks some of it (links), and an edit of the masked copy would lose them."
+                }
+            }
+        }
+    }
 }
 
 pub(crate) fn job(
@@ -598,6 +903,7 @@ pub(crate) fn job(
     payload: &Value,
     known_kind: bool,
     notice: &Notice,
+    edit: &EditForm,
     now: DateTime<Utc>,
 ) -> Markup {
     let waiting = matches!(
@@ -699,6 +1005,7 @@ pub(crate) fn job(
                 @else { "Shown as stored: this dashboard does not know the kind " code { (job.kind) } "." }
             }
             pre.payload { code { (pretty(payload)) } }
+            (payload_editor(admin, job, payload, edit))
         }
     };
     layout(admin, &title, Nav::Jobs, &[], body)
@@ -707,11 +1014,7 @@ pub(crate) fn job(
 pub(crate) fn bulk_confirm(admin: &Admin, data: &BulkData) -> Markup {
     let now = Utc::now();
     let f = &data.filter;
-    let verb = match data.action {
-        "retry" => "Retry",
-        "discard" => "Discard",
-        _ => "Cancel",
-    };
+    let verb = verb_of(data.action);
     let body = html! {
         p.crumbs { a href=(jobs_link(f)) { "← Back to the jobs" } }
         h1 { (verb) " " (plural(data.count, "job", "jobs")) "?" }
@@ -752,7 +1055,7 @@ pub(crate) fn bulk_confirm(admin: &Admin, data: &BulkData) -> Markup {
                                 td { (when(j.created_at, now)) }
                                 td.error-cell { @if let Some(e) = &j.last_error { (truncate(e, 140)) } }
                             },
-                            Listed::Unreadable(row) => (unreadable_row(row, 5)),
+                            Listed::Unreadable(row) => tr.unreadable { (unreadable_cells(row, 5)) },
                         }
                     }
                 }

@@ -144,6 +144,7 @@ impl Completer {
             Finish::Retry { .. } => "retried",
             Finish::Failed { .. } => "failed",
             Finish::Cancelled { .. } => "cancelled",
+            Finish::Snooze { .. } => "snoozed",
         };
         let key = StatKey {
             minute: minute_of(Utc::now()),

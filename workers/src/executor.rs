@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use futures::FutureExt;
-use jobs::RetryPolicy;
+use jobs::JobSpec;
 use jobs::driver::{AttemptError, FetchedJob, Finish, Finished};
 use tracing::Instrument;
 
@@ -31,9 +31,9 @@ pub async fn execute(registry: &Registry, job: FetchedJob, ctx: JobContext) -> D
         attempt = job.attempt
     );
     let started = Instant::now();
-    let (result, retry) = run(registry, &job, &ctx).instrument(span.clone()).await;
+    let (result, limits) = run(registry, &job, &ctx).instrument(span.clone()).await;
     let duration = started.elapsed();
-    let finish = classify(result, &job, retry, &ctx.worker_id, duration);
+    let finish = classify(result, &job, limits, &ctx.worker_id, duration);
     span.in_scope(|| match &finish {
         Finish::Completed => tracing::debug!(?duration, "job completed"),
         Finish::Retry { delay, error } => {
@@ -41,6 +41,9 @@ pub async fn execute(registry: &Registry, job: FetchedJob, ctx: JobContext) -> D
         }
         Finish::Failed { error } => tracing::error!(error = %error.error, "job failed for good"),
         Finish::Cancelled { error } => tracing::info!(error = %error.error, "job cancelled"),
+        Finish::Snooze { delay } => {
+            tracing::info!(?delay, "job snoozed: not now, no attempt spent")
+        }
     });
     Done {
         finished: Finished {
@@ -54,22 +57,42 @@ pub async fn execute(registry: &Registry, job: FetchedJob, ctx: JobContext) -> D
     }
 }
 
+/// What the kind allows a job between attempts: its backoff and how often it may snooze.
+#[derive(Clone, Copy, Debug)]
+struct Allowance {
+    retry: jobs::RetryPolicy,
+    max_snoozes: u32,
+}
+
+impl Allowance {
+    fn of(spec: &JobSpec) -> Allowance {
+        Allowance {
+            retry: spec.retry,
+            max_snoozes: spec.max_snoozes,
+        }
+    }
+}
+
 async fn run(
     registry: &Registry,
     job: &FetchedJob,
     ctx: &JobContext,
-) -> (Result<(), JobError>, RetryPolicy) {
+) -> (Result<(), JobError>, Allowance) {
     let Some(registered) = registry.get(&job.kind) else {
         let error = JobError::Permanent(format!(
             "unknown job kind '{}': this worker runs {}",
             job.kind,
             registry.known_kinds()
         ));
-        return (Err(error), RetryPolicy::default());
+        let allowance = Allowance {
+            retry: jobs::RetryPolicy::default(),
+            max_snoozes: 0,
+        };
+        return (Err(error), allowance);
     };
     let spec = registered.spec;
     let result = guarded(spec.timeout, registered.handler.run(&job.payload, ctx)).await;
-    (result, spec.retry)
+    (result, Allowance::of(&spec))
 }
 
 /// The handler's own result, or its panic or running past `timeout` as an error to retry.
@@ -108,11 +131,12 @@ fn shown_error(message: &str) -> String {
 
 /// The job's next state after an attempt by `worker` that took `duration` and ended in
 /// `result`: retried after the kind's backoff (or no sooner than a Retry-After) while attempts
-/// are left, failed when none are, failed or cancelled at once when the handler says so.
+/// are left, failed when none are, failed or cancelled at once when the handler says so;
+/// snoozed (no attempt spent) while the kind's snoozes last, then failed naming the wait.
 fn classify(
     result: Result<(), JobError>,
     job: &FetchedJob,
-    retry: RetryPolicy,
+    allowance: Allowance,
     worker: &str,
     duration: Duration,
 ) -> Finish {
@@ -127,7 +151,18 @@ fn classify(
         error: shown_error(&message),
     };
     let attempts_left = job.attempt < job.max_attempts;
+    let snoozes_left = i64::from(job.snoozes) < i64::from(allowance.max_snoozes);
     match error {
+        JobError::Snooze { after, .. } if snoozes_left => Finish::Snooze {
+            delay: after.min(MAX_RETRY_AFTER),
+        },
+        JobError::Snooze { reason, .. } => Finish::Failed {
+            error: record(format!(
+                "{reason} (waited {} times without spending an attempt, the most a {} job may: \
+                 giving up)",
+                job.snoozes, job.kind
+            )),
+        },
         JobError::Permanent(reason) => Finish::Failed {
             error: record(reason),
         },
@@ -143,7 +178,9 @@ fn classify(
             }
         }
         JobError::Retry(reason) => Finish::Retry {
-            delay: retry.backoff(u32::try_from(job.attempt).unwrap_or(1)),
+            delay: allowance
+                .retry
+                .backoff(u32::try_from(job.attempt).unwrap_or(1)),
             error: record(reason),
         },
         JobError::RetryAfter { after, reason } => Finish::Retry {
@@ -169,16 +206,64 @@ mod tests {
             attempt,
             max_attempts,
             key: None,
+            snoozes: 0,
+            waited: Duration::ZERO,
         }
     }
 
-    /// Base 1 s doubling to a 60 s cap, ±20%.
-    const POLICY: RetryPolicy =
-        RetryPolicy::exponential(Duration::from_secs(1), Duration::from_secs(60));
+    /// Base 1 s doubling to a 60 s cap, ±20%; three snoozes.
+    const ALLOWANCE: Allowance = Allowance {
+        retry: jobs::RetryPolicy::exponential(Duration::from_secs(1), Duration::from_secs(60)),
+        max_snoozes: 3,
+    };
 
     fn outcome(result: Result<(), JobError>, attempt: i32, max_attempts: i32) -> Finish {
         let took = Duration::from_millis(1_234);
-        classify(result, &job(attempt, max_attempts), POLICY, WORKER, took)
+        classify(result, &job(attempt, max_attempts), ALLOWANCE, WORKER, took)
+    }
+
+    fn snooze(after: Duration) -> Result<(), JobError> {
+        Err(JobError::Snooze {
+            after,
+            reason: "panel main: panel rate-limited the call (HTTP 429)".into(),
+        })
+    }
+
+    #[test]
+    fn a_snooze_reschedules_even_on_the_last_attempt_and_records_no_error() {
+        let after = Duration::from_millis(1_500);
+        for (attempt, max_attempts) in [(1, 3), (3, 3), (1, 1)] {
+            let finish = outcome(snooze(after), attempt, max_attempts);
+            assert!(
+                matches!(finish, Finish::Snooze { delay } if delay == after),
+                "attempt {attempt} of {max_attempts}: {finish:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn past_the_kinds_snoozes_a_snooze_fails_the_job_naming_what_it_waited_for() {
+        let after_snoozes = |snoozes| {
+            let mut waited = job(1, 5);
+            waited.snoozes = snoozes;
+            let took = Duration::from_millis(1_234);
+            classify(
+                snooze(Duration::from_secs(1)),
+                &waited,
+                ALLOWANCE,
+                WORKER,
+                took,
+            )
+        };
+        let still = after_snoozes(2);
+        assert!(matches!(still, Finish::Snooze { .. }), "{still:?}");
+        let failed = after_snoozes(3);
+        assert!(matches!(failed, Finish::Failed { .. }), "{failed:?}");
+        assert_eq!(
+            recorded(&failed, 1),
+            "panel main: panel rate-limited the call (HTTP 429) (waited 3 times without \
+             spending an attempt, the most a test_fail job may: giving up)"
+        );
     }
 
     /// The error an outcome records: who, which attempt, how long it took, what it said.
@@ -187,7 +272,9 @@ mod tests {
             Finish::Retry { error, .. }
             | Finish::Failed { error }
             | Finish::Cancelled { error } => error,
-            Finish::Completed => panic!("a completed attempt records no error"),
+            Finish::Completed | Finish::Snooze { .. } => {
+                panic!("a completed or snoozed run records no error")
+            }
         };
         assert_eq!(error.attempt, attempt, "{error:?}");
         assert_eq!(error.worker, WORKER, "{error:?}");

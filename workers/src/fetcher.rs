@@ -70,7 +70,10 @@ impl Fetcher {
                         error_delay = Duration::from_millis(100);
                         more_waiting = jobs.len() == free;
                         metrics.fetched.inc_by(jobs.len() as u64);
-                        jobs.into_iter().for_each(|job| self.start(job, &metrics));
+                        for job in jobs {
+                            self.shared.metrics.claimed(&job);
+                            self.start(job, &metrics);
+                        }
                     }
                     Err(error) => {
                         tracing::error!(%error, ?error_delay, "fetch failed; trying again");
@@ -113,6 +116,11 @@ impl Fetcher {
             id,
             attempt: job.attempt,
             max_attempts: job.max_attempts,
+            snoozes: job.snoozes,
+            max_snoozes: shared
+                .registry
+                .get(&job.kind)
+                .map_or(0, |registered| registered.spec.max_snoozes),
             key: job.key.clone(),
             queue: shared.queue.clone(),
             worker_id: shared.worker_id.clone(),

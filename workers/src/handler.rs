@@ -16,6 +16,10 @@ pub enum JobError {
     Retry(String),
     /// Try again no sooner than `after` (a 429's Retry-After).
     RetryAfter { after: Duration, reason: String },
+    /// Not now, and nothing went wrong (a 429, a limiter or lock with no room): run again no
+    /// sooner than `after` without spending an attempt. A kind allows only so many
+    /// (`Rules::max_snoozes`); `reason` says what the job waited for when that bound fails it.
+    Snooze { after: Duration, reason: String },
     /// Will never work: kept in `failed` with this error until an admin acts.
     Permanent(String),
     /// Nothing left to do (the thing it was for is gone): `cancelled`.
@@ -39,6 +43,7 @@ impl Display for JobError {
             JobError::RetryAfter { after, reason } => {
                 write!(f, "{reason} (retry no sooner than {after:?})")
             }
+            JobError::Snooze { after, reason } => write!(f, "{reason} (waiting {after:?})"),
             JobError::Permanent(reason) => write!(f, "{reason}"),
             JobError::Cancel(reason) => write!(f, "cancelled: {reason}"),
         }
@@ -51,9 +56,26 @@ pub struct JobContext {
     pub id: i64,
     pub attempt: i32,
     pub max_attempts: i32,
+    /// How often the job has snoozed so far, and how often its kind allows.
+    pub snoozes: i32,
+    pub max_snoozes: u32,
     pub key: Option<String>,
     pub queue: Queue,
     pub worker_id: Arc<str>,
+}
+
+impl JobContext {
+    /// Whether `error` ends the job (the executor fails it): permanent, a retry with no
+    /// attempt left, a snooze with no snooze left. A handler that must leave nothing behind
+    /// when its job fails for good asks this before returning.
+    pub fn ends_job(&self, error: &JobError) -> bool {
+        match error {
+            JobError::Permanent(_) => true,
+            JobError::Retry(_) | JobError::RetryAfter { .. } => self.attempt >= self.max_attempts,
+            JobError::Snooze { .. } => i64::from(self.snoozes) >= i64::from(self.max_snoozes),
+            JobError::Cancel(_) => false,
+        }
+    }
 }
 
 #[async_trait]

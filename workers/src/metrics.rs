@@ -11,11 +11,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::http::header;
+use axum::http::{HeaderMap, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
-use jobs::driver::{Finish, Finished};
-use jobs::metrics::{CONTENT_TYPE, KindQueue, QueueLabel, Registry};
+use jobs::driver::{FetchedJob, Finish, Finished};
+use jobs::metrics::{Format, KindQueue, QueueLabel, Registry};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -28,6 +28,11 @@ use crate::executor::Done;
 pub const DURATION_BUCKETS: [f64; 17] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
     120.0, 300.0,
+];
+/// Queue-wait buckets, seconds: 5 ms to 1 h (a due job waits for a free slot, a worker, an
+/// unpaused queue).
+pub const QUEUE_WAIT_BUCKETS: [f64; 16] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0,
 ];
 /// Completer batch sizes, jobs.
 const BATCH_SIZE_BUCKETS: [f64; 12] = [
@@ -49,6 +54,10 @@ fn duration_histogram() -> Histogram {
     Histogram::new(DURATION_BUCKETS)
 }
 
+fn queue_wait_histogram() -> Histogram {
+    Histogram::new(QUEUE_WAIT_BUCKETS)
+}
+
 /// One worker process's metrics.
 pub struct WorkerMetrics {
     registry: Registry,
@@ -56,7 +65,9 @@ pub struct WorkerMetrics {
     retried: Family<KindQueue, Counter>,
     failed: Family<KindQueue, Counter>,
     cancelled: Family<KindQueue, Counter>,
+    snoozed: Family<KindQueue, Counter>,
     duration: HistogramFamily<KindQueue>,
+    queue_wait: HistogramFamily<KindQueue>,
     running: Family<QueueLabel, Gauge>,
     fetches: Family<QueueLabel, Counter>,
     fetched: Family<QueueLabel, Counter>,
@@ -123,12 +134,27 @@ impl WorkerMetrics {
             "jobq_jobs_cancelled",
             "Job attempts whose handler cancelled the job",
         );
+        let snoozed = counter(
+            &mut registry,
+            "jobq_jobs_snoozed",
+            "Job runs told \"not now\" (a 429, a limit or lock with no room): rescheduled \
+             without spending an attempt",
+        );
         let duration: HistogramFamily<KindQueue> = Family::new_with_constructor(duration_histogram);
         registry.register_with_unit(
             "jobq_job_duration",
             "Execution time of job attempts in this process, whatever their outcome",
             prometheus_client::registry::Unit::Seconds,
             duration.clone(),
+        );
+        let queue_wait: HistogramFamily<KindQueue> =
+            Family::new_with_constructor(queue_wait_histogram);
+        registry.register_with_unit(
+            "jobq_job_queue_wait",
+            "Time from a job being due (its run_at: enqueued, scheduled or put back for a retry) \
+             to its claim by this process",
+            prometheus_client::registry::Unit::Seconds,
+            queue_wait.clone(),
         );
         let running = Family::<QueueLabel, Gauge>::default();
         registry.register(
@@ -178,7 +204,9 @@ impl WorkerMetrics {
             retried,
             failed,
             cancelled,
+            snoozed,
             duration,
+            queue_wait,
             running,
             fetches,
             fetched,
@@ -188,9 +216,34 @@ impl WorkerMetrics {
         }
     }
 
-    /// Everything in the OpenMetrics text format.
-    pub fn render(&self) -> String {
-        jobs::metrics::render(&self.registry)
+    /// Everything, in `format`.
+    pub fn render(&self, format: Format) -> String {
+        jobs::metrics::render(&self.registry, format)
+    }
+
+    /// Starts every per-kind family of the kinds this process runs at zero (and their
+    /// queues' per-queue ones), so a series exists before its first event: a rate over it, or
+    /// an alert on it, works from the start.
+    pub fn expect(&self, kinds: impl IntoIterator<Item = (&'static str, String)>) {
+        for (kind, queue) in kinds {
+            let labels = KindQueue {
+                kind: kind.to_string(),
+                queue: queue.clone(),
+            };
+            for family in [
+                &self.completed,
+                &self.retried,
+                &self.failed,
+                &self.cancelled,
+                &self.snoozed,
+            ] {
+                let _ = family.get_or_create(&labels);
+            }
+            let _ = self.duration.get_or_create(&labels);
+            let _ = self.queue_wait.get_or_create(&labels);
+            let _ = jobs::metrics::enqueued().get_or_create(&labels);
+            let _ = self.queue(&queue);
+        }
     }
 
     pub(crate) fn queue(&self, queue: &str) -> QueueMetrics {
@@ -215,11 +268,22 @@ impl WorkerMetrics {
             Finish::Retry { .. } => &self.retried,
             Finish::Failed { .. } => &self.failed,
             Finish::Cancelled { .. } => &self.cancelled,
+            Finish::Snooze { .. } => &self.snoozed,
         };
         outcome.get_or_create(&labels).inc();
         self.duration
             .get_or_create(&labels)
             .observe(done.duration.as_secs_f64());
+    }
+
+    /// A job claimed by a fetch loop: how long it had been due.
+    pub(crate) fn claimed(&self, job: &FetchedJob) {
+        self.queue_wait
+            .get_or_create(&KindQueue {
+                kind: job.kind.clone(),
+                queue: job.queue.clone(),
+            })
+            .observe(job.waited.as_secs_f64());
     }
 
     pub(crate) fn rescued(&self, rescued: &[Finished]) {
@@ -239,7 +303,8 @@ impl WorkerMetrics {
     }
 }
 
-/// Serves `GET /metrics` on `listener` until `shutdown` resolves.
+/// Serves `GET /metrics` on `listener` until `shutdown` resolves, in the format the scraper's
+/// `Accept` header asks for ([`Format::negotiate`]).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     metrics: Arc<WorkerMetrics>,
@@ -247,9 +312,20 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let app = Router::new().route(
         "/metrics",
-        get(move || {
+        get(move |headers: HeaderMap| {
             let metrics = metrics.clone();
-            async move { ([(header::CONTENT_TYPE, CONTENT_TYPE)], metrics.render()).into_response() }
+            async move {
+                let format = Format::negotiate(
+                    headers
+                        .get(header::ACCEPT)
+                        .and_then(|accept| accept.to_str().ok()),
+                );
+                (
+                    [(header::CONTENT_TYPE, format.content_type())],
+                    metrics.render(format),
+                )
+                    .into_response()
+            }
         }),
     );
     axum::serve(listener, app)

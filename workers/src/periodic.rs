@@ -14,8 +14,7 @@ use crate::runtime::StartError;
 const CHECK_EVERY: Duration = Duration::from_millis(500);
 
 struct Entry {
-    name: String,
-    every: Duration,
+    settings: PeriodicSettings,
     job: NewJob,
     last_period: Option<DateTime<Utc>>,
 }
@@ -52,8 +51,7 @@ impl Periodic {
                 let job = NewJob::from_json(&spec, &p.payload, options)
                     .map_err(|e| failed(e.to_string()))?;
                 Ok(Entry {
-                    name: p.name.clone(),
-                    every: p.every,
+                    settings: p.clone(),
                     job,
                     last_period: None,
                 })
@@ -80,36 +78,24 @@ impl Periodic {
 
 impl Entry {
     async fn enqueue_due(&mut self, queue: &Queue) {
-        let period = period_start(Utc::now(), self.every);
+        let period = self.settings.period_start(Utc::now());
         if self.last_period == Some(period) {
             return;
         }
         let mut job = self.job.clone();
-        job.key = Some(period_key(&self.name, period));
+        job.key = Some(self.settings.period_key(period));
         match queue.enqueue_new(job).await {
             Ok(enqueued) => {
                 self.last_period = Some(period);
                 if enqueued.created {
-                    tracing::info!(periodic = %self.name, job = enqueued.id, %period, "enqueued periodic job");
+                    tracing::info!(periodic = %self.settings.name, job = enqueued.id, %period, "enqueued periodic job");
                 }
             }
             Err(error) => {
-                tracing::warn!(periodic = %self.name, %error, "cannot enqueue periodic job; will try again")
+                tracing::warn!(periodic = %self.settings.name, %error, "cannot enqueue periodic job; will try again")
             }
         }
     }
-}
-
-/// The start of the period `now` falls in, periods counted from the Unix epoch.
-pub fn period_start(now: DateTime<Utc>, every: Duration) -> DateTime<Utc> {
-    let every_ms = i64::try_from(every.as_millis()).unwrap_or(i64::MAX).max(1);
-    let ms = now.timestamp_millis();
-    DateTime::from_timestamp_millis(ms - ms.rem_euclid(every_ms)).unwrap_or(now)
-}
-
-/// The key of one period of a periodic job: every process enqueues it, one job results.
-fn period_key(name: &str, period: chrono::DateTime<chrono::Utc>) -> String {
-    format!("periodic:{name}:{}", period.to_rfc3339())
 }
 
 #[cfg(test)]
@@ -121,8 +107,24 @@ mod tests {
         let t = DateTime::parse_from_rfc3339("2026-11-22T01:47:31.250Z")
             .map(|t| t.with_timezone(&Utc))
             .expect("valid time");
-        let start = period_start(t, Duration::from_secs(600));
+        let entry = PeriodicSettings {
+            name: "tick".into(),
+            kind: "noop".into(),
+            every: Duration::from_secs(600),
+            payload: serde_json::json!({}),
+            queue: None,
+            priority: None,
+        };
+        let start = entry.period_start(t);
         assert_eq!(start.to_rfc3339(), "2026-11-22T01:40:00+00:00");
-        assert_eq!(period_start(start, Duration::from_secs(600)), start);
+        assert_eq!(entry.period_start(start), start);
+        assert_eq!(
+            entry.next_period(t).to_rfc3339(),
+            "2026-11-22T01:50:00+00:00"
+        );
+        assert_eq!(
+            entry.period_key(start),
+            "periodic:tick:2026-11-22T01:40:00+00:00"
+        );
     }
 }

@@ -129,6 +129,19 @@ impl Runtime {
     /// Runs until `shutdown` resolves, then stops gracefully.
     pub async fn run(mut self, shutdown: impl Future<Output = ()>) -> Result<(), StartError> {
         let info = self.worker_info();
+        let served: Vec<&str> = self
+            .options
+            .queues
+            .iter()
+            .map(|(q, _)| q.as_str())
+            .collect();
+        self.metrics.expect(
+            self.registry
+                .specs()
+                .into_iter()
+                .filter(|spec| served.contains(&spec.queue))
+                .map(|spec| (spec.kind, spec.queue.to_string())),
+        );
         let worker_id: Arc<str> = Arc::from(info.id.as_str());
         self.queue.driver().heartbeat(&info).await?;
         tracing::info!(worker = %worker_id, queues = %info.queues, "worker started");

@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use jobs::{Job, Queue, RetryPolicy};
+use jobs::{Job, Queue, Rules};
 use serde::{Deserialize, Serialize};
 
 use crate::handler::{Handler, JobContext, JobError, Registry};
@@ -19,12 +19,8 @@ use crate::handler::{Handler, JobContext, JobError, Registry};
 pub struct Noop {}
 
 impl Job for Noop {
-    const KIND: &'static str = "noop";
-    const QUEUE: &'static str = "bench";
-    const MAX_ATTEMPTS: u32 = 3;
-    const TIMEOUT: Duration = Duration::from_secs(10);
-    const RETRY: RetryPolicy =
-        RetryPolicy::exponential(Duration::from_millis(100), Duration::from_secs(1));
+    const RULES: Rules = Rules::new("noop", "bench", 3, Duration::from_secs(10))
+        .backoff(Duration::from_millis(100), Duration::from_secs(1));
     fn example() -> Self {
         Noop {}
     }
@@ -39,12 +35,8 @@ pub struct TestEffect {
 }
 
 impl Job for TestEffect {
-    const KIND: &'static str = "test_effect";
-    const QUEUE: &'static str = "test";
-    const MAX_ATTEMPTS: u32 = 5;
-    const TIMEOUT: Duration = Duration::from_secs(60);
-    const RETRY: RetryPolicy =
-        RetryPolicy::exponential(Duration::from_secs(1), Duration::from_secs(4));
+    const RULES: Rules = Rules::new("test_effect", "test", 5, Duration::from_secs(60))
+        .backoff(Duration::from_secs(1), Duration::from_secs(4));
     fn example() -> Self {
         TestEffect { sleep_ms: 0 }
     }
@@ -73,12 +65,8 @@ pub struct TestFail {
 }
 
 impl Job for TestFail {
-    const KIND: &'static str = "test_fail";
-    const QUEUE: &'static str = "test";
-    const MAX_ATTEMPTS: u32 = 3;
-    const TIMEOUT: Duration = Duration::from_secs(2);
-    const RETRY: RetryPolicy =
-        RetryPolicy::exponential(Duration::from_secs(1), Duration::from_secs(4));
+    const RULES: Rules = Rules::new("test_fail", "test", 3, Duration::from_secs(2))
+        .backoff(Duration::from_secs(1), Duration::from_secs(4));
     fn example() -> Self {
         TestFail {
             mode: FailMode::Retry,
@@ -133,7 +121,7 @@ impl Handler<TestFail> for FailHandler {
             FailMode::Cancel => Err(JobError::Cancel(reason)),
             FailMode::Panic => panic!("{reason}"),
             FailMode::Timeout => {
-                tokio::time::sleep(TestFail::TIMEOUT * 5).await;
+                tokio::time::sleep(TestFail::RULES.timeout * 5).await;
                 Ok(())
             }
         }

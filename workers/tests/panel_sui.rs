@@ -329,6 +329,7 @@ async fn too_many_requests_carries_retry_after() {
         }
     );
     assert!(error.is_retryable());
+    assert!(error.is_wait(), "a 429 is waited out, not a failure");
     assert_eq!(error.retry_after(), Some(Duration::from_secs(17)));
 }
 

@@ -6,6 +6,7 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
 use super::{
@@ -196,6 +197,35 @@ pub struct PeriodicSettings {
     pub queue: Option<String>,
     #[serde(default)]
     pub priority: Option<i16>,
+}
+
+impl PeriodicSettings {
+    /// The start of the period `now` falls in, periods counted from the Unix epoch.
+    pub fn period_start(&self, now: DateTime<Utc>) -> DateTime<Utc> {
+        let every_ms = i64::try_from(self.every.as_millis())
+            .unwrap_or(i64::MAX)
+            .max(1);
+        let ms = now.timestamp_millis();
+        DateTime::from_timestamp_millis(ms - ms.rem_euclid(every_ms)).unwrap_or(now)
+    }
+
+    /// When the period after the one `now` falls in starts: the next job is enqueued then.
+    pub fn next_period(&self, now: DateTime<Utc>) -> DateTime<Utc> {
+        let every = chrono::Duration::from_std(self.every).unwrap_or(chrono::Duration::MAX);
+        self.period_start(now)
+            .checked_add_signed(every)
+            .unwrap_or(DateTime::<Utc>::MAX_UTC)
+    }
+
+    /// The key of one period's job: every worker enqueues it, one job results.
+    pub fn period_key(&self, period: DateTime<Utc>) -> String {
+        format!("{}{}", self.key_prefix(), period.to_rfc3339())
+    }
+
+    /// What the key of every period's job starts with.
+    pub fn key_prefix(&self) -> String {
+        format!("periodic:{}:", self.name)
+    }
 }
 
 fn empty_object() -> serde_json::Value {

@@ -6,8 +6,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 use super::ids::SubscriptionId;
 use super::timestamp::Timestamp;
-use crate::job::Job;
-use crate::retry::RetryPolicy;
+use crate::job::{Job, Rules};
 
 /// JSON: `{"subscription": ID, "expiry": RFC3339}` plus an optional `"force": BOOL` (default
 /// false, omitted from the stored payload when false).
@@ -34,12 +33,8 @@ fn is_false(value: &bool) -> bool {
 }
 
 impl Job for ExpireSubscription {
-    const KIND: &'static str = "expire_subscription";
-    const QUEUE: &'static str = "panel";
-    const MAX_ATTEMPTS: u32 = 10;
-    const TIMEOUT: Duration = Duration::from_secs(60);
-    const RETRY: RetryPolicy =
-        RetryPolicy::exponential(Duration::from_secs(10), Duration::from_secs(30 * 60));
+    const RULES: Rules = Rules::new("expire_subscription", "panel", 10, Duration::from_secs(60))
+        .backoff(Duration::from_secs(10), Duration::from_secs(30 * 60));
 
     fn default_key(&self) -> Option<String> {
         let force = if self.force { ":force" } else { "" };
@@ -68,20 +63,12 @@ mod tests {
 
     use super::*;
     use crate::job::{EnqueueOptions, NewJob};
-    use crate::kinds::testing::{enqueue, parse_error};
+    use crate::kinds::testing::{assert_example, assert_refused, enqueue};
 
     #[test]
     fn example_round_trips() {
-        let spec = ExpireSubscription::spec();
-        let example = (spec.example)();
-        assert_eq!(
-            example,
-            json!({"subscription": 42, "expiry": "2025-02-01T00:00:00Z"})
-        );
-        let job = enqueue(&spec, &example);
-        assert_eq!(job.payload, example);
-        assert_eq!(job.queue, "panel");
-        assert_eq!(job.max_attempts, 10);
+        let expected = json!({"subscription": 42, "expiry": "2025-02-01T00:00:00Z"});
+        assert_example(&ExpireSubscription::spec(), expected, "panel", 10);
     }
 
     #[test]
@@ -123,10 +110,7 @@ mod tests {
             ),
             (json!({"subscription": 7}), "missing field `expiry`"),
         ];
-        for (payload, expected) in cases {
-            let error = parse_error(&spec, &payload);
-            assert!(error.contains(expected), "{payload}: {error}");
-        }
+        assert_refused(&spec, cases);
     }
 
     #[test]

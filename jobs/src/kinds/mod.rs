@@ -15,6 +15,7 @@
 
 mod expire_subscription;
 mod ids;
+mod labelled;
 mod names;
 mod provision_client;
 mod recipient;
@@ -80,6 +81,31 @@ pub(crate) mod testing {
             Ok(job) => panic!("{payload} should not parse as {}, got {job:?}", spec.kind),
             Err(e) => e.to_string(),
         }
+    }
+
+    /// The kind's example is `expected` and enqueues unchanged on `queue` with `max_attempts`.
+    pub(crate) fn assert_example(spec: &JobSpec, expected: Value, queue: &str, max_attempts: u32) {
+        let example = (spec.example)();
+        assert_eq!(example, expected);
+        let job = enqueue(spec, &example);
+        assert_eq!(job.payload, example);
+        assert_eq!(job.kind, spec.kind);
+        assert_eq!(job.queue, queue);
+        assert_eq!(job.max_attempts, max_attempts);
+    }
+
+    /// Each payload is refused with an error that contains its text; returns the errors.
+    pub(crate) fn assert_refused<T: AsRef<str>>(
+        spec: &JobSpec,
+        cases: impl IntoIterator<Item = (Value, T)>,
+    ) -> Vec<String> {
+        let mut errors = Vec::new();
+        for (payload, expected) in cases {
+            let error = parse_error(spec, &payload);
+            assert!(error.contains(expected.as_ref()), "{payload}: {error}");
+            errors.push(error);
+        }
+        errors
     }
 }
 

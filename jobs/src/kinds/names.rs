@@ -4,8 +4,9 @@
 
 use std::fmt;
 
-use serde::de::{self, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use super::labelled::{self, FromLabelledStr};
 
 /// A panel or plan name: 1 to 64 ASCII letters, digits, `-`, `_` and `.`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -56,7 +57,7 @@ impl Name {
         deserializer: D,
         what: &'static str,
     ) -> Result<Self, D::Error> {
-        deserializer.deserialize_string(NameVisitor(what))
+        labelled::deserialize(deserializer, what)
     }
 }
 
@@ -125,21 +126,13 @@ impl<'de> Deserialize<'de> for Name {
     }
 }
 
-struct NameVisitor(&'static str);
-
-impl Visitor<'_> for NameVisitor {
-    type Value = Name;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} as a string of {}", self.0, Name::RULE)
+impl FromLabelledStr for Name {
+    fn expected(f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "a string of {}", Name::RULE)
     }
 
-    fn visit_str<E: de::Error>(self, value: &str) -> Result<Name, E> {
-        Name::parse_as(self.0, value.to_string()).map_err(E::custom)
-    }
-
-    fn visit_string<E: de::Error>(self, value: String) -> Result<Name, E> {
-        Name::parse_as(self.0, value).map_err(E::custom)
+    fn parse_labelled(label: &str, text: &str) -> Result<Self, String> {
+        Name::parse_as(label, text.to_string())
     }
 }
 

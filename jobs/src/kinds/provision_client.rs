@@ -7,8 +7,7 @@ use serde::{Deserialize, Serialize};
 use super::ids::{SubscriptionId, UserId};
 use super::names::{self, Name};
 use super::recipient::{Platform, Recipient};
-use crate::job::Job;
-use crate::retry::RetryPolicy;
+use crate::job::{Job, Rules};
 
 /// JSON: `{"panel": NAME, "plan": NAME, "user": RECIPIENT}` and, to extend an existing
 /// subscription instead of creating one, `"renew": SUBSCRIPTION_ID`.
@@ -27,12 +26,8 @@ pub struct ProvisionClient {
 }
 
 impl Job for ProvisionClient {
-    const KIND: &'static str = "provision_client";
-    const QUEUE: &'static str = "panel";
-    const MAX_ATTEMPTS: u32 = 10;
-    const TIMEOUT: Duration = Duration::from_secs(60);
-    const RETRY: RetryPolicy =
-        RetryPolicy::exponential(Duration::from_secs(5), Duration::from_secs(10 * 60));
+    const RULES: Rules = Rules::new("provision_client", "panel", 10, Duration::from_secs(60))
+        .backoff(Duration::from_secs(5), Duration::from_secs(10 * 60));
 
     fn example() -> Self {
         const USER: UserId = UserId::new_const(123456789);
@@ -51,7 +46,7 @@ mod tests {
 
     use super::*;
     use crate::job::{EnqueueOptions, NewJob};
-    use crate::kinds::testing::{enqueue, parse_error};
+    use crate::kinds::testing::{assert_example, assert_refused, enqueue};
 
     fn valid() -> serde_json::Value {
         json!({"panel": "de-1", "plan": "monthly-50gb", "user": {"platform": "telegram", "id": 123456789}})
@@ -59,14 +54,7 @@ mod tests {
 
     #[test]
     fn example_round_trips() {
-        let spec = ProvisionClient::spec();
-        let example = (spec.example)();
-        assert_eq!(example, valid());
-        let job = enqueue(&spec, &example);
-        assert_eq!(job.payload, example);
-        assert_eq!(job.kind, "provision_client");
-        assert_eq!(job.queue, "panel");
-        assert_eq!(job.max_attempts, 10);
+        assert_example(&ProvisionClient::spec(), valid(), "panel", 10);
     }
 
     #[test]
@@ -124,9 +112,7 @@ mod tests {
                 "missing field `user`",
             ),
         ];
-        for (payload, expected) in cases {
-            let error = parse_error(&spec, &payload);
-            assert!(error.contains(expected), "{payload}: {error}");
+        for error in assert_refused(&spec, cases) {
             assert!(
                 error.starts_with("payload of provision_client does not parse"),
                 "{error}"

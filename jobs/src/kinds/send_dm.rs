@@ -8,9 +8,8 @@ use serde_json::Value;
 
 use super::ids::UserId;
 use super::recipient::{Platform, Recipient};
-use crate::job::Job;
+use crate::job::{Job, Rules};
 use crate::redact;
-use crate::retry::RetryPolicy;
 
 /// JSON: `{"user": RECIPIENT, "text": STRING}`. The text is not blank and fits the platform's
 /// limit (4096 characters on Telegram, 2000 on Discord); it is stored as given.
@@ -99,12 +98,8 @@ impl fmt::Debug for SendDm {
 }
 
 impl Job for SendDm {
-    const KIND: &'static str = "send_dm";
-    const QUEUE: &'static str = "messages";
-    const MAX_ATTEMPTS: u32 = 8;
-    const TIMEOUT: Duration = Duration::from_secs(30);
-    const RETRY: RetryPolicy =
-        RetryPolicy::exponential(Duration::from_secs(5), Duration::from_secs(15 * 60));
+    const RULES: Rules = Rules::new("send_dm", "messages", 8, Duration::from_secs(30))
+        .backoff(Duration::from_secs(5), Duration::from_secs(15 * 60));
 
     fn example() -> Self {
         const USER: UserId = UserId::new_const(123456789);
@@ -131,7 +126,7 @@ mod tests {
 
     use super::*;
     use crate::job::{EnqueueOptions, NewJob};
-    use crate::kinds::testing::{enqueue, parse_error};
+    use crate::kinds::testing::{assert_example, assert_refused, enqueue};
 
     fn to(platform: &str, text: &str) -> Value {
         json!({"user": {"platform": platform, "id": 123456789}, "text": text})
@@ -139,19 +134,11 @@ mod tests {
 
     #[test]
     fn example_round_trips() {
-        let spec = SendDm::spec();
-        let example = (spec.example)();
-        assert_eq!(
-            example,
-            to(
-                "telegram",
-                "Your subscription is ready: https://sub.example.com/sub/Ab3xYz"
-            )
+        let expected = to(
+            "telegram",
+            "Your subscription is ready: https://sub.example.com/sub/Ab3xYz",
         );
-        let job = enqueue(&spec, &example);
-        assert_eq!(job.payload, example);
-        assert_eq!(job.queue, "messages");
-        assert_eq!(job.max_attempts, 8);
+        assert_example(&SendDm::spec(), expected, "messages", 8);
     }
 
     #[test]
@@ -227,10 +214,7 @@ mod tests {
                 "missing field `text`".to_string(),
             ),
         ];
-        for (payload, expected) in cases {
-            let error = parse_error(&spec, &payload);
-            assert!(error.contains(&expected), "{expected}: {error}");
-        }
+        assert_refused(&spec, cases);
         let user = Recipient::new(Platform::Discord, UserId::parse(1).unwrap());
         assert!(SendDm::new(user, "x".repeat(2001)).is_err());
         assert_eq!(SendDm::new(user, "ok").unwrap().text(), "ok");

@@ -6,8 +6,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 use super::names::{self, Name};
 use super::timestamp::Timestamp;
-use crate::job::Job;
-use crate::retry::RetryPolicy;
+use crate::job::{Job, Rules};
 
 /// JSON: `{"panel": NAME}` for a sync now, or with `"period": RFC3339` for the period starting then.
 ///
@@ -37,12 +36,8 @@ fn period<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Timestamp
 }
 
 impl Job for SyncUsage {
-    const KIND: &'static str = "sync_usage";
-    const QUEUE: &'static str = "sync";
-    const MAX_ATTEMPTS: u32 = 3;
-    const TIMEOUT: Duration = Duration::from_secs(120);
-    const RETRY: RetryPolicy =
-        RetryPolicy::exponential(Duration::from_secs(30), Duration::from_secs(5 * 60));
+    const RULES: Rules = Rules::new("sync_usage", "sync", 3, Duration::from_secs(120))
+        .backoff(Duration::from_secs(30), Duration::from_secs(5 * 60));
 
     fn default_key(&self) -> Option<String> {
         self.period
@@ -64,20 +59,12 @@ mod tests {
 
     use super::*;
     use crate::job::{EnqueueOptions, NewJob};
-    use crate::kinds::testing::{enqueue, parse_error};
+    use crate::kinds::testing::{assert_example, assert_refused, enqueue};
 
     #[test]
     fn example_round_trips() {
-        let spec = SyncUsage::spec();
-        let example = (spec.example)();
-        assert_eq!(
-            example,
-            json!({"panel": "de-1", "period": "2025-02-01T00:00:00Z"})
-        );
-        let job = enqueue(&spec, &example);
-        assert_eq!(job.payload, example);
-        assert_eq!(job.queue, "sync");
-        assert_eq!(job.max_attempts, 3);
+        let expected = json!({"panel": "de-1", "period": "2025-02-01T00:00:00Z"});
+        assert_example(&SyncUsage::spec(), expected, "sync", 3);
     }
 
     #[test]
@@ -119,10 +106,7 @@ mod tests {
                 "missing field `panel`",
             ),
         ];
-        for (payload, expected) in cases {
-            let error = parse_error(&spec, &payload);
-            assert!(error.contains(expected), "{payload}: {error}");
-        }
+        assert_refused(&spec, cases);
     }
 
     #[test]

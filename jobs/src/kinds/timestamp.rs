@@ -3,8 +3,9 @@
 use std::fmt;
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use serde::de::{self, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use super::labelled::{self, FromLabelledStr};
 
 /// An instant, written in JSON as an RFC 3339 timestamp with an offset
 /// (`2025-02-01T00:00:00Z`, `2025-02-01T03:00:00+03:00`) and stored normalised to UTC.
@@ -46,7 +47,7 @@ impl Timestamp {
         deserializer: D,
         what: &'static str,
     ) -> Result<Self, D::Error> {
-        deserializer.deserialize_str(TimestampVisitor(what))
+        labelled::deserialize(deserializer, what)
     }
 }
 
@@ -81,17 +82,13 @@ impl<'de> Deserialize<'de> for Timestamp {
     }
 }
 
-struct TimestampVisitor(&'static str);
-
-impl Visitor<'_> for TimestampVisitor {
-    type Value = Timestamp;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} as an RFC 3339 timestamp string", self.0)
+impl FromLabelledStr for Timestamp {
+    fn expected(f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an RFC 3339 timestamp string")
     }
 
-    fn visit_str<E: de::Error>(self, value: &str) -> Result<Timestamp, E> {
-        Timestamp::parse_as(self.0, value).map_err(E::custom)
+    fn parse_labelled(label: &str, text: &str) -> Result<Self, String> {
+        Timestamp::parse_as(label, text)
     }
 }
 

@@ -6,8 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::ids::{ChannelId, GuildId, UserId};
 use super::recipient::{Platform, Recipient};
-use crate::job::Job;
-use crate::retry::RetryPolicy;
+use crate::job::{Job, Rules};
 
 /// JSON: `{"guild": SNOWFLAKE, "channel": SNOWFLAKE, "owner": RECIPIENT}`.
 ///
@@ -21,12 +20,13 @@ pub struct UploadTranscript {
 }
 
 impl Job for UploadTranscript {
-    const KIND: &'static str = "upload_transcript";
-    const QUEUE: &'static str = "transcripts";
-    const MAX_ATTEMPTS: u32 = 8;
-    const TIMEOUT: Duration = Duration::from_secs(300);
-    const RETRY: RetryPolicy =
-        RetryPolicy::exponential(Duration::from_secs(10), Duration::from_secs(30 * 60));
+    const RULES: Rules = Rules::new(
+        "upload_transcript",
+        "transcripts",
+        8,
+        Duration::from_secs(300),
+    )
+    .backoff(Duration::from_secs(10), Duration::from_secs(30 * 60));
 
     fn default_key(&self) -> Option<String> {
         Some(format!("{}:{}:{}", Self::KIND, self.guild, self.channel))
@@ -50,7 +50,7 @@ mod tests {
 
     use super::*;
     use crate::job::{EnqueueOptions, NewJob};
-    use crate::kinds::testing::{enqueue, parse_error};
+    use crate::kinds::testing::{assert_example, assert_refused, enqueue};
 
     fn valid() -> serde_json::Value {
         json!({
@@ -62,13 +62,7 @@ mod tests {
 
     #[test]
     fn example_round_trips() {
-        let spec = UploadTranscript::spec();
-        let example = (spec.example)();
-        assert_eq!(example, valid());
-        let job = enqueue(&spec, &example);
-        assert_eq!(job.payload, example);
-        assert_eq!(job.queue, "transcripts");
-        assert_eq!(job.max_attempts, 8);
+        assert_example(&UploadTranscript::spec(), valid(), "transcripts", 8);
     }
 
     #[test]
@@ -109,10 +103,7 @@ mod tests {
                 "platform must be \"telegram\" or \"discord\"",
             ),
         ];
-        for (payload, expected) in cases {
-            let error = parse_error(&spec, &payload);
-            assert!(error.contains(expected), "{payload}: {error}");
-        }
+        assert_refused(&spec, cases);
     }
 
     #[test]

@@ -620,57 +620,54 @@ mod tests {
 
     #[test]
     fn an_approved_order_carries_its_jobs_and_subscriptions_outcome() {
+        use JobState as J;
         use OrderStatus::*;
         use SubscriptionStatus as S;
-        let sub = Some(S::Active);
-        assert_eq!(
-            carried_status(Some(JobState::Running), None, Approved),
-            Provisioning
-        );
-        assert_eq!(
-            carried_status(Some(JobState::Retrying), Some(S::Provisioning), Approved),
-            Provisioning
-        );
-        assert_eq!(
-            carried_status(Some(JobState::Completed), sub, Provisioning),
-            Active
-        );
-        assert_eq!(
-            carried_status(Some(JobState::Failed), sub, Provisioning),
-            Failed
-        );
-        assert_eq!(
-            carried_status(Some(JobState::Discarded), None, Provisioning),
-            Failed
-        );
+        // Each case: the provision job's state, the subscription's status, the stored order
+        // status, and the status shown.
+        let check = |cases: &[(Option<JobState>, Option<S>, OrderStatus, OrderStatus)]| {
+            for &(job, subscription, stored, shown) in cases {
+                assert_eq!(
+                    carried_status(job, subscription, stored),
+                    shown,
+                    "job {job:?}, subscription {subscription:?}, order {stored:?}"
+                );
+            }
+        };
+        // The job decides while it runs, and when it fails.
+        check(&[
+            (Some(J::Running), None, Approved, Provisioning),
+            (
+                Some(J::Retrying),
+                Some(S::Provisioning),
+                Approved,
+                Provisioning,
+            ),
+            (Some(J::Failed), Some(S::Active), Provisioning, Failed),
+            (Some(J::Discarded), None, Provisioning, Failed),
+        ]);
         // Retried by an admin after failing: provisioning again.
-        assert_eq!(
-            carried_status(Some(JobState::Available), None, Failed),
-            Provisioning
-        );
+        check(&[(Some(J::Available), None, Failed, Provisioning)]);
         // Pruned: completed jobs are pruned, failed ones are not.
-        assert_eq!(carried_status(None, sub, Provisioning), Active);
-        assert_eq!(carried_status(None, None, Provisioning), Active);
-        assert_eq!(carried_status(None, sub, Failed), Failed);
-        // The job completed: the subscription decides.
-        assert_eq!(
-            carried_status(Some(JobState::Completed), Some(S::Provisioning), Approved),
-            Provisioning
-        );
-        assert_eq!(
-            carried_status(Some(JobState::Completed), Some(S::Failed), Provisioning),
-            Failed
-        );
-        for later in [S::Expired, S::Disabled] {
-            assert_eq!(
-                carried_status(Some(JobState::Completed), Some(later), Provisioning),
-                Active,
-                "the order delivered; the subscription's own state is shown beside it"
-            );
-        }
-        assert_eq!(
-            carried_status(None, Some(S::Provisioning), Provisioning),
-            Provisioning
-        );
+        check(&[
+            (None, Some(S::Active), Provisioning, Active),
+            (None, None, Provisioning, Active),
+            (None, Some(S::Active), Failed, Failed),
+            (None, Some(S::Provisioning), Provisioning, Provisioning),
+        ]);
+        // The job completed: the subscription decides, but a later state of its own is shown
+        // beside the delivered order.
+        check(&[
+            (Some(J::Completed), Some(S::Active), Provisioning, Active),
+            (
+                Some(J::Completed),
+                Some(S::Provisioning),
+                Approved,
+                Provisioning,
+            ),
+            (Some(J::Completed), Some(S::Failed), Provisioning, Failed),
+            (Some(J::Completed), Some(S::Expired), Provisioning, Active),
+            (Some(J::Completed), Some(S::Disabled), Provisioning, Active),
+        ]);
     }
 }

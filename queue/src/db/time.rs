@@ -20,21 +20,22 @@ impl Stamp {
 
     /// `self + d`, saturating at the latest time chrono holds.
     pub fn after(self, d: std::time::Duration) -> Stamp {
-        let d = chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX);
-        Stamp(
-            self.0
-                .checked_add_signed(d)
-                .unwrap_or(DateTime::<Utc>::MAX_UTC),
-        )
+        self.moved(d, true)
     }
 
+    /// `self - d`, saturating at the earliest time chrono holds.
     pub fn before(self, d: std::time::Duration) -> Stamp {
+        self.moved(d, false)
+    }
+
+    fn moved(self, d: std::time::Duration, later: bool) -> Stamp {
         let d = chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX);
-        Stamp(
-            self.0
-                .checked_sub_signed(d)
-                .unwrap_or(DateTime::<Utc>::MIN_UTC),
-        )
+        let (moved, limit) = if later {
+            (self.0.checked_add_signed(d), DateTime::<Utc>::MAX_UTC)
+        } else {
+            (self.0.checked_sub_signed(d), DateTime::<Utc>::MIN_UTC)
+        };
+        Stamp(moved.unwrap_or(limit))
     }
 }
 

@@ -5,19 +5,10 @@ use jobs::EnqueueOptions;
 use jobs::configuration::Settings;
 use jobs::kinds::{Recipient, SendDm};
 use jobs::queue::JobTx;
+pub use jobs::text::clip;
 
 use super::queue_error;
 use crate::handler::JobError;
-
-/// `text` cut to at most `max` characters, with `…` where it was cut.
-pub fn clip(text: &str, max: usize) -> String {
-    if text.chars().count() <= max {
-        return text.to_string();
-    }
-    let mut cut: String = text.chars().take(max.saturating_sub(1)).collect();
-    cut.push('…');
-    cut
-}
 
 /// Lines joined under `title`, cut to fit the smallest message limit (Discord's 2000
 /// characters) with a count of the lines left out. Each line is shortened to a fifth of the
@@ -95,7 +86,5 @@ mod tests {
         let text = digest("3 jobs failed for good:", &lines);
         assert!(text.chars().count() <= 1900, "{}", text.chars().count());
         assert!(text.contains("\n#0 kkk"), "{text}");
-        assert_eq!(clip("abcdef", 4), "abc…");
-        assert_eq!(clip("abc", 4), "abc");
     }
 }

@@ -36,7 +36,7 @@ impl ExpireSubscriptionHandler {
 #[async_trait]
 impl Handler<ExpireSubscription> for ExpireSubscriptionHandler {
     async fn handle(&self, job: ExpireSubscription, ctx: &JobContext) -> Result<(), JobError> {
-        let lock = lock_subscription(&ctx.queue, job.subscription).await?;
+        let lock = lock_subscription(ctx, job.subscription).await?;
         let result = self.expire(job, ctx).await;
         let _ = lock.release().await;
         result

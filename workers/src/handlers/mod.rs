@@ -14,14 +14,15 @@ use std::sync::Arc;
 
 use jobs::configuration::Settings;
 use jobs::db::DbError;
+use jobs::kinds::Platform;
 use jobs::secret_key::SecretKey;
 use jobs::subscriptions::SubscriptionError;
 
 use crate::Registry;
-use crate::handler::JobError;
+use crate::handler::{JobContext, JobError};
 use crate::panel::limited::PanelLimits;
 use crate::panel::{Panel, PanelError, health};
-use jobs::limits::Limits;
+use jobs::limits::{LeaseOf, Limits};
 
 pub use provision_client::ProvisionClientHandler;
 
@@ -100,8 +101,19 @@ pub struct Product {
     pub transcripts: Option<Arc<crate::transcripts::Transcripts>>,
 }
 
-/// Registers the handlers of the five product kinds.
+/// The services the handlers call, as `jobq_external_calls_total` names them.
+pub const SERVICES: [&str; 3] = [
+    crate::panel::SERVICE,
+    Platform::Telegram.as_str(),
+    Platform::Discord.as_str(),
+];
+
+/// Registers the handlers of the five product kinds, and starts the counts of the calls they
+/// make at zero.
 pub fn register(registry: &mut Registry, product: Product) {
+    SERVICES
+        .into_iter()
+        .for_each(jobs::metrics::expect_external_calls);
     registry.register(upload_transcript::UploadTranscriptHandler::new(
         product.transcripts.clone(),
     ));
@@ -116,10 +128,17 @@ pub fn register(registry: &mut Registry, product: Product) {
     registry.register(ProvisionClientHandler::new(product));
 }
 
-/// A panel's error as a job outcome: transport, timeouts, 5xx and 429 retry (no sooner than a
-/// Retry-After); the rest are permanent, with the panel's message.
+/// A panel's error as a job outcome: a 429 or our own limits with no room snooze (no attempt
+/// spent, no sooner than the Retry-After); transport, timeouts and 5xx retry; the rest are
+/// permanent, with the panel's message.
 pub fn panel_job_error(panel: &str, error: &PanelError) -> JobError {
     let reason = format!("panel {panel}: {error}");
+    if error.is_wait() {
+        return JobError::Snooze {
+            after: error.retry_after().unwrap_or(WAIT_WITHOUT_RETRY_AFTER),
+            reason,
+        };
+    }
     if !error.is_retryable() {
         return JobError::Permanent(reason);
     }
@@ -128,6 +147,9 @@ pub fn panel_job_error(panel: &str, error: &PanelError) -> JobError {
         None => JobError::Retry(reason),
     }
 }
+
+/// How long a 429 that gave no Retry-After is waited.
+const WAIT_WITHOUT_RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// A subscriptions-repository error as a job outcome: bad or unreadable data is permanent,
 /// the rest (the database unreachable, a conflict) retries.
@@ -149,21 +171,28 @@ pub(crate) fn queue_error(error: jobs::queue::QueueError) -> JobError {
     }
 }
 
-/// Holds subscription `id` against the other jobs that change it (a renewal and an expiry,
-/// two renewals), across all workers: each reads the row, changes the panel, then writes the
-/// row, and two interleaved would leave the panel and the row disagreeing. Held until
-/// released, or past the jobs' timeout if the holder died. Busy: retry shortly.
+/// Holds subscription `id` for the job attempt `ctx` against the other jobs that change it (a
+/// renewal and an expiry, two renewals), across all workers: each reads the row, changes the
+/// panel, then writes the row, and two interleaved would leave the panel and the row
+/// disagreeing. The lock belongs to the attempt's lease: held until released, or until the
+/// attempt no longer holds its lease (its worker died and the lease ran out, or it was
+/// rescued), at most past the jobs' timeout. Busy: the job snoozes (waiting spends no
+/// attempt).
 pub(crate) async fn lock_subscription(
-    queue: &jobs::Queue,
+    ctx: &JobContext,
     id: jobs::kinds::SubscriptionId,
 ) -> Result<jobs::limits::Permit, JobError> {
     const HOLD: std::time::Duration = std::time::Duration::from_secs(90);
     const WAIT: std::time::Duration = std::time::Duration::from_secs(10);
-    let limits = Limits::new(queue);
+    let limits = Limits::new(&ctx.queue);
     let name = format!("subscription:{id}");
-    match limits.acquire_within(&name, 1, HOLD, WAIT).await {
+    let lease = LeaseOf {
+        job_id: ctx.id,
+        attempt: ctx.attempt,
+    };
+    match limits.acquire_for_within(&name, 1, HOLD, lease, WAIT).await {
         Ok(Some(permit)) => Ok(permit),
-        Ok(None) => Err(JobError::RetryAfter {
+        Ok(None) => Err(JobError::Snooze {
             after: std::time::Duration::from_secs(5),
             reason: format!("subscription {id} is being changed by another job"),
         }),

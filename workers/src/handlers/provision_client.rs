@@ -191,7 +191,7 @@ impl Provision<'_> {
         }
         let result = self.provision(&subscription).await;
         if let Err(error) = &result
-            && self.is_last_word(error)
+            && self.ctx.ends_job(error)
         {
             // The customer's /status and the order show it instead of `provisioning` for ever.
             let marked = subscriptions
@@ -202,17 +202,6 @@ impl Provision<'_> {
             }
         }
         result
-    }
-
-    /// Whether this error ends the job: permanent, or retryable with no attempt left.
-    fn is_last_word(&self, error: &JobError) -> bool {
-        match error {
-            JobError::Permanent(_) => true,
-            JobError::Retry(_) | JobError::RetryAfter { .. } => {
-                self.ctx.attempt >= self.ctx.max_attempts
-            }
-            JobError::Cancel(_) => false,
-        }
     }
 
     /// The client on the panel, then the row active with its follow-ups.
@@ -393,7 +382,7 @@ impl Provision<'_> {
 impl Provision<'_> {
     /// Renews or upgrades subscription `id` to this job's plan: see the module doc.
     async fn renew(self, id: SubscriptionId) -> Result<(), JobError> {
-        let lock = lock_subscription(&self.ctx.queue, id).await?;
+        let lock = lock_subscription(self.ctx, id).await?;
         let result = self.renew_locked(id).await;
         let _ = lock.release().await;
         result

@@ -63,7 +63,7 @@ impl SendDmHandler {
 async fn take_turn(limits: &Limits, name: &str, rate: Rate) -> Result<(), JobError> {
     match limits.take_within(name, rate, MAX_TURN_WAIT).await {
         Ok(Ok(())) => Ok(()),
-        Ok(Err(wait)) => Err(JobError::RetryAfter {
+        Ok(Err(wait)) => Err(JobError::Snooze {
             after: wait,
             reason: format!("rate limit {name}: no turn within {MAX_TURN_WAIT:?}"),
         }),
@@ -71,12 +71,12 @@ async fn take_turn(limits: &Limits, name: &str, rate: Rate) -> Result<(), JobErr
     }
 }
 
-/// A chat error as the job's outcome.
+/// A chat error as the job's outcome: a 429 is "not now" (snoozed, no attempt spent).
 pub fn chat_job_error(error: &ChatError) -> JobError {
     let reason = format!("send_dm: {error}");
     match error.kind {
         ChatErrorKind::Permanent => JobError::Permanent(reason),
-        ChatErrorKind::RetryAfter(after) => JobError::RetryAfter { after, reason },
+        ChatErrorKind::RetryAfter(after) => JobError::Snooze { after, reason },
         ChatErrorKind::Retryable => JobError::Retry(reason),
     }
 }

@@ -150,7 +150,8 @@ async fn send_link(job: &UploadTranscript, ctx: &JobContext, link: &Link) -> Res
 
 fn discord_error(error: DiscordError) -> JobError {
     match error {
-        DiscordError::RateLimited { after, reason } => JobError::RetryAfter { after, reason },
+        // A 429 is "not now": snoozed, no attempt spent.
+        DiscordError::RateLimited { after, reason } => JobError::Snooze { after, reason },
         DiscordError::Retryable(reason) => JobError::Retry(reason),
         DiscordError::Permanent(reason) => JobError::Permanent(reason),
     }

@@ -5,8 +5,13 @@
 //! edit reads, then writes).
 //!
 //! A request waits a little for room (a permit, then a turn); when none comes in time it fails
-//! with [`PanelError::Throttled`], which the job turns into a persisted retry-after instead of
-//! holding a worker slot. A permit is held for at most the call's timeout plus a margin, so a
+//! with [`PanelError::Throttled`], which the job turns into a snooze (rescheduled, no attempt
+//! spent) instead of holding a worker slot.
+//!
+//! The configured rate is a ceiling: when the panel answers 429, [`PanelLimits::slowed`] makes
+//! every worker wait out its Retry-After and halves the panel's rate, which then creeps back
+//! toward the ceiling turn by turn (see [`jobs::limits::Limits::slow_down`]), so a rate set
+//! higher than the panel allows settles at what it does allow. A permit is held for at most the call's timeout plus a margin, so a
 //! worker that dies mid-call frees its permit soon after.
 
 use std::time::Duration;
@@ -79,6 +84,28 @@ impl PanelLimits {
             });
         }
         Ok(permit)
+    }
+
+    /// The panel answered 429: every worker waits out `retry_after`, and the panel's rate
+    /// drops below its ceiling. Without a configured rate there is nothing to lower: the job
+    /// waits alone.
+    pub async fn slowed(&self, retry_after: Duration) {
+        let Some(rate) = self.rate else {
+            return;
+        };
+        if let Err(error) = self.limits.slow_down(&self.key, rate, retry_after).await {
+            tracing::warn!(%error, panel = %self.key, "could not record the panel's 429 for the other workers");
+        }
+    }
+
+    /// The panel's rate now, per second: the ceiling, or lower after 429s; `None` when no
+    /// rate is configured.
+    pub async fn current_rate(&self) -> Result<Option<f64>, PanelError> {
+        let Some(rate) = self.rate else {
+            return Ok(None);
+        };
+        let now = self.limits.current_rate(&self.key, rate).await;
+        now.map(Some).map_err(limit_error)
     }
 
     /// Frees the permit for the next request.

@@ -221,6 +221,29 @@ pub enum PanelError {
     },
 }
 
+/// Panel calls in `jobq_external_calls_total{service,outcome}`.
+pub const SERVICE: &str = "panel";
+
+/// Counts one HTTP request to a panel (a request our own limits held back was never sent, and
+/// is not counted).
+pub(crate) fn record_call(outcome: Result<(), &PanelError>) {
+    let outcome = match outcome {
+        Ok(()) => "ok",
+        Err(PanelError::Transport(_)) => "unreachable",
+        Err(PanelError::Timeout(_)) => "timeout",
+        Err(PanelError::RateLimited { .. }) => "rate_limited",
+        Err(PanelError::Server(_) | PanelError::UnexpectedResponse(_)) => "error",
+        Err(
+            PanelError::Auth(_)
+            | PanelError::Rejected(_)
+            | PanelError::UnsupportedVersion(_)
+            | PanelError::NotFound(_),
+        ) => "refused",
+        Err(PanelError::Throttled { .. }) => return,
+    };
+    jobs::metrics::record_external_call(SERVICE, outcome);
+}
+
 impl PanelError {
     /// Transport errors, timeouts, 5xx, 429 and answers that are not the panel's own.
     pub fn is_retryable(&self) -> bool {
@@ -232,6 +255,15 @@ impl PanelError {
                 | PanelError::RateLimited { .. }
                 | PanelError::UnexpectedResponse(_)
                 | PanelError::Throttled { .. }
+        )
+    }
+
+    /// "Not now" rather than "went wrong": the panel's 429 or our own limits with no room.
+    /// Nothing was applied; the call is to be made again later, without counting a failure.
+    pub fn is_wait(&self) -> bool {
+        matches!(
+            self,
+            PanelError::RateLimited { .. } | PanelError::Throttled { .. }
         )
     }
 

@@ -35,6 +35,10 @@ use super::{
 const OLDEST: (u32, u32) = (1, 2);
 /// The newest minor version this client knows the differences of.
 const NEWEST: (u32, u32) = (1, 5);
+/// How often one request is sent while the panel answers 429, before its job snoozes.
+const SENDS_PER_429: u32 = 3;
+/// The wait after a 429 that gave no Retry-After.
+const RETRY_AFTER_UNSAID: Duration = Duration::from_secs(1);
 
 /// How the client proves who it is.
 #[derive(Clone)]
@@ -268,7 +272,9 @@ impl SuiPanel {
         if let (Some(limits), Some(permit)) = (self.gate(), permit) {
             limits.leave(permit).await;
         }
-        let response = response.map_err(|e| transport(&e, self.timeout))?;
+        let response = response
+            .map_err(|e| transport(&e, self.timeout))
+            .inspect_err(|error| super::record_call(Err(error)))?;
         let cookie = response
             .headers()
             .get_all(SET_COOKIE)
@@ -278,11 +284,13 @@ impl SuiPanel {
             .filter_map(|pair| pair.trim().split_once('='))
             .find(|(name, _)| *name == "s-ui")
             .map(|(_, value)| value.to_owned());
-        match envelope(response, self.timeout).await {
-            Ok(_) => {}
-            Err(Envelope::Failed(msg)) => return Err(PanelError::Auth(msg)),
-            Err(Envelope::Error(error)) => return Err(error),
-        }
+        let login = match envelope(response, self.timeout).await {
+            Ok(_) => Ok(()),
+            Err(Envelope::Failed(msg)) => Err(PanelError::Auth(msg)),
+            Err(Envelope::Error(error)) => Err(error),
+        };
+        super::record_call(login.as_ref().map(|_| ()));
+        login?;
         let cookie = cookie.ok_or_else(|| {
             PanelError::UnexpectedResponse("login succeeded without an s-ui cookie".into())
         })?;
@@ -291,7 +299,10 @@ impl SuiPanel {
     }
 
     /// Sends one request inside the panel's limits (if it has any), holding its permit until
-    /// the answer is read; `Err(Lapsed)` when a cookie session was not accepted.
+    /// the answer is read; `Err(Lapsed)` when a cookie session was not accepted. A 429 slows
+    /// every worker's rate for this panel, and the request is sent again once the limits give
+    /// it a turn past the Retry-After (a 429 applied nothing), a few times before the job is
+    /// told to wait.
     async fn send(
         &self,
         request: reqwest::RequestBuilder,
@@ -299,19 +310,58 @@ impl SuiPanel {
         form: Fields<'_>,
         token_api: bool,
     ) -> Result<Result<Value, PanelError>, Lapsed> {
-        let Some(limits) = self.gate() else {
-            return self.send_now(request, query, form, token_api).await;
-        };
-        let permit = match limits.enter(1).await {
-            Ok(permit) => permit,
-            Err(error) => return Ok(Err(error)),
-        };
-        let result = self.send_now(request, query, form, token_api).await;
-        limits.leave(permit).await;
+        let mut tries = 0;
+        let mut request = request;
+        loop {
+            tries += 1;
+            let again = request.try_clone();
+            let result = match self.gate() {
+                None => self.send_now(request, query, form, token_api).await,
+                Some(limits) => match limits.enter(1).await {
+                    Err(error) => Ok(Err(error)),
+                    Ok(permit) => {
+                        let result = self.send_now(request, query, form, token_api).await;
+                        limits.leave(permit).await;
+                        result
+                    }
+                },
+            };
+            let Ok(Err(PanelError::RateLimited { retry_after })) = &result else {
+                return result;
+            };
+            let Some(limits) = &self.limits else {
+                return result;
+            };
+            limits
+                .slowed(retry_after.unwrap_or(RETRY_AFTER_UNSAID))
+                .await;
+            // Inside a group of requests under one permit the turns were taken already: the
+            // job waits instead.
+            match again {
+                Some(again) if tries < SENDS_PER_429 && self.gate().is_some() => request = again,
+                _ => return result,
+            }
+        }
+    }
+
+    /// Sends one request and counts it ([`super::record_call`]; a lapsed session counts as
+    /// refused).
+    async fn send_now(
+        &self,
+        request: reqwest::RequestBuilder,
+        query: Fields<'_>,
+        form: Fields<'_>,
+        token_api: bool,
+    ) -> Result<Result<Value, PanelError>, Lapsed> {
+        let result = self.send_uncounted(request, query, form, token_api).await;
+        match &result {
+            Ok(answer) => super::record_call(answer.as_ref().map(|_| ())),
+            Err(Lapsed) => super::record_call(Err(&PanelError::Auth(String::new()))),
+        }
         result
     }
 
-    async fn send_now(
+    async fn send_uncounted(
         &self,
         request: reqwest::RequestBuilder,
         query: Fields<'_>,

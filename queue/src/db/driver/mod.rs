@@ -15,7 +15,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::audit::{AuditEntry, AuditRecord};
+use crate::audit::{AuditEntry, AuditFilter, AuditRecord};
 use crate::job::NewJob;
 use crate::queue::{Enqueued, QueueError, Wakeups};
 use crate::state::JobState;
@@ -72,6 +72,11 @@ pub struct FetchedJob {
     pub attempt: i32,
     pub max_attempts: i32,
     pub key: Option<String>,
+    /// How often the job has waited so far without spending an attempt ([`Finish::Snooze`]).
+    pub snoozes: i32,
+    /// How long the job had been due when this claim took it (its `run_at`, the time it was
+    /// scheduled for or became available again, to the claim): the queue wait.
+    pub waited: Duration,
 }
 
 /// What a claim returned, read row by row: the jobs to run, and the rows that cannot run (a
@@ -97,8 +102,9 @@ impl Claimed {
 }
 
 /// Reads the claim's rows (`id, kind, queue, payload, attempt, max_attempts,
-/// idempotency_key`, payload as text). A row whose id or attempt does not decode cannot be
-/// failed by its attempt: it is logged and left to the rescuer.
+/// idempotency_key, snoozes, run_at, attempted_at`, payload as text). A row whose id or
+/// attempt does not decode cannot be failed by its attempt: it is logged and left to the
+/// rescuer.
 pub(crate) fn claimed<'r, R: sqlx::Row>(rows: &'r [R], worker: &str) -> Claimed
 where
     &'static str: sqlx::ColumnIndex<R>,
@@ -106,6 +112,7 @@ where
     i32: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
     String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
     Option<String>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    Stamp: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
 {
     let mut claimed = Claimed {
         jobs: Vec::with_capacity(rows.len()),
@@ -129,6 +136,8 @@ where
                 attempt,
                 max_attempts: f.get("max_attempts")?,
                 key: f.get("idempotency_key")?,
+                snoozes: f.get("snoozes")?,
+                waited: waited(f.get("run_at")?, f.get("attempted_at")?),
             })
         })();
         match job {
@@ -139,6 +148,13 @@ where
         }
     }
     claimed
+}
+
+/// From due to claimed, both times the database's; never negative.
+fn waited(run_at: Stamp, claimed_at: Stamp) -> Duration {
+    (DateTime::<Utc>::from(claimed_at) - DateTime::<Utc>::from(run_at))
+        .to_std()
+        .unwrap_or(Duration::ZERO)
 }
 
 /// What a job's outcome is written by: its id and the attempt that holds it.
@@ -238,12 +254,18 @@ pub enum Finish {
     Cancelled {
         error: AttemptError,
     },
+    /// Not now, and not a failure: back to the schedule at `now + delay` with the attempt
+    /// given back and one more snooze counted; no error is recorded.
+    Snooze {
+        delay: Duration,
+    },
 }
 
 impl Finish {
     pub fn state(&self) -> JobState {
         match self {
             Finish::Completed => JobState::Completed,
+            Finish::Snooze { .. } => JobState::Scheduled,
             Finish::Retry { .. } => JobState::Retrying,
             Finish::Failed { .. } => JobState::Failed,
             Finish::Cancelled { .. } => JobState::Cancelled,
@@ -270,6 +292,8 @@ pub struct JobRecord {
     pub priority: i16,
     pub attempts: i32,
     pub max_attempts: i32,
+    /// Waits without spending an attempt so far.
+    pub snoozes: i32,
     pub key: Option<String>,
     pub run_at: DateTime<Utc>,
     pub created_at: DateTime<Utc>,
@@ -394,6 +418,30 @@ pub struct Repair {
     pub skipped: Vec<(i64, String)>,
 }
 
+/// A job's payload replaced before a retry, as an admin asks. The engine knows no kind's
+/// payload: the caller checks it for the job's kind and describes the change for the audit
+/// log (redacting what its kind keeps secret), both from the job as read under the lock.
+pub struct PayloadEdit<'a> {
+    pub id: i64,
+    pub payload: &'a Value,
+    /// The payload to store (as the kind normalises it), or what is wrong with it for a job
+    /// of this kind.
+    pub check: &'a (dyn Fn(&str, &Value) -> Result<Value, String> + Send + Sync),
+    /// The audit entry, from the job as it was (its kind, its old payload) and the payload
+    /// stored.
+    pub audit: &'a (dyn Fn(&JobRecord, &Value) -> AuditEntry + Send + Sync),
+}
+
+/// What became of a [`PayloadEdit`]: nothing is written unless the job was retried.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EditOutcome {
+    Retried,
+    /// The caller's check refused the payload.
+    Invalid(String),
+    /// The job is not in a state a retry applies to (or gone, or its key is held).
+    LeftAlone(String),
+}
+
 #[async_trait]
 pub trait Driver: Send + Sync + 'static {
     /// Where the data is, with any password masked, for messages.
@@ -461,6 +509,10 @@ pub trait Driver: Send + Sync + 'static {
     async fn job_by_key(&self, key: &str) -> Result<Option<Listed>, QueueError> {
         shared::job_by_key(self.db(), key).await
     }
+    /// The newest job whose idempotency key starts with `prefix` (a periodic entry's last job).
+    async fn newest_with_key_prefix(&self, prefix: &str) -> Result<Option<JobRecord>, QueueError> {
+        shared::newest_with_key_prefix(self.db(), prefix).await
+    }
     async fn state_counts(&self) -> Result<Vec<StateCount>, QueueError> {
         shared::state_counts(self.db()).await
     }
@@ -471,30 +523,40 @@ pub trait Driver: Send + Sync + 'static {
         shared::workers(self.db()).await
     }
     async fn audit_log(&self, limit: u32) -> Result<Vec<AuditRecord>, QueueError> {
-        shared::audit_log(self.db(), limit).await
+        shared::audit_log(self.db(), &AuditFilter::default(), limit).await
+    }
+    /// The newest `limit` entries the filter matches.
+    async fn audit_log_matching(
+        &self,
+        filter: &AuditFilter,
+        limit: u32,
+    ) -> Result<Vec<AuditRecord>, QueueError> {
+        shared::audit_log(self.db(), filter, limit).await
     }
 
     // Repair: each call is one transaction that writes its audit entry with the change.
     async fn retry(&self, ids: &[i64], audit: &AuditEntry) -> Result<Repair, QueueError>;
+    /// The job's payload replaced, then retried, in one transaction with its audit entry.
+    async fn retry_edited(&self, edit: &PayloadEdit<'_>) -> Result<EditOutcome, QueueError>;
     async fn discard(&self, ids: &[i64], audit: &AuditEntry) -> Result<Repair, QueueError> {
-        let update = |ids: &str| {
-            format!(
-                "UPDATE jobq_jobs SET state = 'discarded', finalized_at = $2, locked_until = NULL
-                 WHERE id {ids} AND state IN ({}) RETURNING id",
-                RepairAction::Discard.sql_states()
-            )
-        };
-        shared::repair(self.db(), ids, audit, update, RepairAction::Discard).await
+        shared::finish(
+            self.db(),
+            ids,
+            audit,
+            RepairAction::Discard,
+            JobState::Discarded,
+        )
+        .await
     }
     async fn cancel(&self, ids: &[i64], audit: &AuditEntry) -> Result<Repair, QueueError> {
-        let update = |ids: &str| {
-            format!(
-                "UPDATE jobq_jobs SET state = 'cancelled', finalized_at = $2, locked_until = NULL
-                 WHERE id {ids} AND state IN ({}) RETURNING id",
-                RepairAction::Cancel.sql_states()
-            )
-        };
-        shared::repair(self.db(), ids, audit, update, RepairAction::Cancel).await
+        shared::finish(
+            self.db(),
+            ids,
+            audit,
+            RepairAction::Cancel,
+            JobState::Cancelled,
+        )
+        .await
     }
     async fn set_paused(
         &self,
@@ -516,6 +578,10 @@ pub trait Driver: Send + Sync + 'static {
     /// Outcome counts per minute and queue since `since` (all kinds added up), oldest first.
     async fn outcome_series(&self, since: DateTime<Utc>) -> Result<Vec<OutcomeCount>, QueueError> {
         shared::outcome_series(self.db(), since).await
+    }
+    /// Attempts that ended each way per queue and kind since the database was created.
+    async fn outcome_totals(&self) -> Result<Vec<OutcomeTotal>, QueueError> {
+        shared::outcome_totals(self.db()).await
     }
     /// How many jobs match the filter (`before_id` narrows too): the count a bulk action shows.
     async fn count_matching(&self, filter: &JobFilter) -> Result<i64, QueueError> {
@@ -600,6 +666,16 @@ pub(crate) fn rescued(
 pub struct OutcomeCount {
     pub minute: DateTime<Utc>,
     pub queue: String,
+    pub outcome: String,
+    pub count: i64,
+}
+
+/// Attempts of one queue and kind that ended one way (`completed`, `retried`, `failed`,
+/// `cancelled`) since the database was created, all workers: never pruned.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OutcomeTotal {
+    pub queue: String,
+    pub kind: String,
     pub outcome: String,
     pub count: i64,
 }

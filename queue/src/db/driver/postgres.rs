@@ -12,8 +12,8 @@ use sqlx::{PgConnection, Row};
 
 use super::shared;
 use super::{
-    Driver, FetchedJob, Finish, Finished, Repair, RescuePolicy, StatCount, StatKey, claimed,
-    duration_ms, rescue_row,
+    Driver, EditOutcome, FetchedJob, Finish, Finished, PayloadEdit, Repair, RescuePolicy,
+    StatCount, StatKey, claimed, duration_ms, rescue_row,
 };
 use crate::audit::AuditEntry;
 use crate::db::{Conn, Db, Exec};
@@ -188,7 +188,7 @@ SET state = 'running', attempt = LEAST(j.attempt, 2147483646) + 1, attempted_at 
 FROM claimed
 WHERE j.id = claimed.id
 RETURNING j.id, j.kind, j.queue, j.payload::text AS payload, j.attempt, j.max_attempts,
-          j.idempotency_key
+          j.idempotency_key, j.snoozes, j.run_at, j.attempted_at
 "#;
 
 const COMPLETE: &str = r#"
@@ -204,17 +204,21 @@ FROM locked WHERE j.id = locked.id
 const FINISH_WITH_ERROR: &str = r#"
 -- Rows are locked in id order first: every statement that updates a set of running jobs
 -- (completion, lease extension, release) locks the same way, so they cannot deadlock.
+-- A snooze (`scheduled`, no error) gives its attempt back and counts one more snooze.
 WITH u AS (SELECT * FROM unnest($1::bigint[], $2::int[], $3::text[], $4::bigint[], $5::text[])
                 AS u(id, attempt, state, delay_ms, error)),
 locked AS (SELECT j.id FROM jobq_jobs j JOIN u ON j.id = u.id
            WHERE j.attempt = u.attempt AND j.state = 'running' ORDER BY j.id FOR UPDATE OF j)
 UPDATE jobq_jobs j
 SET state = u.state,
-    run_at = CASE WHEN u.state = 'retrying' THEN now() + u.delay_ms * interval '1 millisecond'
-                  ELSE j.run_at END,
-    finalized_at = CASE WHEN u.state = 'retrying' THEN NULL ELSE now() END,
+    run_at = CASE WHEN u.state IN ('retrying', 'scheduled')
+                  THEN now() + u.delay_ms * interval '1 millisecond' ELSE j.run_at END,
+    finalized_at = CASE WHEN u.state IN ('retrying', 'scheduled') THEN NULL ELSE now() END,
     locked_until = NULL,
-    errors = j.errors || jsonb_build_array(u.error::jsonb)
+    attempt = CASE WHEN u.state = 'scheduled' THEN j.attempt - 1 ELSE j.attempt END,
+    snoozes = CASE WHEN u.state = 'scheduled' THEN j.snoozes + 1 ELSE j.snoozes END,
+    errors = CASE WHEN u.error IS NULL THEN j.errors
+                  ELSE j.errors || jsonb_build_array(u.error::jsonb) END
 FROM u, locked
 WHERE j.id = u.id AND j.id = locked.id
 "#;
@@ -231,14 +235,15 @@ async fn finish_with_error(
     for f in finished {
         let (delay, error) = match &f.finish {
             Finish::Completed => continue,
-            Finish::Retry { delay, error } => (duration_ms(*delay), error),
-            Finish::Failed { error } | Finish::Cancelled { error } => (0, error),
+            Finish::Snooze { delay } => (duration_ms(*delay), None),
+            Finish::Retry { delay, error } => (duration_ms(*delay), Some(error)),
+            Finish::Failed { error } | Finish::Cancelled { error } => (0, Some(error)),
         };
         ids.push(f.id);
         attempts.push(f.attempt);
         states.push(f.finish.state().as_str());
         delays.push(delay);
-        errors.push(serde_json::to_string(error).unwrap_or_else(|_| "{}".into()));
+        errors.push(error.map(|e| serde_json::to_string(e).unwrap_or_else(|_| "{}".into())));
     }
     if ids.is_empty() {
         return Ok(());
@@ -456,13 +461,22 @@ impl Driver for PostgresDriver {
         if stats.is_empty() {
             return Ok(());
         }
+        // One statement writes the per-minute counts and the totals, so they move together.
         sqlx::query(
-            "INSERT INTO jobq_stats (minute, queue, kind, outcome, count, duration_ms)
-             SELECT * FROM unnest($1::timestamptz[], $2::text[], $3::text[], $4::text[],
-                                  $5::bigint[], $6::bigint[])
-             ON CONFLICT (minute, queue, kind, outcome) DO UPDATE
-             SET count = jobq_stats.count + excluded.count,
-                 duration_ms = jobq_stats.duration_ms + excluded.duration_ms",
+            "WITH input AS (
+                 SELECT * FROM unnest($1::timestamptz[], $2::text[], $3::text[], $4::text[],
+                                      $5::bigint[], $6::bigint[])
+                     AS i(minute, queue, kind, outcome, count, duration_ms)),
+             per_minute AS (
+                 INSERT INTO jobq_stats (minute, queue, kind, outcome, count, duration_ms)
+                 SELECT * FROM input
+                 ON CONFLICT (minute, queue, kind, outcome) DO UPDATE
+                 SET count = jobq_stats.count + excluded.count,
+                     duration_ms = jobq_stats.duration_ms + excluded.duration_ms)
+             INSERT INTO jobq_outcome_totals (queue, kind, outcome, count)
+             SELECT queue, kind, outcome, sum(count) FROM input GROUP BY queue, kind, outcome
+             ON CONFLICT (queue, kind, outcome) DO UPDATE
+             SET count = jobq_outcome_totals.count + excluded.count",
         )
         .bind(stats.iter().map(|(k, _)| k.minute).collect::<Vec<_>>())
         .bind(
@@ -486,24 +500,11 @@ impl Driver for PostgresDriver {
     }
 
     async fn retry(&self, ids: &[i64], entry: &AuditEntry) -> Result<Repair, QueueError> {
-        let update = |ids: &str| {
-            format!(
-            "WITH retried AS (
-                 UPDATE jobq_jobs j SET state = 'available', run_at = LEAST(now(), $2), finalized_at = NULL,
-                        locked_until = NULL, max_attempts = GREATEST(j.max_attempts, j.attempt + 1)
-                 WHERE j.id {ids} AND j.state IN ({})
-                   AND (j.idempotency_key IS NULL OR j.state NOT IN ('cancelled', 'discarded')
-                        OR NOT EXISTS (SELECT 1 FROM jobq_jobs o
-                                       WHERE o.idempotency_key = j.idempotency_key AND o.id <> j.id
-                                         AND o.state NOT IN ('cancelled', 'discarded')))
-                 RETURNING j.id, j.queue),
-             notified AS (SELECT count(pg_notify('jobq_jobs', q)) AS n
-                          FROM (SELECT DISTINCT queue AS q FROM retried) d)
-             SELECT retried.id FROM retried CROSS JOIN notified ORDER BY retried.id",
-                RepairAction::Retry.sql_states()
-            )
-        };
-        shared::repair(&self.db, ids, entry, update, RepairAction::Retry).await
+        shared::repair(&self.db, ids, entry, retry_update, RepairAction::Retry).await
+    }
+
+    async fn retry_edited(&self, edit: &PayloadEdit<'_>) -> Result<EditOutcome, QueueError> {
+        shared::retry_edited(&self.db, edit, retry_update).await
     }
 
     async fn set_paused(
@@ -531,4 +532,24 @@ impl Driver for PostgresDriver {
         tx.commit().await?;
         Ok(())
     }
+}
+
+/// The retry repair's statement (ids bound per `ids`, the time as `$2`), for `retry` and
+/// `retry_edited`.
+fn retry_update(ids: &str) -> String {
+    format!(
+        "WITH retried AS (
+             UPDATE jobq_jobs j SET state = 'available', run_at = LEAST(now(), $2), finalized_at = NULL,
+                    locked_until = NULL, max_attempts = GREATEST(j.max_attempts, j.attempt + 1)
+             WHERE j.id {ids} AND j.state IN ({})
+               AND (j.idempotency_key IS NULL OR j.state NOT IN ('cancelled', 'discarded')
+                    OR NOT EXISTS (SELECT 1 FROM jobq_jobs o
+                                   WHERE o.idempotency_key = j.idempotency_key AND o.id <> j.id
+                                     AND o.state NOT IN ('cancelled', 'discarded')))
+             RETURNING j.id, j.queue),
+         notified AS (SELECT count(pg_notify('jobq_jobs', q)) AS n
+                      FROM (SELECT DISTINCT queue AS q FROM retried) d)
+         SELECT retried.id FROM retried CROSS JOIN notified ORDER BY retried.id",
+            RepairAction::Retry.sql_states()
+        )
 }

@@ -9,16 +9,16 @@ use chrono::{DateTime, Utc};
 use sqlx::Row;
 
 use super::{
-    JobFilter, JobRecord, Listed, OutcomeCount, QueueInfo, Repair, StateCount, Unreadable,
-    WorkerInfo, last_error, lenient_errors, lenient_json,
+    EditOutcome, JobFilter, JobRecord, Listed, OutcomeCount, OutcomeTotal, PayloadEdit, QueueInfo,
+    Repair, StateCount, Unreadable, WorkerInfo, last_error, lenient_errors, lenient_json,
 };
-use crate::audit::{AuditEntry, AuditRecord};
+use crate::audit::{AuditEntry, AuditFilter, AuditRecord};
 use crate::db::{Conn, Db, DbError, Exec, Fields, Stamp, on_conn, row_id};
 use crate::queue::QueueError;
 use crate::state::{JobState, RepairAction};
 
 const JOB_COLUMNS: &str = "id, kind, queue, CAST(payload AS TEXT) AS payload, state, priority, \
-    attempt, max_attempts, idempotency_key, run_at, created_at, attempted_at, attempted_by, \
+    attempt, max_attempts, snoozes, idempotency_key, run_at, created_at, attempted_at, attempted_by, \
     locked_until, finalized_at, CAST(errors AS TEXT) AS errors";
 
 /// sqlx sends each parameter's type, so `$1 IS NULL` needs no cast on PostgreSQL either.
@@ -75,6 +75,7 @@ where
             priority: f.get("priority")?,
             attempts: f.get("attempt")?,
             max_attempts: f.get("max_attempts")?,
+            snoozes: f.get("snoozes")?,
             key: f.get("idempotency_key")?,
             run_at: time("run_at")?,
             created_at: time("created_at")?,
@@ -132,6 +133,35 @@ pub(super) async fn job_by_key(db: &Db, key: &str) -> Result<Option<Listed>, Que
     Ok(on_conn!(db.exec(), |c| {
         let row = sqlx::query(&sql).bind(key).fetch_optional(&mut *c).await?;
         row.as_ref().map(listed).transpose()?
+    }))
+}
+
+pub(super) async fn newest_with_key_prefix(
+    db: &Db,
+    prefix: &str,
+) -> Result<Option<JobRecord>, QueueError> {
+    // LIKE's wildcards in the prefix are escaped: it matches only itself.
+    let pattern = format!(
+        "{}%",
+        prefix
+            .replace('\\', "\\\\")
+            .replace('%', "\\%")
+            .replace('_', "\\_")
+    );
+    let sql = format!(
+        "SELECT {JOB_COLUMNS} FROM jobq_jobs WHERE idempotency_key LIKE $1 ESCAPE '\\'
+         ORDER BY id DESC LIMIT 1"
+    );
+    Ok(on_conn!(db.exec(), |c| {
+        let row = sqlx::query(&sql)
+            .bind(&pattern)
+            .fetch_optional(&mut *c)
+            .await?;
+        row.as_ref()
+            .map(listed)
+            .transpose()?
+            .map(Listed::readable)
+            .transpose()?
     }))
 }
 
@@ -277,11 +307,18 @@ pub(super) async fn deregister(db: &Db, worker_id: &str) -> Result<(), QueueErro
     Ok(())
 }
 
-pub(super) async fn audit_log(db: &Db, limit: u32) -> Result<Vec<AuditRecord>, QueueError> {
+pub(super) async fn audit_log(
+    db: &Db,
+    filter: &AuditFilter,
+    limit: u32,
+) -> Result<Vec<AuditRecord>, QueueError> {
     const SQL: &str = "SELECT id, at, actor, surface, action, target, count FROM jobq_audit
-                       ORDER BY id DESC LIMIT $1";
+                       WHERE ($1 IS NULL OR actor = $1) AND ($2 IS NULL OR action = $2)
+                       ORDER BY id DESC LIMIT $3";
     Ok(on_conn!(db.exec(), |c| {
         let rows = sqlx::query(SQL)
+            .bind(filter.actor.as_deref())
+            .bind(filter.action.as_deref())
             .bind(i64::from(limit))
             .fetch_all(&mut *c)
             .await?;
@@ -330,6 +367,26 @@ pub(super) async fn outcome_series(
     }))
 }
 
+pub(super) async fn outcome_totals(db: &Db) -> Result<Vec<OutcomeTotal>, QueueError> {
+    const SQL: &str = "SELECT queue, kind, outcome, count FROM jobq_outcome_totals
+                       ORDER BY queue, kind, outcome";
+    Ok(on_conn!(db.exec(), |c| {
+        let rows = sqlx::query(SQL).fetch_all(&mut *c).await?;
+        rows.iter()
+            .map(|r| {
+                let queue: String = r.try_get("queue")?;
+                let f = Fields::new(r, "jobq_outcome_totals", format!("of queue {queue}"));
+                Ok(OutcomeTotal {
+                    kind: f.get("kind")?,
+                    outcome: f.get("outcome")?,
+                    count: f.get("count")?,
+                    queue,
+                })
+            })
+            .collect::<Result<Vec<_>, DbError>>()?
+    }))
+}
+
 /// Writes the audit entry of an action that changed `count` jobs, inside the caller's
 /// transaction.
 pub(super) async fn audit(
@@ -353,6 +410,25 @@ pub(super) async fn audit(
     Ok(())
 }
 
+/// A repair that ends the jobs it may change: `action` moves them to the final state `to`.
+pub(super) async fn finish(
+    db: &Db,
+    ids: &[i64],
+    entry: &AuditEntry,
+    action: RepairAction,
+    to: JobState,
+) -> Result<Repair, QueueError> {
+    let update = |ids: &str| {
+        format!(
+            "UPDATE jobq_jobs SET state = '{}', finalized_at = $2, locked_until = NULL
+             WHERE id {ids} AND state IN ({}) RETURNING id",
+            to.as_str(),
+            action.sql_states()
+        )
+    };
+    repair(db, ids, entry, update, action).await
+}
+
 /// A repair in one transaction: `update` (its ids bound as `$1` per [`ids_in`], its time as
 /// `$2`, returning the ids it changed), why each other id was left alone, and the audit entry;
 /// a repair refused for every job writes nothing.
@@ -365,7 +441,85 @@ pub(super) async fn repair(
     action: RepairAction,
 ) -> Result<Repair, QueueError> {
     let mut tx = db.begin().await?;
+    let repair = repair_in(tx.conn(), ids, entry, &update, action).await?;
+    if repair.changed.is_empty() {
+        // Refused for every job: nothing is written, not even the audit entry.
+        tx.rollback().await?;
+    } else {
+        tx.commit().await?;
+    }
+    Ok(repair)
+}
+
+/// A new payload, then a retry, in one transaction: the job read under a lock, the caller's
+/// check of the payload for its kind, the payload written, [`repair`]'s retry and the audit
+/// entry the caller describes from the job as it was. Anything refused writes nothing.
+pub(super) async fn retry_edited(
+    db: &Db,
+    edit: &PayloadEdit<'_>,
+    retry: impl Fn(&str) -> String,
+) -> Result<EditOutcome, QueueError> {
+    let mut tx = db.begin().await?;
     let mut conn = tx.conn();
+    // SQLite's transaction holds the database's write lock already (`BEGIN IMMEDIATE`).
+    let lock = match conn {
+        Conn::Postgres(_) => " FOR UPDATE",
+        Conn::Sqlite(_) => "",
+    };
+    let read = format!("SELECT {JOB_COLUMNS} FROM jobq_jobs WHERE id = $1{lock}");
+    let job = on_conn!(Exec::Conn(conn.reborrow()), |c| {
+        let row = sqlx::query(&read)
+            .bind(edit.id)
+            .fetch_optional(&mut *c)
+            .await?;
+        row.as_ref()
+            .map(listed)
+            .transpose()?
+            .map(Listed::readable)
+            .transpose()?
+    });
+    let Some(job) = job else {
+        return Ok(EditOutcome::LeftAlone("no such job".to_string()));
+    };
+    if !RepairAction::Retry.allows(job.state) {
+        let state = job.state.as_str().to_string();
+        return Ok(EditOutcome::LeftAlone(super::skip_reason(
+            Some(&state),
+            RepairAction::Retry,
+        )));
+    }
+    let payload = match (edit.check)(&job.kind, edit.payload) {
+        Ok(payload) => payload,
+        Err(problem) => return Ok(EditOutcome::Invalid(problem)),
+    };
+    const WRITE: &str = "UPDATE jobq_jobs SET payload = $2 WHERE id = $1";
+    on_conn!(Exec::Conn(conn.reborrow()), |c| {
+        sqlx::query(WRITE)
+            .bind(edit.id)
+            .bind(sqlx::types::Json(&payload))
+            .execute(&mut *c)
+            .await?;
+    });
+    let entry = (edit.audit)(&job, &payload);
+    let repair = repair_in(conn, &[edit.id], &entry, &retry, RepairAction::Retry).await?;
+    if let Some((_, reason)) = repair.skipped.first() {
+        let reason = reason.clone();
+        tx.rollback().await?;
+        return Ok(EditOutcome::LeftAlone(reason));
+    }
+    tx.commit().await?;
+    Ok(EditOutcome::Retried)
+}
+
+/// [`repair`] on the caller's transaction, which it leaves to the caller to commit (when
+/// something changed: the audit entry is written then) or roll back.
+async fn repair_in(
+    mut conn: Conn<'_>,
+    ids: &[i64],
+    entry: &AuditEntry,
+    update: &impl Fn(&str) -> String,
+    action: RepairAction,
+) -> Result<Repair, QueueError> {
     let update = update(ids_in(&conn));
     let explain = format!("SELECT id, state FROM jobq_jobs WHERE id {}", ids_in(&conn));
     let (mut changed, rest, states) = match conn.reborrow() {
@@ -397,13 +551,9 @@ pub(super) async fn repair(
         .into_iter()
         .map(|id| (id, super::skip_reason(states.get(&id), action)))
         .collect();
-    if changed.is_empty() {
-        // Refused for every job: nothing is written, not even the audit entry.
-        tx.rollback().await?;
-        return Ok(Repair { changed, skipped });
+    if !changed.is_empty() {
+        audit(Exec::Conn(conn), entry, changed.len()).await?;
     }
-    audit(Exec::Conn(conn), entry, changed.len()).await?;
-    tx.commit().await?;
     Ok(Repair { changed, skipped })
 }
 

@@ -15,8 +15,8 @@ use sqlx::{Row, SqliteConnection};
 
 use super::shared;
 use super::{
-    Driver, FetchedJob, Finish, Finished, Repair, RescuePolicy, StatCount, StatKey, claimed,
-    rescue_row,
+    Driver, EditOutcome, FetchedJob, Finish, Finished, PayloadEdit, Repair, RescuePolicy,
+    StatCount, StatKey, claimed, rescue_row,
 };
 use crate::audit::AuditEntry;
 use crate::db::{Conn, Db, Exec};
@@ -131,7 +131,8 @@ WHERE id IN (
       AND NOT EXISTS (SELECT 1 FROM jobq_queues WHERE name = ?1 AND paused)
     ORDER BY priority DESC, run_at, id
     LIMIT ?2)
-RETURNING id, kind, queue, payload, attempt, max_attempts, idempotency_key
+RETURNING id, kind, queue, payload, attempt, max_attempts, idempotency_key, snoozes, run_at,
+          attempted_at
 "#;
 
 const COMPLETE: &str = r#"
@@ -141,14 +142,20 @@ FROM (SELECT json_extract(value, '$[0]') AS id, json_extract(value, '$[1]') AS a
 WHERE jobq_jobs.id = u.id AND jobq_jobs.attempt = u.attempt AND jobq_jobs.state = 'running'
 "#;
 
+/// A snooze (`scheduled`, no error) gives its attempt back and counts one more snooze.
 const FINISH_WITH_ERROR: &str = r#"
 UPDATE jobq_jobs
 SET state = u.state,
-    run_at = CASE WHEN u.state = 'retrying' THEN ?2 + u.delay_us ELSE jobq_jobs.run_at END,
-    finalized_at = CASE WHEN u.state = 'retrying' THEN NULL ELSE ?2 END,
+    run_at = CASE WHEN u.state IN ('retrying', 'scheduled') THEN ?2 + u.delay_us
+                  ELSE jobq_jobs.run_at END,
+    finalized_at = CASE WHEN u.state IN ('retrying', 'scheduled') THEN NULL ELSE ?2 END,
     locked_until = NULL,
-    errors = json_insert(CASE WHEN json_valid(jobq_jobs.errors) THEN jobq_jobs.errors ELSE '[]' END,
-                         '$[#]', json(u.error))
+    attempt = CASE WHEN u.state = 'scheduled' THEN jobq_jobs.attempt - 1 ELSE jobq_jobs.attempt END,
+    snoozes = CASE WHEN u.state = 'scheduled' THEN jobq_jobs.snoozes + 1 ELSE jobq_jobs.snoozes END,
+    errors = CASE WHEN u.error IS NULL THEN jobq_jobs.errors
+                  ELSE json_insert(CASE WHEN json_valid(jobq_jobs.errors) THEN jobq_jobs.errors
+                                        ELSE '[]' END,
+                                   '$[#]', json(u.error)) END
 FROM (SELECT json_extract(value, '$.id') AS id, json_extract(value, '$.attempt') AS attempt,
              json_extract(value, '$.state') AS state, json_extract(value, '$.delay_us') AS delay_us,
              json_extract(value, '$.error') AS error
@@ -165,8 +172,9 @@ async fn finish_with_error(
         .filter_map(|f| {
             let (delay, error) = match &f.finish {
                 Finish::Completed => return None,
-                Finish::Retry { delay, error } => (crate::db::micros(*delay), error),
-                Finish::Failed { error } | Finish::Cancelled { error } => (0, error),
+                Finish::Snooze { delay } => (crate::db::micros(*delay), None),
+                Finish::Retry { delay, error } => (crate::db::micros(*delay), Some(error)),
+                Finish::Failed { error } | Finish::Cancelled { error } => (0, Some(error)),
             };
             Some(json!({
                 "id": f.id, "attempt": f.attempt, "state": f.finish.state().as_str(),
@@ -399,6 +407,9 @@ impl Driver for SqliteDriver {
                 ])
             })
             .collect();
+        let rows = serde_json::Value::Array(rows).to_string();
+        // The per-minute counts and the totals move together: one transaction.
+        let mut tx = self.begin().await?;
         sqlx::query(
             "INSERT INTO jobq_stats (minute, queue, kind, outcome, count, duration_ms)
              SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'),
@@ -409,27 +420,30 @@ impl Driver for SqliteDriver {
              SET count = jobq_stats.count + excluded.count,
                  duration_ms = jobq_stats.duration_ms + excluded.duration_ms",
         )
-        .bind(serde_json::Value::Array(rows).to_string())
-        .execute(&self.pool)
+        .bind(&rows)
+        .execute(&mut *tx)
         .await?;
+        sqlx::query(
+            "INSERT INTO jobq_outcome_totals (queue, kind, outcome, count)
+             SELECT json_extract(value, '$[1]'), json_extract(value, '$[2]'),
+                    json_extract(value, '$[3]'), sum(json_extract(value, '$[4]'))
+             FROM json_each(?1) GROUP BY 1, 2, 3
+             ON CONFLICT (queue, kind, outcome) DO UPDATE
+             SET count = jobq_outcome_totals.count + excluded.count",
+        )
+        .bind(&rows)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
         Ok(())
     }
 
     async fn retry(&self, ids: &[i64], entry: &AuditEntry) -> Result<Repair, QueueError> {
-        let update = |ids: &str| {
-            format!(
-                "UPDATE jobq_jobs AS j SET state = 'available', run_at = $2, finalized_at = NULL,
-                    locked_until = NULL, max_attempts = max(j.max_attempts, j.attempt + 1)
-             WHERE j.id {ids} AND j.state IN ({})
-               AND (j.idempotency_key IS NULL OR j.state NOT IN ('cancelled', 'discarded')
-                    OR NOT EXISTS (SELECT 1 FROM jobq_jobs o
-                                   WHERE o.idempotency_key = j.idempotency_key AND o.id <> j.id
-                                     AND o.state NOT IN ('cancelled', 'discarded')))
-             RETURNING id",
-                RepairAction::Retry.sql_states()
-            )
-        };
-        shared::repair(&self.db, ids, entry, update, RepairAction::Retry).await
+        shared::repair(&self.db, ids, entry, retry_update, RepairAction::Retry).await
+    }
+
+    async fn retry_edited(&self, edit: &PayloadEdit<'_>) -> Result<EditOutcome, QueueError> {
+        shared::retry_edited(&self.db, edit, retry_update).await
     }
 
     async fn set_paused(
@@ -452,4 +466,20 @@ impl Driver for SqliteDriver {
         tx.commit().await?;
         Ok(())
     }
+}
+
+/// The retry repair's statement (ids bound per `ids`, the time as `$2`), for `retry` and
+/// `retry_edited`.
+fn retry_update(ids: &str) -> String {
+    format!(
+        "UPDATE jobq_jobs AS j SET state = 'available', run_at = $2, finalized_at = NULL,
+                locked_until = NULL, max_attempts = max(j.max_attempts, j.attempt + 1)
+         WHERE j.id {ids} AND j.state IN ({})
+           AND (j.idempotency_key IS NULL OR j.state NOT IN ('cancelled', 'discarded')
+                OR NOT EXISTS (SELECT 1 FROM jobq_jobs o
+                               WHERE o.idempotency_key = j.idempotency_key AND o.id <> j.id
+                                 AND o.state NOT IN ('cancelled', 'discarded')))
+         RETURNING id",
+        RepairAction::Retry.sql_states()
+    )
 }
