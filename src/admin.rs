@@ -9,7 +9,7 @@ use anyhow::{Context, bail};
 use clap::Args;
 use jobs::audit::AuditEntry;
 use jobs::configuration::Settings;
-use jobs::driver::{JobFilter, JobRecord};
+use jobs::driver::{JobFilter, JobRecord, Listed, Unreadable};
 use jobs::job::InvalidJob;
 use jobs::state::RepairAction;
 use jobs::{JobSpec, JobState, Queue};
@@ -179,7 +179,7 @@ pub struct ListArgs {
 
 /// A job as listed: the columns scripts rely on.
 #[derive(Serialize)]
-struct Listed<'a> {
+struct ListRow<'a> {
     id: i64,
     kind: &'a str,
     queue: &'a str,
@@ -193,9 +193,9 @@ struct Listed<'a> {
     last_error: Option<&'a str>,
 }
 
-impl<'a> From<&'a JobRecord> for Listed<'a> {
+impl<'a> From<&'a JobRecord> for ListRow<'a> {
     fn from(j: &'a JobRecord) -> Self {
-        Listed {
+        ListRow {
             id: j.id,
             kind: &j.kind,
             queue: &j.queue,
@@ -208,6 +208,18 @@ impl<'a> From<&'a JobRecord> for Listed<'a> {
             created_at: j.created_at.to_rfc3339(),
             last_error: j.last_error.as_deref(),
         }
+    }
+}
+
+/// A row that cannot be read, as `--json` shows it: its id, and the column and what is wrong.
+fn unreadable_json(row: &Unreadable) -> Value {
+    json!({"id": row.id, "unreadable": {"column": row.column, "detail": row.detail}})
+}
+
+fn listed_json(listed: &Listed) -> Value {
+    match listed {
+        Listed::Job(job) => json!(ListRow::from(job.as_ref())),
+        Listed::Unreadable(row) => unreadable_json(row),
     }
 }
 
@@ -239,7 +251,7 @@ async fn list(queue: &Queue, args: ListArgs, json: bool) -> anyhow::Result<()> {
     };
     let found = queue.driver().list_jobs(&filter, args.limit).await?;
     if json {
-        return print_json(&found.iter().map(Listed::from).collect::<Vec<_>>());
+        return print_json(&found.iter().map(listed_json).collect::<Vec<_>>());
     }
     say!(
         "{:>10}  {:<20} {:<12} {:<10} {:>8}  {:<25} last error",
@@ -250,7 +262,14 @@ async fn list(queue: &Queue, args: ListArgs, json: bool) -> anyhow::Result<()> {
         "attempts",
         "run at"
     );
-    for job in &found {
+    for listed in &found {
+        let job = match listed {
+            Listed::Job(job) => job,
+            Listed::Unreadable(row) => {
+                say!("{:>10}  unreadable: {row}", row.id);
+                continue;
+            }
+        };
         say!(
             "{:>10}  {:<20} {:<12} {:<10} {:>4}/{:<3}  {:<25} {}",
             job.id,
@@ -271,8 +290,15 @@ fn first_line(text: &str) -> &str {
 }
 
 async fn show(queue: &Queue, id: i64, json: bool) -> anyhow::Result<()> {
-    let Some(mut job) = queue.driver().job(id).await? else {
-        bail!("no job with id {id}");
+    let mut job = match queue.driver().job(id).await? {
+        None => bail!("no job with id {id}"),
+        Some(Listed::Job(job)) => job,
+        Some(Listed::Unreadable(row)) if json => return print_json(&unreadable_json(&row)),
+        Some(Listed::Unreadable(row)) => {
+            say!("job {id} cannot be read: {row}");
+            say!("  (discard it with `jobq jobs discard {id}`, or repair the row by hand)");
+            return Ok(());
+        }
     };
     job.payload = redacted(&job);
     if json {

@@ -428,8 +428,10 @@ async fn all_jobs(queue: &Queue) -> anyhow::Result<Vec<jobs::driver::JobRecord>>
         let Some(last) = page.last() else {
             return Ok(all);
         };
-        before = Some(last.id);
-        all.extend(page);
+        before = Some(last.id());
+        for row in page {
+            all.push(row.readable()?);
+        }
     }
 }
 

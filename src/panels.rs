@@ -5,8 +5,27 @@ use crate::output::say;
 use std::path::Path;
 
 use anyhow::bail;
+use jobs::configuration::PlanSettings;
 use serde_json::json;
 use workers::panel::health;
+
+/// The plans naming inbounds the panel lacks, each with the missing ids: every plan may be
+/// provisioned on every panel, so each must find its inbounds there.
+fn lacking(plans: &[PlanSettings], found: &health::PanelHealth) -> Vec<String> {
+    let present: Vec<u64> = found.inbounds.iter().map(|i| i.id).collect();
+    plans
+        .iter()
+        .filter_map(|plan| {
+            let missing = plan.missing_inbounds(&present);
+            (!missing.is_empty()).then(|| {
+                format!(
+                    "plan {:?} names inbound(s) {missing:?} the panel lacks (it has {present:?})",
+                    plan.name
+                )
+            })
+        })
+        .collect()
+}
 
 pub async fn check(config: Option<&Path>, json: bool) -> anyhow::Result<()> {
     let settings = crate::startup::settings(config, &[])?;
@@ -28,6 +47,14 @@ pub async fn check(config: Option<&Path>, json: bool) -> anyhow::Result<()> {
             Err(error) => Err(error),
         };
         match result {
+            Ok(found) if !lacking(&settings.plans, &found).is_empty() => {
+                let error = lacking(&settings.plans, &found).join("; ");
+                if !json {
+                    println!("{}: FAILED: {error}", panel.name);
+                }
+                rows.push(json!({"panel": panel.name, "ok": false, "url": panel.url.to_string(), "error": error, "health": found}));
+                failed.push(format!("{}: {error}", panel.name));
+            }
             Ok(found) => {
                 if !json {
                     let inbounds: Vec<String> = found

@@ -10,7 +10,7 @@ use anyhow::bail;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use jobs::audit::{AuditEntry, describe_ids};
-use jobs::driver::{JobFilter, Repair, skip_reason};
+use jobs::driver::{JobFilter, Listed, Repair, skip_reason};
 use jobs::state::RepairAction;
 use jobs::{JobState, Queue};
 use serde_json::json;
@@ -178,8 +178,20 @@ async fn all_ids(queue: &Queue, filter: &JobFilter) -> anyhow::Result<Vec<i64>> 
 async fn dry_run_ids(queue: &Queue, action: RepairAction, ids: &[i64]) -> anyhow::Result<Outcome> {
     let mut outcome = Outcome::default();
     for id in ids {
-        let job = queue.driver().job(*id).await?;
-        match job.map(|j| j.state) {
+        let state = match queue.driver().job(*id).await? {
+            Some(Listed::Job(job)) => Some(job.state),
+            Some(Listed::Unreadable(row)) => {
+                // Its state decides, and the row does not read: say so rather than guess.
+                let reason = format!(
+                    "cannot be read ({row}); {} decides by its stored state",
+                    action.as_str()
+                );
+                outcome.skipped.push((*id, reason));
+                continue;
+            }
+            None => None,
+        };
+        match state {
             Some(state) if action.allows(state) => outcome.changed.push(*id),
             state => outcome.skipped.push((
                 *id,

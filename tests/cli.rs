@@ -62,12 +62,23 @@ async fn bad_input_is_refused_and_nothing_is_written(backend: Backend) {
 
     let unknown_field = r#"{"user":{"platform":"telegram","id":1},"text":"hi","silent":true}"#;
     let zero_id = r#"{"user":{"platform":"telegram","id":0},"text":"hi"}"#;
+    // The last would win in serde_json: the writer may have meant either.
+    let twice = r#"{"user":{"platform":"telegram","id":1},"text":"hi","text":"bye"}"#;
+    let twice_inside = r#"{"user":{"platform":"telegram","id":1,"id":2},"text":"hi"}"#;
     let cases: &[(&[&str], &[&str])] = &[
         (
             &["enqueue", "send_email", DM],
             &["unknown job kind 'send_email'", "send_dm"],
         ),
         (&["enqueue", "send_dm", "{not json"], &["not valid JSON"]),
+        (
+            &["enqueue", "send_dm", twice],
+            &["not valid JSON", "the key \"text\" appears twice"],
+        ),
+        (
+            &["enqueue", "send_dm", twice_inside],
+            &["the key \"id\" appears twice"],
+        ),
         (
             &["enqueue", "send_dm", zero_id],
             &["send_dm", "user id must be a positive integer, got 0"],

@@ -222,6 +222,10 @@ async fn a_worker_serves_what_it_ran_and_stops_serving_with_it(backend: Backend)
                 .driver()
                 .list_jobs(&JobFilter::default(), 100)
                 .await
+                .ok()?
+                .into_iter()
+                .map(|listed| listed.readable())
+                .collect::<Result<Vec<_>, _>>()
                 .ok()?;
             let final_states = [JobState::Completed, JobState::Failed, JobState::Cancelled];
             (jobs.len() == 7 && jobs.iter().all(|j| final_states.contains(&j.state))).then_some(())

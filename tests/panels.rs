@@ -97,3 +97,42 @@ async fn a_missing_token_variable_and_an_unsupported_version_are_named() {
         stderr(&out)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plan_naming_an_inbound_the_panel_lacks_fails_naming_plan_panel_and_inbound() {
+    let panel = fake("1.5.1").await;
+    let extra = format!(
+        "[[panels]]\nname = \"main\"\nkind = \"s-ui\"\nurl = \"{}\"\ntoken_env = \"JOBQ_PANEL_MAIN_TOKEN\"\n\
+         [[plans]]\nname = \"fine\"\nvolume_gb = 1\ndays = 30\ninbounds = [1, 2]\n\
+         [[plans]]\nname = \"odd\"\nvolume_gb = 1\ndays = 30\ninbounds = [1, 999]\n",
+        panel.url()
+    );
+    let db = TestDb::unmigrated(Backend::Sqlite, &extra).await;
+    let out = db
+        .command(&["panels", "check"])
+        .env("JOBQ_PANEL_MAIN_TOKEN", TOKEN)
+        .output()
+        .expect("run jobq");
+    assert!(!out.status.success(), "passed: {}", stdout(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("main") && err.contains("plan \"odd\"") && err.contains("[999]"),
+        "names the panel, the plan and the inbound: {err}"
+    );
+    assert!(
+        !err.contains("\"fine\""),
+        "the plan that fits is not blamed: {err}"
+    );
+    let out = db
+        .command(&["--json", "panels", "check"])
+        .env("JOBQ_PANEL_MAIN_TOKEN", TOKEN)
+        .output()
+        .expect("run jobq");
+    assert!(!out.status.success());
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON rows");
+    assert_eq!(rows[0]["ok"], false, "{rows}");
+    assert!(
+        rows[0]["error"].as_str().is_some_and(|e| e.contains("999")),
+        "{rows}"
+    );
+}

@@ -1,17 +1,21 @@
 //! Rows that a worker cannot read, written by hand or by something else: each fails its own
 //! job alone (naming the column) while the rest of its batch and its queue run, and the
-//! rescuer goes on past them. On both backends.
+//! rescuer goes on past them; listings (`jobq jobs list`/`show`, the dashboard's pages) show
+//! such a row as unreadable, naming its column, among the others. On both backends.
 
 mod support;
+mod web_support;
 
 use chrono::{Duration as TimeDelta, Utc};
 use jobs::driver::JobRecord;
 use jobs::{JobState, Queue};
 use support::*;
+use web_support::*;
 
 on_both_backends!(
     a_poison_row_fails_alone_and_its_batch_runs,
     rescue_goes_on_past_a_poison_row,
+    listings_show_unreadable_rows_among_the_others,
 );
 
 /// Runs `sql` (one statement, `$1` the job's id) against the test database.
@@ -204,4 +208,160 @@ async fn rescue_goes_on_past_a_poison_row(backend: Backend) {
         .await;
     }
     worker.assert_alive();
+}
+
+/// Rows no listing can decode, each with the column it names: `-infinity` and `infinity`
+/// times on PostgreSQL; on SQLite, which stores what it is given, a priority beyond its type,
+/// a text time and a payload of bytes that are not text.
+async fn unreadable_rows(db: &TestDb, queue: &Queue) -> Vec<(i64, &'static str)> {
+    let poisons: &[(&str, &str)] = match db.backend {
+        Backend::Postgres => &[
+            (
+                "run_at",
+                "UPDATE jobq_jobs SET run_at = '-infinity' WHERE id = $1",
+            ),
+            (
+                "run_at",
+                "UPDATE jobq_jobs SET run_at = 'infinity' WHERE id = $1",
+            ),
+        ],
+        Backend::Sqlite => &[
+            (
+                "priority",
+                "UPDATE jobq_jobs SET priority = 99999 WHERE id = $1",
+            ),
+            (
+                "run_at",
+                "UPDATE jobq_jobs SET run_at = 'soon' WHERE id = $1",
+            ),
+            (
+                "payload",
+                "UPDATE jobq_jobs SET payload = X'00FF' WHERE id = $1",
+            ),
+        ],
+    };
+    let mut rows = Vec::new();
+    for (column, sql) in poisons {
+        let id = db.enqueue("test_effect", "{}", &[]);
+        poison(queue, id, sql, sql).await;
+        rows.push((id, *column));
+    }
+    rows
+}
+
+async fn listings_show_unreadable_rows_among_the_others(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let queue = db.queue().await;
+    let first = db.enqueue("test_effect", "{}", &[]);
+    let bad = unreadable_rows(&db, &queue).await;
+    let last = db.enqueue("test_effect", r#"{"sleep_ms": 7}"#, &[]);
+
+    // `jobq jobs list`: every good job on its line, each bad row named with its column.
+    let listed = stdout(&db.jobq_ok(&["jobs", "list"]));
+    for id in [first, last] {
+        assert!(
+            listed.lines().any(|l| l.trim_start().starts_with(&format!("{id} ")) && l.contains("test_effect")),
+            "job {id} listed: {listed}"
+        );
+    }
+    for (id, column) in &bad {
+        assert!(
+            listed
+                .lines()
+                .any(|l| l.trim_start().starts_with(&format!("{id} "))
+                    && l.contains("unreadable")
+                    && l.contains(&format!("column {column}"))),
+            "row {id} named with column {column}: {listed}"
+        );
+    }
+    let rows = json(&db.jobq_ok(&["--json", "jobs", "list"]));
+    let rows = rows.as_array().expect("a JSON array");
+    assert_eq!(rows.len(), bad.len() + 2, "{rows:#?}");
+    for (id, column) in &bad {
+        let row = rows
+            .iter()
+            .find(|r| r["id"] == *id)
+            .expect("the row listed");
+        assert_eq!(row["unreadable"]["column"], *column, "{row}");
+        assert!(
+            row["unreadable"]["detail"]
+                .as_str()
+                .is_some_and(|d| !d.is_empty()),
+            "{row}"
+        );
+    }
+    let good = rows
+        .iter()
+        .find(|r| r["id"] == last)
+        .expect("the last job listed");
+    assert_eq!(good["kind"], "test_effect");
+    assert_eq!(good["state"], "available");
+
+    // `jobq jobs show`: the bad row said, the good one shown in full.
+    for (id, column) in &bad {
+        let shown = stdout(&db.jobq_ok(&["jobs", "show", &id.to_string()]));
+        assert!(
+            shown.contains(&format!("job {id} cannot be read: column {column}")),
+            "{shown}"
+        );
+    }
+    let shown = stdout(&db.jobq_ok(&["jobs", "show", &last.to_string()]));
+    assert!(
+        shown.contains(&format!("job {last} (test_effect)")),
+        "{shown}"
+    );
+    assert!(shown.contains(r#""sleep_ms":7"#), "{shown}");
+
+    // The dashboard: the list (all, and filtered) and each job's page answer 200.
+    let server = WebServer::start(&db).await;
+    let client = reqwest::Client::new();
+    let get = |path: String| {
+        let request = client.get(server.url(&path)).bearer_auth(ADMIN_TOKEN);
+        async move {
+            let response = request.send().await.expect("GET");
+            let status = response.status();
+            (status, response.text().await.expect("a body"))
+        }
+    };
+    for path in ["/jobs", "/jobs?state=available", "/jobs?queue=test"] {
+        let (status, page) = get(path.to_string()).await;
+        assert_eq!(status, reqwest::StatusCode::OK, "{path}: {page}");
+        for id in [first, last] {
+            assert!(
+                page.contains(&format!("href=\"/jobs/{id}\"")),
+                "{path} lists {id}"
+            );
+        }
+        for (id, column) in &bad {
+            assert!(
+                page.contains(&format!("href=\"/jobs/{id}\"")),
+                "{path} lists {id}"
+            );
+            assert!(
+                page.contains(&format!("column {column} holds a value")),
+                "{path}: {page}"
+            );
+        }
+    }
+    for (id, column) in &bad {
+        let (status, page) = get(format!("/jobs/{id}")).await;
+        assert_eq!(status, reqwest::StatusCode::OK, "{page}");
+        assert!(page.contains(&format!("Job #{id}")), "{page}");
+        assert!(
+            page.contains(&format!("column {column} holds a value")),
+            "{page}"
+        );
+    }
+    let (status, page) = get(format!("/jobs/{last}")).await;
+    assert_eq!(status, reqwest::StatusCode::OK, "{page}");
+    assert!(
+        page.contains("test_effect") && page.contains("sleep_ms"),
+        "{page}"
+    );
+    let (status, _) = get("/".to_string()).await;
+    assert_eq!(
+        status,
+        reqwest::StatusCode::OK,
+        "the overview still answers"
+    );
 }

@@ -29,6 +29,7 @@ on_both_backends!(
     unknown_panels_and_plans_and_renewals_fail_permanently_naming_them,
     a_worker_killed_mid_job_leaves_one_client_after_another_finishes_it,
     without_panels_the_worker_runs_with_no_key_and_fails_the_job_naming_the_panel,
+    a_plan_naming_an_inbound_the_panel_lacks_fails_for_good_and_creates_no_client,
 );
 
 const GIB: i64 = 1024 * 1024 * 1024;
@@ -318,4 +319,31 @@ async fn a_refused_token_marks_the_subscription_failed_until_an_admin_retries(ba
     wait_state(&db, &queue, id, JobState::Completed, &worker).await;
     let sub = assert_provisioned_once(&panel, &queue).await;
     assert_eq!(sub.id, subs[0].id);
+}
+
+async fn a_plan_naming_an_inbound_the_panel_lacks_fails_for_good_and_creates_no_client(
+    backend: Backend,
+) {
+    let panel = fake().await;
+    let plan = "[[plans]]\nname = \"odd\"\nvolume_gb = 10\ndays = 30\ninbounds = [1, 999]\n";
+    let db = db_with_panel(backend, &panel, plan).await;
+    let queue = db.queue().await;
+    let id = enqueue(&db, &payload("main", "odd"), None);
+    let worker = spawn_panel_worker(&db);
+    let job = wait_state(&db, &queue, id, JobState::Failed, &worker).await;
+    assert_eq!(job.attempts, 1, "permanent, not retried: {job:#?}");
+    let error = job.last_error.as_deref().unwrap_or_default();
+    assert!(
+        error.contains("\"odd\"") && error.contains("panel main") && error.contains("[999]"),
+        "names the plan, the panel and the missing inbound: {error}"
+    );
+    assert!(
+        panel.clients().is_empty(),
+        "a client was created: {:#?}",
+        panel.clients()
+    );
+    // The same panel provisions a plan whose inbounds it has.
+    let fine = enqueue(&db, &payload("main", "basic"), None);
+    wait_state(&db, &queue, fine, JobState::Completed, &worker).await;
+    assert_eq!(panel.clients().len(), 1);
 }

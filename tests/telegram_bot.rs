@@ -34,6 +34,7 @@ on_both_backends!(
     a_flood_of_commands_is_slowed_and_enqueues_nothing_extra,
     webhook_updates_are_handled_before_they_are_answered,
     replies_arrive_through_a_429_and_fit_telegrams_limit,
+    an_update_id_beyond_32_bits_is_said_once_and_the_bot_goes_on,
 );
 
 const TOKEN: &str = "424242:TGbotSECRETneverINlogs0123456789ab";
@@ -1038,5 +1039,45 @@ async fn webhook_updates_are_handled_before_they_are_answered(backend: Backend) 
         fake.calls_of("getUpdates").is_empty(),
         "webhook mode never polls"
     );
+    assert_no_token(&bot);
+}
+
+/// A faulty API's update id, beyond the 32 bits teloxide types hold: one such id used to fail
+/// every `getUpdates` answer. It is said once (without the token), its update read and
+/// confirmed, and the updates after it (numbered on from it) are answered.
+async fn an_update_id_beyond_32_bits_is_said_once_and_the_bot_goes_on(backend: Backend) {
+    let s = setup(backend).await;
+    let bot = start_bot(&s).await;
+    let fake = &s.telegram;
+    let mut hostile = message(CUSTOMER, 1, "/start");
+    hostile["update_id"] = json!((1_i64 << 32) + 5);
+    fake.push_update(hostile);
+    reply_to(fake, CUSTOMER, "Welcome", &bot).await;
+    let next = fake.push_update(message(CUSTOMER, 2, "/plans"));
+    assert_eq!(next, (1_i64 << 32) + 6);
+    reply_to(fake, CUSTOMER, "Plans:", &bot).await;
+    until(secs(20), "both updates confirmed", &bot, || {
+        fake.pending_updates() == 0
+    })
+    .await;
+    let offsets: Vec<Value> = fake
+        .calls_of("getUpdates")
+        .iter()
+        .map(|call| call.params["offset"].clone())
+        .collect();
+    assert!(
+        offsets.contains(&json!(next + 1)),
+        "confirmed by offset: {offsets:?}"
+    );
+    let log = bot.log_text();
+    for id in [next - 1, next] {
+        let said = log
+            .lines()
+            .filter(|l| {
+                l.contains("outside the range Telegram uses") && l.contains(&id.to_string())
+            })
+            .count();
+        assert_eq!(said, 1, "update {id} said once:\n{log}");
+    }
     assert_no_token(&bot);
 }

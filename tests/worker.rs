@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use jobs::driver::{JobFilter, JobRecord};
+use jobs::driver::JobRecord;
 use jobs::{JobState, Queue};
 use support::*;
 
@@ -478,15 +478,7 @@ async fn a_periodic_job_is_enqueued_once_per_period_by_three_processes(backend: 
     }
     let stopped = Utc::now();
 
-    let filter = JobFilter {
-        kind: Some("test_effect".into()),
-        ..JobFilter::default()
-    };
-    let jobs: Vec<JobRecord> = queue
-        .driver()
-        .list_jobs(&filter, 1_000)
-        .await
-        .expect("list jobs");
+    let jobs: Vec<JobRecord> = jobs_of(&queue, "test_effect").await;
     let keys: Vec<&str> = jobs.iter().filter_map(|j| j.key.as_deref()).collect();
     assert_eq!(keys.len(), jobs.len(), "a periodic job without a key");
     let unique: HashSet<&str> = keys.iter().copied().collect();
@@ -549,11 +541,7 @@ async fn a_periodic_job_is_enqueued_once_per_period_by_three_processes(backend: 
     let mut expected: Vec<(i64, i64)> = jobs.iter().map(|j| (j.id, 1)).collect();
     expected.sort_unstable();
     assert_eq!(effects, expected, "each periodic job ran once");
-    let after = queue
-        .driver()
-        .list_jobs(&filter, 1_000)
-        .await
-        .expect("list jobs");
+    let after = jobs_of(&queue, "test_effect").await;
     assert_eq!(
         after.len(),
         jobs.len(),

@@ -10,7 +10,7 @@ use std::fmt::Write as _;
 
 use chrono::{DateTime, Utc};
 use jobs::audit::{AuditEntry, describe_ids};
-use jobs::driver::{JobFilter, JobRecord};
+use jobs::driver::{JobFilter, Listed};
 use jobs::kinds::Platform;
 use jobs::queue::QueueError;
 use jobs::{JobState, Queue};
@@ -161,15 +161,26 @@ pub struct FailedJob {
     pub last_error: Option<String>,
 }
 
-impl From<JobRecord> for FailedJob {
-    fn from(job: JobRecord) -> Self {
-        FailedJob {
-            id: job.id,
-            kind: job.kind,
-            queue: job.queue,
-            attempts: job.attempts,
-            failed_at: job.finalized_at,
-            last_error: job.last_error.map(|e| jobs::redact::mask_urls(&e)),
+impl From<Listed> for FailedJob {
+    fn from(listed: Listed) -> Self {
+        match listed {
+            Listed::Job(job) => FailedJob {
+                id: job.id,
+                kind: job.kind,
+                queue: job.queue,
+                attempts: job.attempts,
+                failed_at: job.finalized_at,
+                last_error: job.last_error.map(|e| jobs::redact::mask_urls(&e)),
+            },
+            // Still listed, so that an admin sees it and can discard it.
+            Listed::Unreadable(row) => FailedJob {
+                id: row.id,
+                kind: "?".to_string(),
+                queue: "?".to_string(),
+                attempts: 0,
+                failed_at: None,
+                last_error: Some(format!("the row cannot be read: {row}")),
+            },
         }
     }
 }
@@ -199,7 +210,7 @@ pub async fn failed(queue: &Queue, query: &FailedQuery) -> Result<FailedPage, Ad
     let mut jobs = driver.list_jobs(&filter, PAGE_SIZE + 1).await?;
     let next = if jobs.len() > PAGE_SIZE as usize {
         jobs.truncate(PAGE_SIZE as usize);
-        jobs.last().map(|j| format!("p{}", j.id))
+        jobs.last().map(|j| format!("p{}", j.id()))
     } else {
         None
     };
@@ -243,7 +254,9 @@ async fn repair(
         .driver()
         .job(id)
         .await?
-        .ok_or(AdminError::UnknownJob(id))?;
+        .ok_or(AdminError::UnknownJob(id))?
+        .readable()
+        .map_err(QueueError::from)?;
     let entry = actor.audit(action, id);
     let done = match action {
         "retry" => queue.retry(&[id], &entry).await?,

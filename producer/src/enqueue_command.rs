@@ -36,7 +36,7 @@ pub fn parse(request: &EnqueueRequest, kinds: &[JobSpec]) -> Result<NewJob, Enqu
             kind: request.kind.clone(),
             known: kinds.iter().map(|s| s.kind).collect::<Vec<_>>().join(", "),
         })?;
-    let payload: serde_json::Value = serde_json::from_str(&request.payload)
+    let payload = jobs::job::payload_from_text(&request.payload)
         .map_err(|e| EnqueueInputError::MalformedJson(e.to_string()))?;
     let run_at = request.at.as_deref().map(parse_time).transpose()?;
     let options = EnqueueOptions {

@@ -270,3 +270,112 @@ pub fn key_or_id(job_key: Option<&str>, job_id: i64) -> String {
         _ => format!("job:{job_id}"),
     }
 }
+
+/// Payload text as JSON, refusing an object that names a key twice: serde_json keeps the last
+/// silently, so `{"text": "hi", "text": "bye"}` would send what the writer may not have meant.
+/// Every door that takes payload text (the CLI, scripts) reads it through this.
+pub fn payload_from_text(text: &str) -> Result<Value, serde_json::Error> {
+    use serde::Deserialize;
+    let mut reader = serde_json::Deserializer::from_str(text);
+    let value = NoDuplicateKeys::deserialize(&mut reader)?;
+    reader.end()?;
+    Ok(value.0)
+}
+
+/// A JSON value read with every object's keys checked for repeats.
+struct NoDuplicateKeys(Value);
+
+impl<'de> serde::Deserialize<'de> for NoDuplicateKeys {
+    fn deserialize<D: serde::Deserializer<'de>>(reader: D) -> Result<Self, D::Error> {
+        reader
+            .deserialize_any(NoDuplicateKeysVisitor)
+            .map(NoDuplicateKeys)
+    }
+}
+
+struct NoDuplicateKeysVisitor;
+
+impl<'de> serde::de::Visitor<'de> for NoDuplicateKeysVisitor {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_owned()))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(NoDuplicateKeys(item)) = seq.next_element()? {
+            items.push(item);
+        }
+        Ok(Value::Array(items))
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut object = serde_json::Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            let NoDuplicateKeys(value) = map.next_value()?;
+            if object.contains_key(&key) {
+                return Err(serde::de::Error::custom(format!(
+                    "the key {key:?} appears twice in one object"
+                )));
+            }
+            object.insert(key, value);
+        }
+        Ok(Value::Object(object))
+    }
+}
+
+#[cfg(test)]
+mod payload_text_tests {
+    use super::payload_from_text;
+    use serde_json::json;
+
+    #[test]
+    fn a_repeated_key_is_refused_naming_it_at_any_depth() {
+        for (text, key) in [
+            (r#"{"text": "hi", "text": "bye"}"#, "\"text\""),
+            (r#"{"to": {"chat": 1, "chat": 2}}"#, "\"chat\""),
+            (r#"[{"a": 1}, {"b": 1, "b": 1}]"#, "\"b\""),
+        ] {
+            let error = payload_from_text(text).expect_err(text).to_string();
+            assert!(
+                error.contains(key) && error.contains("twice"),
+                "{text}: {error}"
+            );
+        }
+    }
+
+    #[test]
+    fn other_json_reads_as_serde_json_reads_it() {
+        for text in [
+            r#"{"a": 1, "b": [1, 2.5, -3, null, true, "x"], "c": {"a": 1}}"#,
+            r#""é\u0000""#,
+            "18446744073709551615",
+            "[]",
+        ] {
+            let expected: serde_json::Value = serde_json::from_str(text).expect(text);
+            assert_eq!(payload_from_text(text).expect(text), expected, "{text}");
+        }
+        assert!(payload_from_text(r#"{"a": 1} trailing"#).is_err());
+        assert_eq!(payload_from_text("{}").expect("{}"), json!({}));
+    }
+}

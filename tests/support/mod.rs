@@ -253,6 +253,8 @@ impl TestDb {
             .await
             .expect("read job")
             .unwrap_or_else(|| panic!("job {id} not found"))
+            .readable()
+            .expect("a readable job")
     }
 
     /// How many times each job's effect happened (`test_effect`).
@@ -400,6 +402,9 @@ async fn list_jobs(queue: &Queue, filter: JobFilter) -> Vec<JobRecord> {
         .list_jobs(&filter, 10_000)
         .await
         .expect("list jobs")
+        .into_iter()
+        .map(|listed| listed.readable().expect("a readable job"))
+        .collect()
 }
 
 /// The PATH with the folder of the `jobq` under test first, as a user who installed it has it.

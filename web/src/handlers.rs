@@ -9,7 +9,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Json, Redirect, Response};
 use chrono::Utc;
 use jobs::audit::{AuditEntry, describe_ids};
-use jobs::driver::{EditOutcome, JobFilter, JobRecord, PayloadEdit, Repair};
+use jobs::driver::{EditOutcome, JobFilter, JobRecord, Listed, PayloadEdit, Repair};
 use jobs::queue::QueueError;
 use jobs::state::RepairAction;
 use jobs::{JobState, Queue};
@@ -108,7 +108,8 @@ async fn overview_data(state: &AppState) -> Result<OverviewData, QueueError> {
         ..JobFilter::default()
     };
     let mut running: HashMap<String, Vec<JobRecord>> = HashMap::new();
-    for job in driver.list_jobs(&running_filter, RUNNING_READ).await? {
+    // A running row that cannot be read names no worker: /jobs lists it.
+    for job in readable(driver.list_jobs(&running_filter, RUNNING_READ).await?) {
         let worker = job.attempted_by.clone().unwrap_or_default();
         running.entry(worker).or_default().push(job);
     }
@@ -298,7 +299,7 @@ pub(crate) struct ListData {
     pub(crate) filter: JobFilter,
     pub(crate) search: Option<String>,
     pub(crate) problems: Vec<String>,
-    pub(crate) jobs: Vec<JobRecord>,
+    pub(crate) jobs: Vec<Listed>,
     pub(crate) older: Option<i64>,
     pub(crate) paged: bool,
     pub(crate) total: i64,
@@ -326,7 +327,7 @@ pub(crate) async fn jobs_list(
             None => driver.job_by_key(term).await?,
         };
         if let Some(job) = found {
-            return Ok(Redirect::to(&format!("/jobs/{}", job.id)).into_response());
+            return Ok(Redirect::to(&format!("/jobs/{}", job.id())).into_response());
         }
         problems.push(format!("No job has the id or idempotency key “{term}”."));
     }
@@ -340,7 +341,7 @@ pub(crate) async fn jobs_list(
     let mut jobs = driver.list_jobs(&filter, PAGE + 1).await?;
     let older = if jobs.len() > PAGE as usize {
         jobs.truncate(PAGE as usize);
-        jobs.last().map(|j| j.id)
+        jobs.last().map(Listed::id)
     } else {
         None
     };
@@ -370,6 +371,14 @@ pub(crate) async fn jobs_list(
     Ok(views::jobs_list(&admin, &data, &query.notice.notice()).into_response())
 }
 
+/// The listed jobs that read (an unreadable row is on the jobs list, naming its column).
+fn readable(listed: Vec<Listed>) -> impl Iterator<Item = JobRecord> {
+    listed.into_iter().filter_map(|row| match row {
+        Listed::Job(job) => Some(*job),
+        Listed::Unreadable(_) => None,
+    })
+}
+
 /// The payload as admins may see it: the kind's redaction; an unknown kind's as stored.
 pub(crate) fn redacted(job: &JobRecord) -> (Value, bool) {
     match jobs::kinds::spec(&job.kind) {
@@ -388,15 +397,21 @@ pub(crate) async fn job_page(
     let Ok(id) = id.parse::<i64>() else {
         return Ok(not_found_page());
     };
-    let Some(job) = queue(&state).driver().job(id).await? else {
-        return Ok((
-            StatusCode::NOT_FOUND,
-            views::message_page(
-                "No such job",
-                &format!("There is no job #{id}: it may have been pruned after it finished."),
-            ),
-        )
-            .into_response());
+    let job = match queue(&state).driver().job(id).await? {
+        Some(Listed::Job(job)) => job,
+        Some(Listed::Unreadable(row)) => {
+            return Ok(views::unreadable_job(&admin, &row, &notice).into_response());
+        }
+        None => {
+            return Ok((
+                StatusCode::NOT_FOUND,
+                views::message_page(
+                    "No such job",
+                    &format!("There is no job #{id}: it may have been pruned after it finished."),
+                ),
+            )
+                .into_response());
+        }
     };
     let (payload, known) = redacted(&job);
     let edit = views::EditForm::default();
@@ -486,8 +501,13 @@ pub(crate) async fn job_edit(
             Ok(Redirect::to(&format!("/jobs/{id}?done=edit_retry&changed=1")).into_response())
         }
         EditOutcome::Invalid(problem) | EditOutcome::LeftAlone(problem) => {
-            let Some(job) = queue(&state).driver().job(id).await? else {
-                return Ok(not_found_page());
+            let job = match queue(&state).driver().job(id).await? {
+                Some(Listed::Job(job)) => job,
+                Some(Listed::Unreadable(row)) => {
+                    let page = views::unreadable_job(&admin, &row, &Notice::default());
+                    return Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response());
+                }
+                None => return Ok(not_found_page()),
             };
             let (payload, known) = redacted(&job);
             let edit = views::EditForm {
@@ -573,7 +593,7 @@ pub(crate) struct BulkData {
     pub(crate) filter: JobFilter,
     pub(crate) count: i64,
     pub(crate) upto: Option<i64>,
-    pub(crate) sample: Vec<JobRecord>,
+    pub(crate) sample: Vec<Listed>,
 }
 
 fn bulk_refusal(message: &str) -> Response {
@@ -606,7 +626,7 @@ pub(crate) async fn bulk_confirm(
     }
     let driver = queue(&state).driver();
     let sample = driver.list_jobs(&filter, 10).await?;
-    let upto = sample.first().map(|j| j.id);
+    let upto = sample.first().map(Listed::id);
     let count = match upto {
         Some(upto) => {
             let mut through = filter.clone();
@@ -814,7 +834,8 @@ pub(crate) async fn failures_page(
     let total = driver.count_matching(&failed).await?;
     let jobs = driver.list_jobs(&failed, FAILURES_READ).await?;
     let read = jobs.len();
-    let groups = group_failures(jobs);
+    // An unreadable row has no error to group by: /jobs?state=failed lists it.
+    let groups = group_failures(readable(jobs).collect());
     let open = query
         .group
         .as_deref()
@@ -941,8 +962,8 @@ pub(crate) async fn selection_confirm(
     let driver = queue(&state).driver();
     let mut jobs = Vec::with_capacity(selection.ids.len());
     for id in &selection.ids {
-        if let Some(job) = driver.job(*id).await? {
-            jobs.push(job);
+        if let Some(Listed::Job(job)) = driver.job(*id).await? {
+            jobs.push(*job);
         }
     }
     let data = SelectionData { selection, jobs };

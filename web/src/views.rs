@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use jobs::JobState;
 use jobs::audit::AuditRecord;
-use jobs::driver::{JobFilter, JobRecord, WorkerInfo};
+use jobs::driver::{JobFilter, JobRecord, Listed, Unreadable, WorkerInfo};
 use maud::{DOCTYPE, Markup, html};
 use serde_json::Value;
 
@@ -579,17 +579,20 @@ pub(crate) fn jobs_list(admin: &Admin, data: &ListData, notice: &Notice) -> Mark
             table.jobs {
                 thead { tr { th { span.visually-hidden { "Select" } } th.num { "Id" } th { "Kind" } th { "Queue" } th { "State" } th.num { "Attempts" } th { "Created" } th { "Run at / finished" } th { "Last error" } } }
                 tbody {
-                    @for j in &data.jobs {
-                        tr {
-                            td { (select_box(j.id)) }
-                            td.num { a href={"/jobs/" (j.id)} { "#" (j.id) } }
-                            td { (j.kind) }
-                            td { (j.queue) }
-                            td { (state_badge(j.state)) }
-                            td.num { (j.attempts) "/" (j.max_attempts) }
-                            td { (when(j.created_at, now)) }
-                            td { (when(j.finalized_at.unwrap_or(j.run_at), now)) }
-                            td.error-cell { @if let Some(e) = &j.last_error { (truncate(e, 140)) } }
+                    @for listed in &data.jobs {
+                        @match listed {
+                            Listed::Job(j) => tr {
+                                td { (select_box(j.id)) }
+                                (job_cells(j))
+                                td.num { (j.attempts) "/" (j.max_attempts) }
+                                td { (when(j.created_at, now)) }
+                                td { (when(j.finalized_at.unwrap_or(j.run_at), now)) }
+                                td.error-cell { @if let Some(e) = &j.last_error { (truncate(e, 140)) } }
+                            },
+                            Listed::Unreadable(row) => tr.unreadable {
+                                td { (select_box(row.id)) }
+                                (unreadable_cells(row, 7))
+                            },
                         }
                     }
                 }
@@ -609,6 +612,25 @@ pub(crate) fn jobs_list(admin: &Admin, data: &ListData, notice: &Notice) -> Mark
     layout(admin, "Jobs", nav, &[], body)
 }
 
+/// A job's first cells in a list: its id (linked), kind, queue and state.
+fn job_cells(j: &JobRecord) -> Markup {
+    html! {
+        td.num { a href={"/jobs/" (j.id)} { "#" (j.id) } }
+        td { (j.kind) }
+        td { (j.queue) }
+        td { (state_badge(j.state)) }
+    }
+}
+
+/// A listed row that cannot be read: its id (linked) and, across the other `columns`, which
+/// column holds what jobq cannot read.
+fn unreadable_cells(row: &Unreadable, columns: u32) -> Markup {
+    html! {
+        td.num { a href={"/jobs/" (row.id)} { "#" (row.id) } }
+        td.error-cell colspan=(columns) { strong { "Unreadable row: " } (row.to_string()) }
+    }
+}
+
 /// The actions on ticked jobs: a form outside the table, which the rows' boxes join by its id
 /// (`form="selection"`), so it works without a script. `back` is the page to return to.
 pub(crate) fn selection_form(back: &str) -> Markup {
@@ -621,6 +643,31 @@ pub(crate) fn selection_form(back: &str) -> Markup {
             button.small.danger type="submit" name="action" value="discard" { "Discard selected…" }
         }
     }
+}
+
+/// The page of a job whose row cannot be read: what is wrong, and the one repair that needs
+/// nothing from the row (discard; the database refuses it if the state does not allow it).
+pub(crate) fn unreadable_job(admin: &Admin, row: &Unreadable, notice: &Notice) -> Markup {
+    let title = format!("Job #{}", row.id);
+    let body = html! {
+        p.crumbs { a href="/jobs" { "Jobs" } " / " "#" (row.id) }
+        div.title-row {
+            h1 { (title) }
+            div.actions {
+                form method="post" action={"/jobs/" (row.id) "/discard"} {
+                    (csrf_field(admin))
+                    button.danger type="submit" { "Discard" }
+                }
+            }
+        }
+        (notice_flash(notice))
+        p.flash.error {
+            "This job's row cannot be read: " (row.to_string()) ". "
+            "It was written by hand or by something other than this jobq; repair the row in the "
+            "database, or discard the job."
+        }
+    };
+    layout(admin, &title, Nav::Jobs, &[], body)
 }
 
 /// A row's box for [`selection_form`].
@@ -1010,14 +1057,14 @@ pub(crate) fn bulk_confirm(admin: &Admin, data: &BulkData) -> Markup {
             table.jobs {
                 thead { tr { th.num { "Id" } th { "Kind" } th { "Queue" } th { "State" } th { "Created" } th { "Last error" } } }
                 tbody {
-                    @for j in &data.sample {
-                        tr {
-                            td.num { a href={"/jobs/" (j.id)} { "#" (j.id) } }
-                            td { (j.kind) }
-                            td { (j.queue) }
-                            td { (state_badge(j.state)) }
-                            td { (when(j.created_at, now)) }
-                            td.error-cell { @if let Some(e) = &j.last_error { (truncate(e, 140)) } }
+                    @for listed in &data.sample {
+                        @match listed {
+                            Listed::Job(j) => tr {
+                                (job_cells(j))
+                                td { (when(j.created_at, now)) }
+                                td.error-cell { @if let Some(e) = &j.last_error { (truncate(e, 140)) } }
+                            },
+                            Listed::Unreadable(row) => tr.unreadable { (unreadable_cells(row, 5)) },
                         }
                     }
                 }

@@ -107,6 +107,16 @@ impl PlanSettings {
         self.volume_gb.saturating_mul(GIB)
     }
 
+    /// The plan's inbound ids a panel lacks, given the ids it has: a client attached to one of
+    /// them would not work, so `panels check` reports them and provisioning refuses the plan.
+    pub fn missing_inbounds(&self, present: &[u64]) -> Vec<i64> {
+        self.inbounds
+            .iter()
+            .copied()
+            .filter(|id| u64::try_from(*id).map_or(true, |id| !present.contains(&id)))
+            .collect()
+    }
+
     /// The length of the subscription.
     pub fn duration(&self) -> Duration {
         Duration::from_secs(u64::try_from(self.days).unwrap_or(0) * 86_400)

@@ -19,6 +19,7 @@ use sqlx::{ColumnIndex, Decode, Row, Type};
 
 use crate::audit::AuditEntry;
 use crate::db::{Db, DbError, Exec, Fields, Stamp, on_conn, row_id};
+use crate::driver::Listed;
 use crate::kinds::{Platform, ProvisionClient, SendDm, SubscriptionId, UserId};
 use crate::queue::{JobTx, Queue, QueueError};
 use crate::subscriptions::{SubscriptionError, SubscriptionStatus, Subscriptions};
@@ -454,7 +455,8 @@ impl Orders {
         let Some(job_id) = order.job_id else {
             return Ok(Some(order));
         };
-        let job_state = self.queue.driver().job(job_id).await?.map(|j| j.state);
+        let job = self.queue.driver().job(job_id).await?;
+        let job_state = job.map(Listed::readable).transpose()?.map(|j| j.state);
         let produced = match order.subscription_id {
             Some(id) => Some(id),
             None => self.subscription_by_origin(&order.job_key()).await?,

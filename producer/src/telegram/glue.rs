@@ -15,7 +15,7 @@
 //! order they arrived.
 
 use std::collections::{BTreeMap, HashMap};
-use std::future::{Future, IntoFuture};
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,8 +23,7 @@ use std::time::Duration;
 use teloxide::Bot;
 use teloxide::RequestError;
 use teloxide::payloads::{
-    AnswerCallbackQuerySetters, EditMessageTextSetters, GetUpdatesSetters, SendMessageSetters,
-    SetWebhookSetters,
+    AnswerCallbackQuerySetters, EditMessageTextSetters, SendMessageSetters, SetWebhookSetters,
 };
 use teloxide::requests::Requester;
 use teloxide::types::{
@@ -155,33 +154,117 @@ pub async fn poll(conn: &Connection, shop: &Shop, shutdown: impl Future<Output =
         tracing::warn!(error = %conn.describe(&error), "could not remove a webhook before polling");
     }
     tokio::pin!(shutdown);
-    let mut offset: i32 = 0;
+    let mut offset: i64 = 0;
     let mut backoff = FIRST_BACKOFF;
     loop {
-        let request = conn.bot.get_updates().offset(offset).timeout(POLL_SECONDS);
         let result = tokio::select! {
             () = &mut shutdown => return,
-            result = request.into_future() => result,
+            result = get_updates(conn, offset) => result,
         };
         match result {
-            Ok(updates) => {
+            Ok(batch) => {
                 backoff = FIRST_BACKOFF;
-                if let Some(last) = updates.iter().map(|u| u.id.0).max() {
-                    offset = i32::try_from(last).unwrap_or(i32::MAX).saturating_add(1);
+                if let Some(last) = batch.last_id {
+                    offset = last.saturating_add(1);
                 }
-                handle_batch(conn, shop, updates).await;
+                handle_batch(conn, shop, batch.updates).await;
             }
-            Err(RequestError::RetryAfter(after)) => {
-                tokio::time::sleep(after.duration()).await;
-            }
-            Err(error) => {
-                tracing::warn!(error = %conn.describe(&error), retry_in_ms = backoff.as_millis() as u64,
-                    "getUpdates failed");
+            Err(Polled::RetryAfter(after)) => tokio::time::sleep(after).await,
+            Err(Polled::Failed(error)) => {
+                tracing::warn!(%error, retry_in_ms = backoff.as_millis() as u64, "getUpdates failed");
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(60));
             }
         }
     }
+}
+
+/// One `getUpdates` answer: the updates that read, and the highest id seen (read or not),
+/// which the next offset confirms.
+struct Batch {
+    updates: Vec<Update>,
+    last_id: Option<i64>,
+}
+
+enum Polled {
+    RetryAfter(Duration),
+    /// Why the call failed, free of the token.
+    Failed(String),
+}
+
+/// `getUpdates` by our own request rather than teloxide's: its answer is read one update at a
+/// time, so an update that does not read (a faulty or hostile API) is skipped alone instead of
+/// failing the whole answer, and ids are 64-bit, so the offset can always confirm it.
+async fn get_updates(conn: &Connection, offset: i64) -> Result<Batch, Polled> {
+    let mut url = conn.bot.api_url();
+    url.path_segments_mut()
+        .map_err(|()| Polled::Failed("the Bot API URL cannot take a path".into()))?
+        .push(&format!("bot{}", conn.bot.token()))
+        .push("getUpdates");
+    let body = serde_json::json!({"offset": offset, "timeout": POLL_SECONDS});
+    let failed = |what: &str, error: &dyn std::fmt::Display| {
+        Polled::Failed(conn.token.mask(&format!("{what}: {error}")))
+    };
+    let response = conn
+        .bot
+        .client()
+        .post(url)
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .map_err(|e| failed("the request failed", &e.without_url()))?;
+    let status = response.status();
+    let bytes = response
+        .bytes()
+        .await
+        .map_err(|e| failed("the answer was cut", &e.without_url()))?;
+    let answer: serde_json::Value = serde_json::from_slice(&bytes)
+        .map_err(|e| failed(&format!("the answer ({status}) is not JSON"), &e))?;
+    if answer["ok"] != serde_json::Value::Bool(true) {
+        if let Some(seconds) = answer["parameters"]["retry_after"].as_u64() {
+            return Err(Polled::RetryAfter(Duration::from_secs(seconds)));
+        }
+        let description = answer["description"].as_str().unwrap_or("no description");
+        return Err(failed(&format!("refused ({status})"), &description));
+    }
+    let Some(raw) = answer["result"].as_array() else {
+        return Err(failed("the answer has no result list", &status));
+    };
+    let mut batch = Batch {
+        updates: Vec::with_capacity(raw.len()),
+        last_id: None,
+    };
+    for raw in raw {
+        let id = raw["update_id"].as_i64();
+        batch.last_id = batch.last_id.max(id);
+        match read_update(raw) {
+            Ok(update) => batch.updates.push(update),
+            Err(error) => tracing::warn!(update = ?id, %error, "a telegram update was skipped"),
+        }
+    }
+    Ok(batch)
+}
+
+/// One update as teloxide types it, or why it cannot be read. teloxide holds an update id in
+/// 32 bits; Telegram's ids are far below that, so an id above is a faulty API's: said, and the
+/// update read without it (the offset is ours, 64-bit, and only logs name the id).
+fn read_update(raw: &serde_json::Value) -> Result<Update, String> {
+    let Some(id) = raw["update_id"].as_i64() else {
+        return Err("it has no numeric update_id".into());
+    };
+    let mut raw = raw.clone();
+    if u32::try_from(id).is_err() {
+        tracing::warn!(
+            update = id,
+            "a telegram update_id is outside the range Telegram uses"
+        );
+        raw["update_id"] = serde_json::Value::from(0);
+    }
+    // From text, as teloxide reads updates itself: its update types read a borrowed text where
+    // they can, which a `Value` cannot lend.
+    serde_json::from_str(&raw.to_string())
+        .map_err(|e| format!("it does not read as an update: {e}"))
 }
 
 /// Handles a batch: chats concurrently, each chat's updates in order.
@@ -448,10 +531,14 @@ async fn receive(
     if !same(given.as_bytes(), state.secret.as_bytes()) {
         return axum::http::StatusCode::UNAUTHORIZED;
     }
-    let Ok(update) = serde_json::from_slice::<Update>(&body) else {
-        // Answered 200 so Telegram does not redeliver what we will never read.
-        tracing::warn!("a webhook update did not parse; ignored");
-        return axum::http::StatusCode::OK;
+    let update = serde_json::from_slice(&body).map_err(|e| format!("it is not JSON: {e}"));
+    let update = match update.and_then(|raw| read_update(&raw)) {
+        Ok(update) => update,
+        Err(error) => {
+            // Answered 200 so Telegram does not redeliver what we will never read.
+            tracing::warn!(%error, "a webhook update was skipped");
+            return axum::http::StatusCode::OK;
+        }
     };
     if handle_update(&state.conn, &state.shop, update).await {
         axum::http::StatusCode::OK

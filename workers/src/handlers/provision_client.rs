@@ -293,6 +293,31 @@ impl Provision<'_> {
         DateTime::from_timestamp(at.timestamp(), 0).unwrap_or(at)
     }
 
+    /// Refuses, for good, a plan naming an inbound the panel lacks, before a client is
+    /// created with it (naming the plan, the panel and the missing ids).
+    async fn check_inbounds(&self) -> Result<(), JobError> {
+        let present: Vec<u64> = self
+            .panel
+            .inbounds()
+            .await
+            .map_err(|e| panel_job_error(self.panel_name, &e))?
+            .iter()
+            .map(|inbound| inbound.id)
+            .collect();
+        let missing: Vec<u64> = (self.terms.inbounds.iter())
+            .filter(|id| !present.contains(id))
+            .copied()
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        Err(JobError::permanent(format!(
+            "plan {:?} names inbound(s) {missing:?} that panel {} lacks (it has {present:?}): \
+             fix the plan's inbounds, then retry the job",
+            self.terms.plan, self.panel_name
+        )))
+    }
+
     /// The one client of this name on the panel: found, or created and read back; extra rows
     /// of the name are deleted.
     async fn client_once(
@@ -304,6 +329,7 @@ impl Provision<'_> {
         let fail = |e| panel_job_error(self.panel_name, &e);
         let mut rows = self.panel.find_by_name(name).await.map_err(fail)?;
         if rows.is_empty() {
+            self.check_inbounds().await?;
             let expiry = expiry.timestamp();
             let client = NewClient {
                 name: name.to_string(),

@@ -305,6 +305,60 @@ pub struct JobRecord {
     pub last_error: Option<String>,
 }
 
+/// One row of a listing: the job, or why its row cannot be read. Listings read rows one by one,
+/// so a value written by hand or by something else hides only its own job, never the others.
+#[derive(Debug, Clone)]
+pub enum Listed {
+    Job(Box<JobRecord>),
+    Unreadable(Unreadable),
+}
+
+/// A job row holding a value jobq cannot read: the job's id, the column and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Unreadable {
+    pub id: i64,
+    pub column: &'static str,
+    pub detail: String,
+}
+
+impl Listed {
+    pub fn id(&self) -> i64 {
+        match self {
+            Listed::Job(job) => job.id,
+            Listed::Unreadable(row) => row.id,
+        }
+    }
+
+    /// The job, for code that needs every field: an unreadable row is the error naming it.
+    pub fn readable(self) -> Result<JobRecord, DbError> {
+        match self {
+            Listed::Job(job) => Ok(*job),
+            Listed::Unreadable(row) => Err(row.error()),
+        }
+    }
+}
+
+impl Unreadable {
+    pub fn error(&self) -> DbError {
+        DbError::Corrupt {
+            table: "jobq_jobs",
+            row: self.id.to_string(),
+            column: self.column,
+            detail: self.detail.clone(),
+        }
+    }
+}
+
+impl std::fmt::Display for Unreadable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "column {} holds a value jobq cannot read: {}",
+            self.column, self.detail
+        )
+    }
+}
+
 /// Which jobs an admin means. Every field narrows; `None` matches all.
 #[derive(Debug, Clone, Default)]
 pub struct JobFilter {
@@ -471,18 +525,14 @@ pub trait Driver: Send + Sync + 'static {
     }
     async fn add_stats(&self, stats: &[(StatKey, StatCount)]) -> Result<(), QueueError>;
 
-    // Inspection.
-    async fn list_jobs(
-        &self,
-        filter: &JobFilter,
-        limit: u32,
-    ) -> Result<Vec<JobRecord>, QueueError> {
+    // Inspection: rows read one by one, an unreadable one listed as such.
+    async fn list_jobs(&self, filter: &JobFilter, limit: u32) -> Result<Vec<Listed>, QueueError> {
         shared::list_jobs(self.db(), filter, limit).await
     }
-    async fn job(&self, id: i64) -> Result<Option<JobRecord>, QueueError> {
+    async fn job(&self, id: i64) -> Result<Option<Listed>, QueueError> {
         shared::job(self.db(), id).await
     }
-    async fn job_by_key(&self, key: &str) -> Result<Option<JobRecord>, QueueError> {
+    async fn job_by_key(&self, key: &str) -> Result<Option<Listed>, QueueError> {
         shared::job_by_key(self.db(), key).await
     }
     /// The newest job whose idempotency key starts with `prefix` (a periodic entry's last job).

@@ -9,8 +9,8 @@ use chrono::{DateTime, Utc};
 use sqlx::Row;
 
 use super::{
-    EditOutcome, JobFilter, JobRecord, OutcomeCount, OutcomeTotal, PayloadEdit, QueueInfo, Repair,
-    StateCount, WorkerInfo, last_error, lenient_errors, lenient_json,
+    EditOutcome, JobFilter, JobRecord, Listed, OutcomeCount, OutcomeTotal, PayloadEdit, QueueInfo,
+    Repair, StateCount, Unreadable, WorkerInfo, last_error, lenient_errors, lenient_json,
 };
 use crate::audit::{AuditEntry, AuditFilter, AuditRecord};
 use crate::db::{Conn, Db, DbError, Exec, Fields, Stamp, on_conn, row_id};
@@ -47,7 +47,9 @@ macro_rules! bind_ids {
     };
 }
 
-fn job_record<'r, R: Row>(row: &'r R) -> Result<JobRecord, DbError>
+/// One row of a listing: a value that does not decode makes the row [`Listed::Unreadable`],
+/// naming the column; only a failure of the database itself is an error.
+fn listed<'r, R: Row>(row: &'r R) -> Result<Listed, DbError>
 where
     &'static str: sqlx::ColumnIndex<R>,
     i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
@@ -60,36 +62,45 @@ where
 {
     let id = row_id(row, "jobq_jobs")?;
     let f = Fields::new(row, "jobq_jobs", id);
-    let errors = lenient_errors(&f.get::<String>("errors")?);
-    let time = |column| f.get::<Stamp>(column).map(DateTime::from);
-    let maybe = |column| Ok::<_, DbError>(f.get::<Option<Stamp>>(column)?.map(DateTime::from));
-    Ok(JobRecord {
-        id,
-        kind: f.get("kind")?,
-        queue: f.get("queue")?,
-        payload: lenient_json(&f.get::<String>("payload")?),
-        state: f.parse("state", |s: String| s.parse::<JobState>())?,
-        priority: f.get("priority")?,
-        attempts: f.get("attempt")?,
-        max_attempts: f.get("max_attempts")?,
-        snoozes: f.get("snoozes")?,
-        key: f.get("idempotency_key")?,
-        run_at: time("run_at")?,
-        created_at: time("created_at")?,
-        attempted_at: maybe("attempted_at")?,
-        attempted_by: f.get("attempted_by")?,
-        locked_until: maybe("locked_until")?,
-        finalized_at: maybe("finalized_at")?,
-        last_error: last_error(&errors),
-        errors,
-    })
+    let job = || -> Result<JobRecord, DbError> {
+        let errors = lenient_errors(&f.get::<String>("errors")?);
+        let time = |column| f.get::<Stamp>(column).map(DateTime::from);
+        let maybe = |column| Ok::<_, DbError>(f.get::<Option<Stamp>>(column)?.map(DateTime::from));
+        Ok(JobRecord {
+            id,
+            kind: f.get("kind")?,
+            queue: f.get("queue")?,
+            payload: lenient_json(&f.get::<String>("payload")?),
+            state: f.parse("state", |s: String| s.parse::<JobState>())?,
+            priority: f.get("priority")?,
+            attempts: f.get("attempt")?,
+            max_attempts: f.get("max_attempts")?,
+            snoozes: f.get("snoozes")?,
+            key: f.get("idempotency_key")?,
+            run_at: time("run_at")?,
+            created_at: time("created_at")?,
+            attempted_at: maybe("attempted_at")?,
+            attempted_by: f.get("attempted_by")?,
+            locked_until: maybe("locked_until")?,
+            finalized_at: maybe("finalized_at")?,
+            last_error: last_error(&errors),
+            errors,
+        })
+    };
+    match job() {
+        Ok(job) => Ok(Listed::Job(Box::new(job))),
+        Err(DbError::Corrupt { column, detail, .. }) => {
+            Ok(Listed::Unreadable(Unreadable { id, column, detail }))
+        }
+        Err(error) => Err(error),
+    }
 }
 
 pub(super) async fn list_jobs(
     db: &Db,
     filter: &JobFilter,
     limit: u32,
-) -> Result<Vec<JobRecord>, QueueError> {
+) -> Result<Vec<Listed>, QueueError> {
     let sql = format!(
         "SELECT {JOB_COLUMNS} FROM jobq_jobs WHERE {FILTER}
          AND ($4 IS NULL OR id < $4) ORDER BY id DESC LIMIT $5"
@@ -103,25 +114,25 @@ pub(super) async fn list_jobs(
             .bind(i64::from(limit))
             .fetch_all(&mut *c)
             .await?;
-        rows.iter().map(job_record).collect::<Result<Vec<_>, _>>()?
+        rows.iter().map(listed).collect::<Result<Vec<_>, _>>()?
     }))
 }
 
-pub(super) async fn job(db: &Db, id: i64) -> Result<Option<JobRecord>, QueueError> {
+pub(super) async fn job(db: &Db, id: i64) -> Result<Option<Listed>, QueueError> {
     let sql = format!("SELECT {JOB_COLUMNS} FROM jobq_jobs WHERE id = $1");
     Ok(on_conn!(db.exec(), |c| {
         let row = sqlx::query(&sql).bind(id).fetch_optional(&mut *c).await?;
-        row.as_ref().map(job_record).transpose()?
+        row.as_ref().map(listed).transpose()?
     }))
 }
 
-pub(super) async fn job_by_key(db: &Db, key: &str) -> Result<Option<JobRecord>, QueueError> {
+pub(super) async fn job_by_key(db: &Db, key: &str) -> Result<Option<Listed>, QueueError> {
     let sql = format!(
         "SELECT {JOB_COLUMNS} FROM jobq_jobs WHERE idempotency_key = $1 ORDER BY id DESC LIMIT 1"
     );
     Ok(on_conn!(db.exec(), |c| {
         let row = sqlx::query(&sql).bind(key).fetch_optional(&mut *c).await?;
-        row.as_ref().map(job_record).transpose()?
+        row.as_ref().map(listed).transpose()?
     }))
 }
 
@@ -146,7 +157,11 @@ pub(super) async fn newest_with_key_prefix(
             .bind(&pattern)
             .fetch_optional(&mut *c)
             .await?;
-        row.as_ref().map(job_record).transpose()?
+        row.as_ref()
+            .map(listed)
+            .transpose()?
+            .map(Listed::readable)
+            .transpose()?
     }))
 }
 
@@ -218,7 +233,16 @@ pub(super) async fn queues(db: &Db) -> Result<Vec<QueueInfo>, QueueError> {
             .map(|r| {
                 let name: String = r.try_get("name")?;
                 let f = Fields::new(r, "jobq_queues", &name);
-                let oldest: Option<Stamp> = f.get("run_at")?;
+                let oldest: Option<Stamp> = match f.get("run_at") {
+                    Ok(oldest) => oldest,
+                    // A time jobq cannot hold (PostgreSQL's `-infinity`, written by hand) is
+                    // no age to show; its job is listed as unreadable, and the queue still is.
+                    Err(error @ DbError::Corrupt { .. }) => {
+                        tracing::warn!(%error, "the oldest due job's time cannot be read");
+                        None
+                    }
+                    Err(error) => return Err(error),
+                };
                 Ok(QueueInfo {
                     paused: f.get("paused")?,
                     oldest_available_age_s: oldest
@@ -448,7 +472,11 @@ pub(super) async fn retry_edited(
             .bind(edit.id)
             .fetch_optional(&mut *c)
             .await?;
-        row.as_ref().map(job_record).transpose()?
+        row.as_ref()
+            .map(listed)
+            .transpose()?
+            .map(Listed::readable)
+            .transpose()?
     });
     let Some(job) = job else {
         return Ok(EditOutcome::LeftAlone("no such job".to_string()));
