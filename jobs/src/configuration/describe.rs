@@ -150,16 +150,14 @@ impl Settings {
             "messages_per_chat_per_second = {:?}",
             self.telegram.messages_per_chat_per_second
         );
+        let _ = writeln!(out, "\n[discord]");
+        let _ = writeln!(out, "api_url = {:?}", self.discord.api_url.as_str());
         let ids = |ids: &[i64]| {
             ids.iter()
                 .map(i64::to_string)
                 .collect::<Vec<_>>()
                 .join(", ")
         };
-        let _ = writeln!(out, "admins = [{}]", ids(&self.telegram.admins));
-        let _ = writeln!(out, "\n[discord]");
-        let _ = writeln!(out, "api_url = {:?}", self.discord.api_url.as_str());
-        let _ = writeln!(out, "admins = [{}]", ids(&self.discord.admins));
         let _ = writeln!(out, "guilds = [{}]", ids(&self.discord.guilds));
         let _ = writeln!(out, "admin_roles = [{}]", ids(&self.discord.admin_roles));
         let _ = writeln!(out, "\n[bots]");

